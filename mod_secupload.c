@@ -1,0 +1,938 @@
+/*
+ * mod_secupload: encrypted file uploads for Apache httpd 2.4.
+ *
+ * This file is the Apache face of the module: directives, configuration
+ * merging, start-up checks, the per-child Redis pool and the handler that
+ * reads the request body brigade by brigade into the core (src/).
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_mpm.h"
+#include "util_filter.h"
+#include "unixd.h"
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "su_common.h"
+#include "su_format.h"
+#include "su_json.h"
+#include "su_key.h"
+#include "su_redis.h"
+#include "su_store.h"
+#include "su_upload.h"
+
+/* Stable message ids, so that admins can grep for a message. */
+#define SU_LOGNO(n) "SU" #n ": "
+
+#define SU_DEFAULT_MAX_SIZE     ((apr_uint64_t)1 << 30)
+#define SU_DEFAULT_FIELD        "file"
+#define SU_DEFAULT_REDIS_HOST   "127.0.0.1"
+#define SU_DEFAULT_REDIS_PORT   6379
+#define SU_DEFAULT_REDIS_TMO    2000
+#define SU_DEFAULT_PREFIX       "secupload:"
+#define SU_DEFAULT_AUDIT_MAXLEN 1000000L
+/* Apache's own default LimitRequestBody since 2.4.54 */
+#define SU_HTTPD_DEFAULT_LIMIT  ((apr_off_t)1 << 30)
+/* room for multipart framing above SecUploadMaxSize in a declared length */
+#define SU_FRAMING_SLACK        ((apr_uint64_t)1 << 20)
+#define SU_READ_BYTES           (128 * 1024)
+#define SU_RETRY_AFTER          "5"
+#define SU_FILES_PREFIX         "/api/files/"
+
+module AP_MODULE_DECLARE_DATA secupload_module;
+
+/* ---- configuration (as parsed; never changed while serving) ---- */
+
+typedef struct su_srv_rt su_srv_rt_t;
+
+typedef struct su_srv_conf {
+    const char *storage_dir;
+    apr_array_header_t *keks;        /* su_kek_t *; [0] encrypts */
+    su_redis_conf_t redis;
+    int redis_set;
+    int password_set;
+    int db_set;
+    int timeout_set;
+    int prefix_set;
+    int maxlen_set;
+    su_srv_rt_t *rt;                 /* per child, made in child_init */
+} su_srv_conf_t;
+
+typedef struct su_dir_conf {
+    apr_uint64_t max_size;
+    int max_size_set;
+    const char *field_name;
+    apr_array_header_t *allowed_types; /* const char * */
+    int sync;                          /* -1 unset */
+    int owner_only;                    /* -1 unset */
+} su_dir_conf_t;
+
+/* ---- runtime state (per child process) ---- */
+
+struct su_srv_rt {
+    su_redis_pool_t *redis;
+};
+
+static void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    su_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
+    (void)s;
+    c->keks = apr_array_make(p, 2, sizeof(su_kek_t *));
+    c->redis.host = SU_DEFAULT_REDIS_HOST;
+    c->redis.port = SU_DEFAULT_REDIS_PORT;
+    c->redis.timeout_ms = SU_DEFAULT_REDIS_TMO;
+    c->redis.prefix = SU_DEFAULT_PREFIX;
+    c->redis.audit_maxlen = SU_DEFAULT_AUDIT_MAXLEN;
+    return c;
+}
+
+static void *su_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    su_srv_conf_t *base = basev, *add = addv;
+    su_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->storage_dir = add->storage_dir ? add->storage_dir : base->storage_dir;
+    c->keks = add->keks->nelts ? add->keks : base->keks;
+    c->redis = base->redis;
+    if (add->redis_set) {
+        c->redis.host = add->redis.host;
+        c->redis.port = add->redis.port;
+        c->redis.socket_path = add->redis.socket_path;
+    }
+    c->redis_set = add->redis_set || base->redis_set;
+#define SU_MERGE_FIELD(flag, field) do { \
+        if (add->flag) c->redis.field = add->redis.field; \
+        c->flag = add->flag || base->flag; } while (0)
+    SU_MERGE_FIELD(password_set, password);
+    SU_MERGE_FIELD(db_set, db);
+    SU_MERGE_FIELD(timeout_set, timeout_ms);
+    SU_MERGE_FIELD(prefix_set, prefix);
+    SU_MERGE_FIELD(maxlen_set, audit_maxlen);
+#undef SU_MERGE_FIELD
+    return c;
+}
+
+static void *su_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    su_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+    (void)dir;
+    c->sync = -1;
+    c->owner_only = -1;
+    return c;
+}
+
+static void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    su_dir_conf_t *base = basev, *add = addv;
+    su_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->max_size_set = add->max_size_set || base->max_size_set;
+    c->max_size = add->max_size_set ? add->max_size : base->max_size;
+    c->field_name = add->field_name ? add->field_name : base->field_name;
+    c->allowed_types = add->allowed_types ? add->allowed_types : base->allowed_types;
+    c->sync = add->sync != -1 ? add->sync : base->sync;
+    c->owner_only = add->owner_only != -1 ? add->owner_only : base->owner_only;
+    return c;
+}
+
+static apr_uint64_t su_dir_max_size(const su_dir_conf_t *d)
+{
+    return d->max_size_set ? d->max_size : SU_DEFAULT_MAX_SIZE;
+}
+
+static su_srv_conf_t *su_srv(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &secupload_module);
+}
+
+/* ---- directives ---- */
+
+static const char *su_cmd_storage_dir(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    struct stat st;
+    (void)dc;
+
+    if (path == NULL)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": invalid path ", arg, NULL);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", path,
+                           " is not an existing directory", NULL);
+    c->storage_dir = path;
+    return NULL;
+}
+
+static const char *su_cmd_key_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    const char *err = NULL;
+    su_kek_t *kek;
+    (void)dc;
+
+    if (path == NULL)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": invalid path ", arg, NULL);
+    /* loaded now, as root, before privileges are dropped */
+    if (su_key_load(cmd->pool, path, &kek, &err) != SU_OK)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    APR_ARRAY_PUSH(c->keks, su_kek_t *) = kek;
+    return NULL;
+}
+
+static const char *su_cmd_redis_server(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    const char *err = NULL;
+    (void)dc;
+
+    c->redis.host = NULL;
+    c->redis.socket_path = NULL;
+    if (su_redis_parse_server(cmd->pool, arg, &c->redis, &err) != SU_OK)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    c->redis_set = 1;
+    return NULL;
+}
+
+static const char *su_cmd_redis_password(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    (void)dc;
+    c->redis.password = arg;
+    c->password_set = 1;
+    return NULL;
+}
+
+/* A whole decimal number in [min, max]; rejects signs, blanks and junk. */
+static const char *su_parse_long(cmd_parms *cmd, const char *arg, long min,
+                                 long max, long *out)
+{
+    char *end = NULL;
+    apr_int64_t v;
+
+    if (arg[0] < '0' || arg[0] > '9')
+        goto bad;
+    errno = 0;
+    v = apr_strtoi64(arg, &end, 10);
+    if (errno || *end || v < min || v > max)
+        goto bad;
+    *out = (long)v;
+    return NULL;
+bad:
+    return apr_psprintf(cmd->pool, "%s: '%s' is not a number from %ld to %ld",
+                        cmd->cmd->name, arg, min, max);
+}
+
+static const char *su_cmd_redis_db(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    long v;
+    const char *err = su_parse_long(cmd, arg, 0, 1000000, &v);
+    (void)dc;
+    if (err)
+        return err;
+    c->redis.db = (int)v;
+    c->db_set = 1;
+    return NULL;
+}
+
+static const char *su_cmd_redis_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    long v;
+    const char *err = su_parse_long(cmd, arg, 1, 600000, &v);
+    (void)dc;
+    if (err)
+        return err;
+    c->redis.timeout_ms = (int)v;
+    c->timeout_set = 1;
+    return NULL;
+}
+
+static const char *su_cmd_redis_prefix(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    const char *s;
+    (void)dc;
+    for (s = arg; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                               ": the prefix may not hold spaces or control characters",
+                               NULL);
+    if (strlen(arg) > 128)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": prefix too long", NULL);
+    c->redis.prefix = arg;
+    c->prefix_set = 1;
+    return NULL;
+}
+
+static const char *su_cmd_audit_maxlen(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    long v;
+    const char *err = su_parse_long(cmd, arg, 1, 2000000000L, &v);
+    (void)dc;
+    if (err)
+        return err;
+    c->redis.audit_maxlen = v;
+    c->maxlen_set = 1;
+    return NULL;
+}
+
+static const char *su_cmd_max_size(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_dir_conf_t *d = dc;
+    char *end = NULL;
+    apr_int64_t v;
+    int shift = 0;
+
+    if (arg[0] < '0' || arg[0] > '9')
+        goto bad;
+    errno = 0;
+    v = apr_strtoi64(arg, &end, 10);
+    if (errno)
+        goto bad;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: goto bad;
+    }
+    if (*end || v <= 0 || v > ((apr_int64_t)1 << (62 - shift)))
+        goto bad;
+    d->max_size = (apr_uint64_t)v << shift;
+    d->max_size_set = 1;
+    return NULL;
+bad:
+    return apr_psprintf(cmd->pool, "%s: '%s' is not a size in bytes "
+                        "(a positive number, optionally with K, M or G)",
+                        cmd->cmd->name, arg);
+}
+
+static const char *su_cmd_field_name(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_dir_conf_t *d = dc;
+    if (*arg == '\0' || strlen(arg) > 255 || strpbrk(arg, "\"\r\n"))
+        return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                           ": the field name must be 1-255 characters without quotes",
+                           NULL);
+    d->field_name = arg;
+    return NULL;
+}
+
+/* "type/subtype" or "type/" followed by a star; RFC 6838 restricted names. */
+static int su_valid_type_pattern(const char *t)
+{
+    const char *slash = strchr(t, '/');
+    const char *s;
+
+    if (slash == NULL || slash == t || slash[1] == '\0')
+        return 0;
+    if (strcmp(slash + 1, "*") == 0)
+        return strchr(t, '*') == slash + 1;
+    for (s = t; *s; s++)
+        if (!(apr_isalnum(*s) || strchr("!#$&-^_.+/", *s)))
+            return 0;
+    return strchr(slash + 1, '/') == NULL;
+}
+
+static const char *su_cmd_allowed_types(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_dir_conf_t *d = dc;
+    if (!su_valid_type_pattern(arg))
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
+                           "' is not a media type (type/subtype or type/*)", NULL);
+    if (d->allowed_types == NULL)
+        d->allowed_types = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    APR_ARRAY_PUSH(d->allowed_types, const char *) = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *su_cmd_sync(cmd_parms *cmd, void *dc, int flag)
+{
+    (void)cmd;
+    ((su_dir_conf_t *)dc)->sync = flag;
+    return NULL;
+}
+
+static const char *su_cmd_owner_only(cmd_parms *cmd, void *dc, int flag)
+{
+    (void)cmd;
+    ((su_dir_conf_t *)dc)->owner_only = flag;
+    return NULL;
+}
+
+static const command_rec su_cmds[] = {
+    AP_INIT_TAKE1("SecUploadStorageDir", su_cmd_storage_dir, NULL, RSRC_CONF,
+                  "Directory where encrypted files are stored"),
+    AP_INIT_TAKE1("SecUploadKeyFile", su_cmd_key_file, NULL, RSRC_CONF,
+                  "Key-encryption key file (64 hex digits); the first encrypts, "
+                  "all decrypt"),
+    AP_INIT_TAKE1("SecUploadRedisServer", su_cmd_redis_server, NULL, RSRC_CONF,
+                  "Redis server as HOST:PORT or /path/to.sock"),
+    AP_INIT_TAKE1("SecUploadRedisPassword", su_cmd_redis_password, NULL, RSRC_CONF,
+                  "Redis AUTH password"),
+    AP_INIT_TAKE1("SecUploadRedisDatabase", su_cmd_redis_db, NULL, RSRC_CONF,
+                  "Redis database number"),
+    AP_INIT_TAKE1("SecUploadRedisTimeout", su_cmd_redis_timeout, NULL, RSRC_CONF,
+                  "Redis connect and command timeout in milliseconds"),
+    AP_INIT_TAKE1("SecUploadRedisPrefix", su_cmd_redis_prefix, NULL, RSRC_CONF,
+                  "Prefix of every Redis key"),
+    AP_INIT_TAKE1("SecUploadAuditMaxLen", su_cmd_audit_maxlen, NULL, RSRC_CONF,
+                  "Approximate cap of the audit stream"),
+    AP_INIT_TAKE1("SecUploadMaxSize", su_cmd_max_size, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Largest accepted file in bytes (K, M, G suffixes)"),
+    AP_INIT_TAKE1("SecUploadFieldName", su_cmd_field_name, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Multipart field that carries the file"),
+    AP_INIT_ITERATE("SecUploadAllowedTypes", su_cmd_allowed_types, NULL,
+                    RSRC_CONF | ACCESS_CONF,
+                    "Accepted media types (type/subtype or type/*)"),
+    AP_INIT_FLAG("SecUploadSync", su_cmd_sync, NULL, RSRC_CONF | ACCESS_CONF,
+                 "fsync file and directory before answering"),
+    AP_INIT_FLAG("SecUploadOwnerOnly", su_cmd_owner_only, NULL, RSRC_CONF | ACCESS_CONF,
+                 "Only the uploading user may read or delete a file"),
+    { NULL }
+};
+
+/* ---- start-up checks ---- */
+
+/* Is dir writable and searchable by the user the children run as? */
+static int su_dir_writable_by_server(const char *dir, const struct stat *st)
+{
+    if (geteuid() != 0)
+        return access(dir, W_OK | X_OK) == 0;
+    if (st->st_uid == ap_unixd_config.user_id)
+        return (st->st_mode & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR);
+    if (st->st_gid == ap_unixd_config.group_id)
+        return (st->st_mode & (S_IWGRP | S_IXGRP)) == (S_IWGRP | S_IXGRP);
+    return (st->st_mode & (S_IWOTH | S_IXOTH)) == (S_IWOTH | S_IXOTH);
+}
+
+static int su_dir_conf_used(const su_dir_conf_t *d)
+{
+    return d && (d->max_size_set || d->field_name || d->allowed_types
+                 || d->sync != -1 || d->owner_only != -1);
+}
+
+/* Warn when Apache's LimitRequestBody would refuse what SecUploadMaxSize allows. */
+static void su_warn_limit(server_rec *s, const char *where, apr_off_t limit,
+                          apr_uint64_t max)
+{
+    if (limit > 0 && (apr_uint64_t)limit < max + SU_FRAMING_SLACK)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00001)
+                     "%s: LimitRequestBody (%" APR_OFF_T_FMT " bytes) is smaller than "
+                     "SecUploadMaxSize (%" APR_UINT64_T_FMT " bytes) plus 1 MiB for "
+                     "multipart framing: Apache would refuse uploads the module "
+                     "accepts; set LimitRequestBody 0 (or larger) there",
+                     where, limit, max);
+}
+
+/*
+ * Check the server defaults (when they set SecUploadMaxSize) and every
+ * <Location>/<Directory> section that uses a SecUpload* directive.
+ */
+static void su_warn_limit_request_body(server_rec *s)
+{
+    core_dir_config *core = ap_get_core_module_config(s->lookup_defaults);
+    su_dir_conf_t *d = ap_get_module_config(s->lookup_defaults, &secupload_module);
+    core_server_config *cs = ap_get_core_module_config(s->module_config);
+    apr_array_header_t *lists[2];
+    apr_off_t server_limit = core->limit_req_body < 0 ? SU_HTTPD_DEFAULT_LIMIT
+                                                      : core->limit_req_body;
+    int i, j;
+
+    if (d->max_size_set)
+        su_warn_limit(s, "server", server_limit, su_dir_max_size(d));
+    lists[0] = cs->sec_url;
+    lists[1] = cs->sec_dir;
+    for (j = 0; j < 2; j++) {
+        ap_conf_vector_t **sec = lists[j] ? (ap_conf_vector_t **)lists[j]->elts : NULL;
+        for (i = 0; sec && i < lists[j]->nelts; i++) {
+            core_dir_config *cd = ap_get_core_module_config(sec[i]);
+            su_dir_conf_t *sd = ap_get_module_config(sec[i], &secupload_module);
+            if (!su_dir_conf_used(sd))
+                continue;
+            su_warn_limit(s, cd->d ? cd->d : "section",
+                          cd->limit_req_body < 0 ? server_limit : cd->limit_req_body,
+                          sd->max_size_set ? sd->max_size : su_dir_max_size(d));
+        }
+    }
+}
+
+static int su_check_server(server_rec *s)
+{
+    su_srv_conf_t *c = su_srv(s);
+    struct stat st;
+
+    if (c->storage_dir == NULL && c->keks->nelts == 0)
+        return OK;  /* the module is not used by this server */
+    if (c->storage_dir == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00002)
+                     "SecUploadStorageDir is required where SecUploadKeyFile is set "
+                     "(server %s)", s->server_hostname ? s->server_hostname : "");
+        return !OK;
+    }
+    if (c->keks->nelts == 0) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00003)
+                     "SecUploadKeyFile is required where SecUploadStorageDir is set "
+                     "(server %s)", s->server_hostname ? s->server_hostname : "");
+        return !OK;
+    }
+    if (stat(c->storage_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, errno, s, SU_LOGNO(00004)
+                     "SecUploadStorageDir %s is not an existing directory",
+                     c->storage_dir);
+        return !OK;
+    }
+    if (!su_dir_writable_by_server(c->storage_dir, &st)) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00005)
+                     "SecUploadStorageDir %s is not writable by the server's user "
+                     "(uid %ld)", c->storage_dir, (long)ap_unixd_config.user_id);
+        return !OK;
+    }
+    su_warn_limit_request_body(s);
+    return OK;
+}
+
+static int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                           server_rec *s)
+{
+    (void)pconf; (void)plog; (void)ptemp;
+    for (; s; s = s->next)
+        if (su_check_server(s) != OK)
+            return !OK;
+    return OK;
+}
+
+/* ---- per child ---- */
+
+static void su_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    int threads = 1;
+
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    if (threads < 1)
+        threads = 1;
+    for (; s; s = s->next) {
+        su_srv_conf_t *c = su_srv(s);
+        if (c->storage_dir == NULL || c->keks->nelts == 0)
+            continue;
+        c->rt = apr_pcalloc(pchild, sizeof(*c->rt));
+        if (su_redis_pool_create(pchild, &c->redis, threads, &c->rt->redis) != SU_OK) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00006)
+                         "cannot create the Redis connection pool");
+            c->rt = NULL;
+        }
+    }
+}
+
+/* ---- requests ---- */
+
+/* Everything one request needs, gathered once. */
+typedef struct su_req {
+    request_rec *r;
+    su_srv_conf_t *srv;
+    su_dir_conf_t *dir;
+    su_redis_t *redis;
+    const char *request_id;
+    const char *time;
+} su_req_t;
+
+static apr_status_t su_req_release(void *data)
+{
+    su_req_t *q = data;
+    if (q->redis) {
+        su_redis_release(q->srv->rt->redis, q->redis);
+        q->redis = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Make sure the request has a log id, used as request_id everywhere. */
+static const char *su_request_id(request_rec *r)
+{
+    char id[SU_ID_HEX_LEN + 1];
+
+    if (r->log_id == NULL) {
+        const char *gen = NULL;
+        if (ap_run_generate_log_id(r->connection, r, &gen) == OK && gen)
+            r->log_id = gen;
+        else if (su_store_new_id(id) == SU_OK)
+            r->log_id = apr_pstrndup(r->pool, id, 16);
+    }
+    return r->log_id ? r->log_id : "";
+}
+
+static const char *su_rfc3339(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t x;
+    apr_time_exp_gmt(&x, t);
+    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+                        x.tm_year + 1900, x.tm_mon + 1, x.tm_mday,
+                        x.tm_hour, x.tm_min, x.tm_sec, x.tm_usec);
+}
+
+static void su_kv(apr_array_header_t *a, const char *k, const char *v)
+{
+    su_kv_t *kv = apr_array_push(a);
+    kv->k = k;
+    kv->v = v ? v : "";
+}
+
+static su_err_t su_req_redis(su_req_t *q)
+{
+    const char *err = NULL;
+    su_err_t rv;
+
+    if (q->redis)
+        return SU_OK;
+    rv = su_redis_acquire(q->srv->rt->redis, &q->redis, &err, q->r->pool);
+    if (rv != SU_OK) {
+        q->redis = NULL;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, SU_LOGNO(00010)
+                      "Redis is unavailable: %s", err ? err : "unknown error");
+    }
+    return rv;
+}
+
+static apr_array_header_t *su_audit(su_req_t *q, const char *event, int status,
+                                    const char *id, const char *reason,
+                                    apr_uint64_t bytes)
+{
+    request_rec *r = q->r;
+    apr_array_header_t *a = apr_array_make(r->pool, 10, sizeof(su_kv_t));
+
+    su_kv(a, "event", event);
+    su_kv(a, "status", apr_itoa(r->pool, status));
+    su_kv(a, "id", id);
+    su_kv(a, "reason", reason);
+    su_kv(a, "bytes", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, bytes));
+    su_kv(a, "client_ip", r->useragent_ip);
+    su_kv(a, "user", r->user);
+    su_kv(a, "request_id", q->request_id);
+    su_kv(a, "time", q->time);
+    return a;
+}
+
+/* An audit entry on its own, whenever Redis can be reached. */
+static void su_audit_only(su_req_t *q, apr_array_header_t *audit)
+{
+    if (su_req_redis(q) != SU_OK)
+        return;
+    if (su_redis_audit(q->redis, q->r->pool, audit) != SU_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, SU_LOGNO(00011)
+                      "cannot write the audit entry: %s", su_redis_errstr(q->redis));
+}
+
+static int su_respond(request_rec *r, int status, const char *json)
+{
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    ap_set_content_length(r, (apr_off_t)strlen(json));
+    if (!r->header_only)
+        ap_rputs(json, r);
+    return OK;
+}
+
+/*
+ * The one place where an error becomes an answer: status, JSON body, headers,
+ * log line and audit entry. The connection is closed after any error, so the
+ * unread rest of a body is never taken for a next request.
+ */
+static int su_fail(su_req_t *q, su_err_t e, const char *message,
+                   const char *detail, const char *id, apr_uint64_t bytes)
+{
+    request_rec *r = q->r;
+    int status = su_err_status(e);
+    int level = status >= 500 ? APLOG_ERR : APLOG_INFO;
+
+    ap_log_rerror(APLOG_MARK, level, 0, r, SU_LOGNO(00020)
+                  "upload rejected: %d %s: %s", status, su_err_code(e),
+                  detail && *detail ? detail : message);
+    if (e != SU_ERR_UNAVAILABLE)
+        su_audit_only(q, su_audit(q, "upload.rejected", e == SU_ERR_ABORTED ? 400 : status,
+                                  id, su_err_code(e), bytes));
+    r->connection->keepalive = AP_CONN_CLOSE;
+    if (e == SU_ERR_ABORTED) {
+        r->status = HTTP_BAD_REQUEST;  /* for the access log; nobody is listening */
+        return DONE;
+    }
+    if (e == SU_ERR_METHOD)
+        apr_table_setn(r->headers_out, "Allow", "POST");
+    if (e == SU_ERR_UNAVAILABLE)
+        apr_table_setn(r->headers_out, "Retry-After", SU_RETRY_AFTER);
+    if (status >= 500 && e != SU_ERR_UNAVAILABLE && e != SU_ERR_NO_SPACE)
+        message = "Internal error.";
+    return su_respond(r, status, su_json_error(r->pool, e, message));
+}
+
+/* A declared length above the limit is refused before the body is read. */
+static int su_declared_too_large(request_rec *r, const su_dir_conf_t *d,
+                                 int multipart)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t len;
+    apr_uint64_t max = su_dir_max_size(d);
+
+    if (cl == NULL || apr_strtoff(&len, cl, NULL, 10) != APR_SUCCESS || len < 0)
+        return 0;
+    if (multipart)
+        return (apr_uint64_t)len > max + SU_FRAMING_SLACK;
+    return (apr_uint64_t)len > max;
+}
+
+/* Map an input-filter failure: Apache's own limits, or a client gone. */
+static su_err_t su_read_error(request_rec *r, apr_bucket_brigade *bb,
+                              apr_status_t rv, const char **detail)
+{
+    apr_bucket *e;
+
+    if (rv == AP_FILTER_ERROR) {
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e)) {
+            if (AP_BUCKET_IS_ERROR(e)) {
+                int status = ((ap_bucket_error *)e->data)->status;
+                *detail = apr_psprintf(r->pool, "input filter error %d", status);
+                if (status == HTTP_REQUEST_ENTITY_TOO_LARGE)
+                    return SU_ERR_TOO_LARGE;
+                return status >= 500 ? SU_ERR_INTERNAL : SU_ERR_BAD_REQUEST;
+            }
+        }
+        *detail = "input filter error";
+        return SU_ERR_BAD_REQUEST;
+    }
+    if (rv == APR_ENOSPC) {
+        *detail = "request body over LimitRequestBody";
+        return SU_ERR_TOO_LARGE;
+    }
+    if (APR_STATUS_IS_EINVAL(rv) || rv == APR_EGENERAL) {
+        *detail = "malformed request body framing";
+        return SU_ERR_BAD_REQUEST;
+    }
+    *detail = apr_psprintf(r->pool, "client connection failed while reading the "
+                           "body (%d)", rv);
+    return SU_ERR_ABORTED;
+}
+
+/*
+ * Read the body brigade by brigade into the upload. Stops at the first error:
+ * the connection will be closed, so nothing more needs draining.
+ */
+static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    int seen_eos = 0;
+
+    while (!seen_eos) {
+        apr_bucket *e;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                                         APR_BLOCK_READ, SU_READ_BYTES);
+        if (rv != APR_SUCCESS) {
+            su_err_t err = su_read_error(r, bb, rv, detail);
+            apr_brigade_cleanup(bb);
+            return err;
+        }
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e)) {
+            const char *data;
+            apr_size_t len;
+
+            if (APR_BUCKET_IS_EOS(e)) {
+                seen_eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(e))
+                continue;
+            rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS) {
+                su_err_t err = su_read_error(r, bb, rv, detail);
+                apr_brigade_cleanup(bb);
+                return err;
+            }
+            if (len && (rv = su_upload_feed(u, data, len)) != SU_OK) {
+                apr_brigade_cleanup(bb);
+                *detail = NULL;  /* the upload holds the words for it */
+                return (su_err_t)rv;
+            }
+        }
+        apr_brigade_cleanup(bb);
+    }
+    return SU_OK;
+}
+
+static apr_array_header_t *su_meta(su_req_t *q, const su_upload_info_t *in)
+{
+    request_rec *r = q->r;
+    apr_array_header_t *a = apr_array_make(r->pool, 12, sizeof(su_kv_t));
+
+    su_kv(a, "id", in->id);
+    su_kv(a, "name", in->name);
+    su_kv(a, "size", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, in->size));
+    su_kv(a, "sha256", in->sha256_hex);
+    su_kv(a, "content_type", in->content_type);
+    su_kv(a, "key_id", in->key_id_hex);
+    su_kv(a, "path", in->relpath);
+    su_kv(a, "created", q->time);
+    su_kv(a, "client_ip", r->useragent_ip);
+    su_kv(a, "user", r->user);
+    su_kv(a, "request_id", q->request_id);
+    return a;
+}
+
+static void su_upload_conf(const su_req_t *q, su_upload_conf_t *uc)
+{
+    memset(uc, 0, sizeof(*uc));
+    uc->kek = APR_ARRAY_IDX(q->srv->keks, 0, const su_kek_t *);
+    uc->storage_dir = q->srv->storage_dir;
+    uc->max_size = su_dir_max_size(q->dir);
+    uc->field_name = q->dir->field_name ? q->dir->field_name : SU_DEFAULT_FIELD;
+    uc->allowed_types = q->dir->allowed_types;
+    su_mp_limits_default(&uc->limits);
+}
+
+/* The upload failed inside the core: answer with its own words. */
+static int su_upload_failed(su_req_t *q, su_upload_t *u, su_err_t rv)
+{
+    su_upload_discard(u);
+    return su_fail(q, rv, su_upload_message(u), su_upload_detail(u),
+                   su_upload_id(u), su_upload_received(u));
+}
+
+static int su_stored(su_req_t *q, su_upload_t *u, int sync)
+{
+    request_rec *r = q->r;
+    const su_upload_info_t *in = su_upload_info(u);
+    apr_array_header_t *audit;
+    su_err_t rv;
+
+    audit = su_audit(q, "upload.stored", HTTP_CREATED, in->id, "", in->size);
+    if (su_req_redis(q) != SU_OK
+        || su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK) {
+        const char *why = q->redis ? su_redis_errstr(q->redis) : "no connection";
+        su_upload_discard(u);
+        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
+                       "nothing was kept. Try again later.",
+                       apr_pstrcat(r->pool, "Redis: ", why, NULL), in->id, in->size);
+    }
+    rv = su_upload_commit(u, sync);
+    if (rv != SU_OK) {
+        /* the metadata must not outlive the file it describes */
+        su_redis_delete(q->redis, r->pool, in->id,
+                        su_audit(q, "upload.rejected", su_err_status(rv), in->id,
+                                 su_err_code(rv), in->size));
+        return su_fail(q, rv, su_upload_message(u), su_upload_detail(u), in->id,
+                       in->size);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00021)
+                  "upload stored: id %s, %" APR_UINT64_T_FMT " bytes, key %s",
+                  in->id, in->size, in->key_id_hex);
+    apr_table_setn(r->headers_out, "Location",
+                   apr_pstrcat(r->pool, SU_FILES_PREFIX, in->id, NULL));
+    return su_respond(r, HTTP_CREATED,
+                      su_json_uploaded(r->pool, in->id, in->name, in->size,
+                                       in->sha256_hex, in->content_type));
+}
+
+static int su_handle_upload(su_req_t *q)
+{
+    request_rec *r = q->r;
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    int sync = q->dir->sync != 0;   /* On unless set Off */
+    const char *detail = NULL;
+    su_upload_conf_t uc;
+    su_upload_t *u = NULL;
+    su_err_t rv;
+
+    if (r->method_number != M_POST)
+        return su_fail(q, SU_ERR_METHOD, "Only POST is accepted here.",
+                       apr_pstrcat(r->pool, "method ", r->method, NULL), NULL, 0);
+    if (su_declared_too_large(r, q->dir, ct && !strncasecmp(ct, "multipart/", 10)))
+        return su_fail(q, SU_ERR_TOO_LARGE,
+                       apr_psprintf(r->pool, "The file is larger than the %"
+                                    APR_UINT64_T_FMT " bytes accepted here.",
+                                    su_dir_max_size(q->dir)),
+                       "declared Content-Length over SecUploadMaxSize", NULL, 0);
+    /* fail fast, before a large body is read, when Redis is down */
+    if (su_req_redis(q) != SU_OK)
+        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
+                       "nothing was kept. Try again later.", "Redis unavailable",
+                       NULL, 0);
+
+    su_upload_conf(q, &uc);
+    rv = su_upload_begin(r->pool, &uc, ct,
+                         apr_table_get(r->headers_in, "Content-Disposition"),
+                         apr_table_get(r->headers_in, "Content-Digest"),
+                         apr_table_get(r->headers_in, "Repr-Digest"), &u);
+    if (rv != SU_OK)
+        return su_upload_failed(q, u, rv);
+
+    rv = su_read_body(r, u, &detail);
+    if (rv != SU_OK && detail == NULL)
+        return su_upload_failed(q, u, rv);
+    if (rv != SU_OK) {
+        su_upload_discard(u);
+        return su_fail(q, rv, rv == SU_ERR_TOO_LARGE
+                       ? "The request body is larger than accepted here."
+                       : "The request body could not be read.",
+                       detail, su_upload_id(u), su_upload_received(u));
+    }
+    rv = su_upload_finish(u, sync);
+    if (rv != SU_OK)
+        return su_upload_failed(q, u, rv);
+    return su_stored(q, u, sync);
+}
+
+static int su_handler(request_rec *r)
+{
+    su_req_t *q;
+
+    if (r->handler == NULL || strcmp(r->handler, "secupload") != 0)
+        return DECLINED;
+
+    q = apr_pcalloc(r->pool, sizeof(*q));
+    q->r = r;
+    q->srv = su_srv(r->server);
+    q->dir = ap_get_module_config(r->per_dir_config, &secupload_module);
+    q->request_id = su_request_id(r);
+    q->time = su_rfc3339(r->pool, r->request_time);
+    if (q->srv->rt == NULL || q->srv->storage_dir == NULL || q->srv->keks->nelts == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00030)
+                      "SetHandler secupload is used, but SecUploadStorageDir and "
+                      "SecUploadKeyFile are not configured for this server");
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return su_respond(r, HTTP_INTERNAL_SERVER_ERROR,
+                          su_json_error(r->pool, SU_ERR_INTERNAL, "Internal error."));
+    }
+    apr_pool_cleanup_register(r->pool, q, su_req_release, apr_pool_cleanup_null);
+    return su_handle_upload(q);
+}
+
+static void su_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_check_config(su_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(su_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(secupload) = {
+    STANDARD20_MODULE_STUFF,
+    su_create_dir_conf,
+    su_merge_dir_conf,
+    su_create_srv_conf,
+    su_merge_srv_conf,
+    su_cmds,
+    su_register_hooks,
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_ALWAYS_MERGE
+#endif
+};

@@ -1,0 +1,129 @@
+/*
+ * The on-disk format, version 1 (SPEC §4):
+ *   0   8  magic "SECUPLD" 0x01
+ *   8   8  key id (first 8 bytes of SHA-256 of the KEK)
+ *   16  72 RFC 3394 AES-256 key wrap (default IV) of the 64-byte data key
+ *          (32-byte AES key || 32-byte HMAC key)
+ *   88  16 IV
+ *   104 n  AES-256-CBC/PKCS#7 ciphertext
+ *   104+n 32 HMAC-SHA256 (MAC key) over bytes 0 .. 104+n-1
+ *
+ * Streaming encryptor and decryptor; the library state and every key byte are
+ * freed and wiped by a cleanup on the pool they were created in.
+ */
+#ifndef SU_FORMAT_H
+#define SU_FORMAT_H
+
+#include <apr_pools.h>
+#include "su_common.h"
+#include "su_key.h"
+
+#define SU_FMT_MAGIC       "SECUPLD\x01"
+#define SU_FMT_MAGIC_LEN   8
+#define SU_FMT_WRAPPED_LEN 72
+#define SU_FMT_DATAKEY_LEN 64
+#define SU_FMT_IV_LEN      16
+#define SU_FMT_HEADER_LEN  104
+#define SU_FMT_TAG_LEN     32
+#define SU_FMT_BLOCK       16
+/* the smallest valid file: header, one padding block, tag */
+#define SU_FMT_MIN_FILE    (SU_FMT_HEADER_LEN + SU_FMT_BLOCK + SU_FMT_TAG_LEN)
+
+/*
+ * RFC 3394 AES-256 key wrap with the default IV, as used for the data key
+ * (exposed for known-answer tests). inlen: a multiple of 8, at least 16;
+ * out gets inlen + 8 bytes.
+ */
+su_err_t su_fmt_wrap(const unsigned char kek[SU_KEY_LEN],
+                     const unsigned char *in, size_t inlen, unsigned char *out);
+
+/* ---- encryption ---- */
+typedef struct su_enc su_enc_t;
+
+/*
+ * Start a file: a fresh data key and IV from the CSPRNG, the data key wrapped
+ * under kek. Writes the 104-byte header into header[] (the caller stores it
+ * first). The HMAC already covers the header.
+ */
+su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
+                       unsigned char header[SU_FMT_HEADER_LEN]);
+
+/*
+ * Encrypt len plaintext bytes. out must have room for len + SU_FMT_BLOCK
+ * bytes; *outlen gets the ciphertext bytes produced (to be stored next).
+ * Also feeds the plaintext SHA-256 and the HMAC of the ciphertext.
+ */
+su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
+                       unsigned char *out, size_t *outlen);
+
+/*
+ * Finish: the last padded block followed by the 32-byte tag. out must have
+ * room for SU_FMT_BLOCK + SU_FMT_TAG_LEN bytes. Wipes the data key.
+ */
+su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen);
+
+/* After final: SHA-256 of the plaintext and its length. */
+void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32]);
+uint64_t su_enc_plain_size(const su_enc_t *enc);
+
+/* ---- decryption ---- */
+typedef struct su_dec su_dec_t;
+
+/*
+ * Check the magic, find a KEK whose id matches the header among keks[0..n-1]
+ * and unwrap the data key (a KEK whose unwrap fails is skipped). Feeds the
+ * header to the HMAC. SU_ERR_INTEGRITY if the header is bad or no key opens it.
+ */
+su_err_t su_dec_create(apr_pool_t *p, const su_kek_t *const *keks, int nkeks,
+                       const unsigned char header[SU_FMT_HEADER_LEN],
+                       su_dec_t **out);
+
+/* The KEK that opened the file. */
+const su_kek_t *su_dec_kek(const su_dec_t *dec);
+
+/* Pass 1: feed ciphertext bytes (no tag) to the HMAC. */
+void su_dec_mac_update(su_dec_t *dec, const unsigned char *ct, size_t len);
+/* End of pass 1: constant-time compare with the stored tag. SU_OK or SU_ERR_INTEGRITY. */
+su_err_t su_dec_mac_verify(su_dec_t *dec, const unsigned char tag[SU_FMT_TAG_LEN]);
+
+/*
+ * Pass 2: decrypt ciphertext (may be called any number of times, any sizes);
+ * out needs len + SU_FMT_BLOCK bytes. su_dec_final checks padding
+ * (SU_ERR_INTEGRITY if bad); out needs SU_FMT_BLOCK bytes.
+ */
+su_err_t su_dec_update(su_dec_t *dec, const unsigned char *ct, size_t len,
+                       unsigned char *out, size_t *outlen);
+su_err_t su_dec_final(su_dec_t *dec, unsigned char *out, size_t *outlen);
+
+/* ---- whole files (CLI, files handler) ---- */
+
+/*
+ * Verify a stored file completely (magic, key, tag, padding) without writing
+ * any plaintext anywhere. *plain_size gets the exact plaintext length.
+ */
+su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
+                            const su_kek_t *const *keks, int nkeks,
+                            uint64_t *plain_size);
+
+/* Callback for decrypted bytes; return non-zero to stop (then SU_ERR_ABORTED). */
+typedef int (*su_fmt_sink_fn)(void *ctx, const unsigned char *buf, size_t len);
+
+/*
+ * Two passes: verify the tag over the whole file, then decrypt it to sink.
+ * No plaintext reaches sink before the tag has been verified.
+ */
+su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
+                             const su_kek_t *const *keks, int nkeks,
+                             su_fmt_sink_fn sink, void *ctx);
+
+/*
+ * Rewrap a file in place under newkek (key rotation): verify with keks, build
+ * the new header and tag, and replace the file atomically (a copy in the same
+ * directory, fsynced, renamed over the original, directory fsynced), so that a
+ * crash at any point leaves either the old or the new file, both complete.
+ */
+su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
+                            const su_kek_t *const *keks, int nkeks,
+                            const su_kek_t *newkek);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * Parsers of client header values: parameters (Content-Type,
+ * Content-Disposition), RFC 5987 ext-values, RFC 9530 digest fields, and the
+ * reduction of a client's filename to a safe display name.
+ * Every input is hostile: lengths are bounded, nothing is trusted.
+ */
+#ifndef SU_HDR_H
+#define SU_HDR_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include "su_common.h"
+
+#define SU_NAME_MAX 255   /* bytes of UTF-8 in a stored name */
+
+/*
+ * Split "type/subtype; a=b; c=\"d\"" (or "form-data; name=...") into the
+ * lowercased first token (*value) and its parameters (names lowercased, values
+ * unquoted with quoted-pairs resolved) in *params. SU_ERR_BAD_REQUEST on
+ * malformed input (bad token, unterminated quote, a parameter given twice).
+ */
+su_err_t su_hdr_params(apr_pool_t *p, const char *header, const char **value,
+                       apr_table_t **params);
+
+/*
+ * Decode an RFC 5987 ext-value (charset'lang'pct-encoded); only UTF-8 and
+ * ISO-8859-1 charsets (case-insensitive); the result is UTF-8.
+ * SU_ERR_BAD_REQUEST if malformed.
+ */
+su_err_t su_hdr_ext_value(apr_pool_t *p, const char *ext, const char **out);
+
+/*
+ * The filename a Content-Disposition value carries: filename* (RFC 5987)
+ * preferred over filename; *filename is NULL if neither is present.
+ * *disposition gets the lowercased disposition type.
+ */
+su_err_t su_hdr_disposition(apr_pool_t *p, const char *header,
+                            const char **disposition, const char **filename);
+
+/*
+ * A display name from a client's filename: only the last path component
+ * (after the last '/' or '\\'), control characters (0x00-0x1f, 0x7f) and
+ * invalid UTF-8 sequences removed, cut to at most SU_NAME_MAX bytes on a
+ * character boundary. "." and ".." become "". Never NULL.
+ */
+const char *su_hdr_safe_name(apr_pool_t *p, const char *filename);
+
+/* digest algorithms we check */
+typedef enum su_digest_alg {
+    SU_DIGEST_NONE = 0,
+    SU_DIGEST_SHA256,
+    SU_DIGEST_SHA512,
+    SU_DIGEST_MD5          /* Content-MD5 part header only */
+} su_digest_alg_t;
+
+typedef struct su_digest {
+    su_digest_alg_t alg;
+    unsigned char value[64];
+    apr_size_t len;        /* 32 for sha-256, 64 for sha-512, 16 for md5 */
+} su_digest_t;
+
+/*
+ * Parse an RFC 9530 Content-Digest / Repr-Digest value (an RFC 8941
+ * dictionary: `sha-256=:BASE64:, sha-512=:BASE64:`). Picks sha-512 if
+ * present, else sha-256; unknown algorithms alone give alg SU_DIGEST_NONE
+ * and SU_OK. Malformed syntax, bad base64 or a wrong digest length for a
+ * known algorithm: SU_ERR_BAD_REQUEST.
+ */
+su_err_t su_hdr_digest(const char *header, su_digest_t *out);
+
+/* Parse a Content-MD5 value (base64 of 16 bytes). */
+su_err_t su_hdr_content_md5(const char *header, su_digest_t *out);
+
+/* Is media type `type` (a Content-Type value; parameters ignored) allowed by a
+ * pattern list entry ("image/png" exact, or a type then "/" "*" as a
+ * wildcard subtype)? Case-insensitive. */
+int su_hdr_type_matches(const char *type, const char *pattern);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * The JSON bodies of the HTTP API, built with jansson so that every string a
+ * client supplied (names, types) is escaped correctly.
+ */
+#ifndef SU_JSON_H
+#define SU_JSON_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include "su_common.h"
+
+/* {"status":"error","code":...,"message":...} */
+const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message);
+
+/* The 201 body of SPEC §3. */
+const char *su_json_uploaded(apr_pool_t *p, const char *id, const char *name,
+                             apr_uint64_t size, const char *sha256_hex,
+                             const char *content_type);
+
+/* An object of string fields (metadata), numbers for the keys in numeric[]
+ * (NULL-terminated), leaving out the keys in hidden[] (NULL-terminated). */
+const char *su_json_table(apr_pool_t *p, const apr_table_t *t,
+                          const char *const *numeric, const char *const *hidden);
+
+#endif

@@ -1,0 +1,956 @@
+/*
+ * Metadata and audit trail in Redis (SPEC §5), through hiredis 0.14.
+ *
+ * Every command goes through redisCommandArgv/redisAppendCommandArgv with
+ * explicit lengths, so no client byte is ever interpreted as a format.
+ * Any failure is SU_ERR_UNAVAILABLE; a failure that left the hiredis context
+ * in an error state (I/O, EOF, protocol, timeout) also marks the connection
+ * broken, because the reply stream can no longer be trusted.
+ */
+#include "su_redis.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+#include <apr_reslist.h>
+
+#include <hiredis/hiredis.h>
+
+/* SU_REDIS_SINGLE forces the single-connection pool even with threads. */
+#if APR_HAS_THREADS && !defined(SU_REDIS_SINGLE)
+#define SU_REDIS_RESLIST 1
+#else
+#define SU_REDIS_RESLIST 0
+#endif
+
+#define SU_REDIS_DEFAULT_PORT 6379
+#define SU_REDIS_DEFAULT_TIMEOUT_MS 2000
+#define SU_REDIS_ERRLEN 200
+/* SCAN rounds before giving up: a keyspace this large is not ours. */
+#define SU_REDIS_SCAN_MAX_ROUNDS 100000
+
+struct su_redis {
+    redisContext *c;
+    apr_pool_t *p;        /* holds the cleanup that frees c */
+    apr_pool_t *own;      /* subpool owned by a su_redis_pool_t, or NULL */
+    const char *prefix;
+    long audit_maxlen;
+    int broken;
+    char err[SU_REDIS_ERRLEN];
+};
+
+struct su_redis_pool {
+    apr_pool_t *p;
+    su_redis_conf_t conf;
+    int hmax;
+#if SU_REDIS_RESLIST
+    apr_reslist_t *rl;
+    apr_thread_mutex_t *mu;   /* subpool create/destroy and lasterr */
+    char lasterr[SU_REDIS_ERRLEN];
+#else
+    su_redis_t *single;
+    apr_pool_t *single_pool;
+    int in_use;
+#endif
+};
+
+/* A command under construction: argv with explicit lengths. */
+typedef struct su_redis_cmd {
+    const char **argv;
+    size_t *len;
+    int n;
+    int cap;
+} su_redis_cmd_t;
+
+/* ---------------------------------------------------------------- errors */
+
+/* Copy msg into dst, replacing bytes that do not belong in a log line. */
+static void su_redis_copy_printable(char *dst, size_t dstlen, const char *msg,
+                                    size_t msglen)
+{
+    size_t i, n = msglen < dstlen - 1 ? msglen : dstlen - 1;
+
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)msg[i];
+        dst[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    dst[n] = '\0';
+}
+
+static void su_redis_set_err(su_redis_t *r, const char *what, const char *msg,
+                             size_t msglen)
+{
+    char clean[SU_REDIS_ERRLEN];
+
+    su_redis_copy_printable(clean, sizeof(clean), msg, msglen);
+    apr_snprintf(r->err, sizeof(r->err), "%s: %s", what, clean);
+}
+
+/* The context failed: the connection cannot be trusted any more. */
+static su_err_t su_redis_ctx_failed(su_redis_t *r, const char *what)
+{
+    const char *msg = "no reply";
+
+    if (r->c && r->c->err) {
+        msg = r->c->errstr[0] ? r->c->errstr : "I/O error";
+        if (r->c->err == REDIS_ERR_IO && strstr(msg, "temporarily"))
+            msg = "timed out";
+    }
+    su_redis_set_err(r, what, msg, strlen(msg));
+    r->broken = 1;
+    return SU_ERR_UNAVAILABLE;
+}
+
+/* An error reply: the stream is still in step, the connection stays usable. */
+static su_err_t su_redis_reply_failed(su_redis_t *r, const char *what,
+                                      const redisReply *rep)
+{
+    if (rep && rep->type == REDIS_REPLY_ERROR && rep->str)
+        su_redis_set_err(r, what, rep->str, rep->len);
+    else
+        su_redis_set_err(r, what, "unexpected reply", 16);
+    return SU_ERR_UNAVAILABLE;
+}
+
+static int su_redis_is_error(const redisReply *rep)
+{
+    return rep == NULL || rep->type == REDIS_REPLY_ERROR;
+}
+
+/* -------------------------------------------------------------- commands */
+
+static su_redis_cmd_t *su_redis_cmd_make(apr_pool_t *p, int cap)
+{
+    su_redis_cmd_t *cmd = apr_pcalloc(p, sizeof(*cmd));
+
+    cmd->argv = apr_pcalloc(p, sizeof(*cmd->argv) * (size_t)cap);
+    cmd->len = apr_pcalloc(p, sizeof(*cmd->len) * (size_t)cap);
+    cmd->cap = cap;
+    return cmd;
+}
+
+static void su_redis_cmd_arg(su_redis_cmd_t *cmd, const char *s)
+{
+    if (cmd->n >= cmd->cap)
+        return; /* capacities are computed by the callers; never reached */
+    cmd->argv[cmd->n] = s ? s : "";
+    cmd->len[cmd->n] = strlen(cmd->argv[cmd->n]);
+    cmd->n++;
+}
+
+static void su_redis_cmd_kvs(su_redis_cmd_t *cmd, const apr_array_header_t *kvs)
+{
+    int i;
+
+    for (i = 0; i < kvs->nelts; i++) {
+        const su_kv_t *kv = &APR_ARRAY_IDX(kvs, i, su_kv_t);
+        su_redis_cmd_arg(cmd, kv->k);
+        su_redis_cmd_arg(cmd, kv->v);
+    }
+}
+
+static int su_redis_kvs_ok(const apr_array_header_t *kvs)
+{
+    return kvs && kvs->nelts > 0 && kvs->elt_size == sizeof(su_kv_t)
+           && kvs->nelts < (1 << 20);
+}
+
+static const char *su_redis_file_key(const su_redis_t *r, apr_pool_t *p,
+                                     const char *id)
+{
+    return apr_pstrcat(p, r->prefix, "file:", id, NULL);
+}
+
+/* XADD PREFIXaudit [MAXLEN ~ N] * fields... */
+static su_redis_cmd_t *su_redis_xadd_cmd(su_redis_t *r, apr_pool_t *p,
+                                         const apr_array_header_t *audit)
+{
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 6 + 2 * audit->nelts);
+
+    su_redis_cmd_arg(cmd, "XADD");
+    su_redis_cmd_arg(cmd, apr_pstrcat(p, r->prefix, "audit", NULL));
+    if (r->audit_maxlen > 0) {
+        su_redis_cmd_arg(cmd, "MAXLEN");
+        su_redis_cmd_arg(cmd, "~");
+        su_redis_cmd_arg(cmd, apr_ltoa(p, r->audit_maxlen));
+    }
+    su_redis_cmd_arg(cmd, "*");
+    su_redis_cmd_kvs(cmd, audit);
+    return cmd;
+}
+
+static int su_redis_ready(su_redis_t *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->c == NULL || r->broken) {
+        if (r->c)
+            snprintf(r->err, sizeof(r->err), "connection is broken");
+        else
+            snprintf(r->err, sizeof(r->err), "connection is closed");
+        return 0;
+    }
+    return 1;
+}
+
+/* One command; *out is an error-free reply the caller frees. */
+static su_err_t su_redis_run(su_redis_t *r, const su_redis_cmd_t *cmd,
+                             redisReply **out)
+{
+    redisReply *rep;
+
+    *out = NULL;
+    if (!su_redis_ready(r))
+        return SU_ERR_UNAVAILABLE;
+    rep = redisCommandArgv(r->c, cmd->n, cmd->argv, cmd->len);
+    if (rep == NULL)
+        return su_redis_ctx_failed(r, cmd->argv[0]);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        su_redis_reply_failed(r, cmd->argv[0], rep);
+        freeReplyObject(rep);
+        return SU_ERR_UNAVAILABLE;
+    }
+    *out = rep;
+    return SU_OK;
+}
+
+static void su_redis_free_replies(redisReply **reps, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (reps[i])
+            freeReplyObject(reps[i]);
+}
+
+/* The first failure among MULTI, the queued commands and EXEC. */
+static su_err_t su_redis_txn_check(su_redis_t *r, redisReply **reps, int n,
+                                   su_redis_cmd_t **cmds)
+{
+    const redisReply *exec = reps[n - 1];
+    size_t i;
+    int k;
+
+    for (k = 0; k < n - 1; k++)
+        if (su_redis_is_error(reps[k]))
+            return su_redis_reply_failed(r, k == 0 ? "MULTI" : cmds[k - 1]->argv[0],
+                                         reps[k]);
+    if (exec == NULL || exec->type != REDIS_REPLY_ARRAY
+        || exec->elements != (size_t)(n - 2))
+        return su_redis_reply_failed(r, "EXEC", exec);
+    for (i = 0; i < exec->elements; i++)
+        if (su_redis_is_error(exec->element[i]))
+            return su_redis_reply_failed(r, cmds[i]->argv[0], exec->element[i]);
+    return SU_OK;
+}
+
+/*
+ * MULTI; cmds...; EXEC as one pipeline (one round trip). On success *exec is
+ * the EXEC reply (an array with one element per command), freed by the
+ * caller.
+ */
+static su_err_t su_redis_txn(su_redis_t *r, apr_pool_t *p, su_redis_cmd_t **cmds,
+                             int ncmds, redisReply **exec)
+{
+    static const char *multi = "MULTI", *execs = "EXEC";
+    size_t multi_len = 5, exec_len = 4;
+    int n = ncmds + 2, k;
+    redisReply **reps = apr_pcalloc(p, sizeof(*reps) * (size_t)n);
+    su_err_t rv;
+
+    *exec = NULL;
+    if (!su_redis_ready(r))
+        return SU_ERR_UNAVAILABLE;
+    if (redisAppendCommandArgv(r->c, 1, &multi, &multi_len) != REDIS_OK)
+        return su_redis_ctx_failed(r, "MULTI");
+    for (k = 0; k < ncmds; k++)
+        if (redisAppendCommandArgv(r->c, cmds[k]->n, cmds[k]->argv,
+                                   cmds[k]->len) != REDIS_OK)
+            return su_redis_ctx_failed(r, cmds[k]->argv[0]);
+    if (redisAppendCommandArgv(r->c, 1, &execs, &exec_len) != REDIS_OK)
+        return su_redis_ctx_failed(r, "EXEC");
+    for (k = 0; k < n; k++) {
+        void *rep = NULL;
+        if (redisGetReply(r->c, &rep) != REDIS_OK || rep == NULL) {
+            su_redis_free_replies(reps, k);
+            return su_redis_ctx_failed(r, "EXEC");
+        }
+        reps[k] = rep;
+    }
+    rv = su_redis_txn_check(r, reps, n, cmds);
+    if (rv == SU_OK) {
+        *exec = reps[n - 1];
+        reps[n - 1] = NULL;
+    }
+    su_redis_free_replies(reps, n);
+    return rv;
+}
+
+/* ----------------------------------------------------------- parse_server */
+
+static int su_redis_parse_port(const char *s, int *port)
+{
+    long v = 0;
+    size_t i, n = strlen(s);
+
+    if (n == 0 || n > 5)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return 0;
+    *port = (int)v;
+    return 1;
+}
+
+static int su_redis_host_ok(const char *h, int v6)
+{
+    const char *extra = v6 ? ":.%" : "-._";
+
+    if (*h == '\0' || strlen(h) > 255)
+        return 0;
+    for (; *h; h++) {
+        unsigned char ch = (unsigned char)*h;
+        int alnum = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z')
+                    || (ch >= 'A' && ch <= 'Z');
+        if (!alnum && strchr(extra, ch) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+static su_err_t su_redis_parse_bad(const char **err, const char *msg)
+{
+    if (err)
+        *err = msg;
+    return SU_ERR_BAD_REQUEST;
+}
+
+/* "[v6]" or "[v6]:PORT" */
+static su_err_t su_redis_parse_v6(apr_pool_t *p, const char *arg,
+                                  su_redis_conf_t *conf, const char **err)
+{
+    const char *close = strchr(arg, ']');
+    const char *host;
+    int port = SU_REDIS_DEFAULT_PORT;
+
+    if (close == NULL)
+        return su_redis_parse_bad(err, "redis server: missing ']' after IPv6 address");
+    host = apr_pstrmemdup(p, arg + 1, (apr_size_t)(close - arg - 1));
+    if (!su_redis_host_ok(host, 1) || strchr(host, ':') == NULL)
+        return su_redis_parse_bad(err, "redis server: bad IPv6 address");
+    if (close[1] != '\0'
+        && (close[1] != ':' || !su_redis_parse_port(close + 2, &port)))
+        return su_redis_parse_bad(err, "redis server: port must be 1..65535");
+    conf->host = host;
+    conf->port = port;
+    conf->socket_path = NULL;
+    return SU_OK;
+}
+
+su_err_t su_redis_parse_server(apr_pool_t *p, const char *arg,
+                               su_redis_conf_t *conf, const char **err)
+{
+    const char *colon;
+    const char *host;
+    int port = SU_REDIS_DEFAULT_PORT;
+
+    if (arg == NULL || *arg == '\0')
+        return su_redis_parse_bad(err, "redis server: empty address");
+    if (arg[0] == '/') {
+        if (strlen(arg) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return su_redis_parse_bad(err, "redis server: socket path too long");
+        conf->socket_path = apr_pstrdup(p, arg);
+        conf->host = NULL;
+        conf->port = 0;
+        return SU_OK;
+    }
+    if (arg[0] == '[')
+        return su_redis_parse_v6(p, arg, conf, err);
+    colon = strchr(arg, ':');
+    if (colon && strchr(colon + 1, ':'))
+        return su_redis_parse_bad(err, "redis server: write IPv6 addresses as [addr]:port");
+    host = colon ? apr_pstrmemdup(p, arg, (apr_size_t)(colon - arg)) : arg;
+    if (!su_redis_host_ok(host, 0))
+        return su_redis_parse_bad(err, "redis server: bad host name");
+    if (colon && !su_redis_parse_port(colon + 1, &port))
+        return su_redis_parse_bad(err, "redis server: port must be 1..65535");
+    conf->host = apr_pstrdup(p, host);
+    conf->port = port;
+    conf->socket_path = NULL;
+    return SU_OK;
+}
+
+/* ---------------------------------------------------------------- connect */
+
+static apr_status_t su_redis_cleanup(void *data)
+{
+    su_redis_t *r = data;
+
+    if (r->c) {
+        redisFree(r->c);
+        r->c = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static struct timeval su_redis_tv(int timeout_ms)
+{
+    struct timeval tv;
+
+    if (timeout_ms <= 0)
+        timeout_ms = SU_REDIS_DEFAULT_TIMEOUT_MS;
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    return tv;
+}
+
+/* A message that might quote the password is replaced as a whole. */
+static const char *su_redis_scrub(const char *msg, const char *password)
+{
+    if (password && *password && strstr(msg, password))
+        return "authentication rejected";
+    return msg;
+}
+
+static su_err_t su_redis_simple(su_redis_t *r, apr_pool_t *p, const char *c0,
+                                const char *c1)
+{
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 2);
+    redisReply *rep;
+    su_err_t rv;
+
+    su_redis_cmd_arg(cmd, c0);
+    su_redis_cmd_arg(cmd, c1);
+    rv = su_redis_run(r, cmd, &rep);
+    if (rep)
+        freeReplyObject(rep);
+    return rv;
+}
+
+static su_err_t su_redis_handshake(su_redis_t *r, apr_pool_t *p,
+                                   const su_redis_conf_t *conf, const char **err)
+{
+    if (redisSetTimeout(r->c, su_redis_tv(conf->timeout_ms)) != REDIS_OK) {
+        *err = "redis: cannot set the command timeout";
+        return SU_ERR_UNAVAILABLE;
+    }
+    if (conf->password && *conf->password
+        && su_redis_simple(r, p, "AUTH", conf->password) != SU_OK) {
+        *err = apr_pstrcat(p, "redis ", su_redis_scrub(r->err, conf->password),
+                           NULL);
+        return SU_ERR_UNAVAILABLE;
+    }
+    if (conf->db != 0
+        && su_redis_simple(r, p, "SELECT", apr_itoa(p, conf->db)) != SU_OK) {
+        *err = apr_pstrcat(p, "redis ", su_redis_scrub(r->err, conf->password),
+                           NULL);
+        return SU_ERR_UNAVAILABLE;
+    }
+    return SU_OK;
+}
+
+static redisContext *su_redis_open(const su_redis_conf_t *conf)
+{
+    struct timeval tv = su_redis_tv(conf->timeout_ms);
+
+    if (conf->socket_path)
+        return redisConnectUnixWithTimeout(conf->socket_path, tv);
+    return redisConnectWithTimeout(conf->host, conf->port, tv);
+}
+
+su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
+                          su_redis_t **out, const char **err)
+{
+    const char *where, *dummy;
+    su_redis_t *r;
+
+    *out = NULL;
+    if (err == NULL)
+        err = &dummy;
+    if (conf == NULL || (conf->socket_path == NULL && conf->host == NULL)) {
+        *err = "redis: no server configured";
+        return SU_ERR_UNAVAILABLE;
+    }
+    where = conf->socket_path ? conf->socket_path
+                              : apr_psprintf(p, "%s:%d", conf->host, conf->port);
+    r = apr_pcalloc(p, sizeof(*r));
+    r->p = p;
+    r->prefix = apr_pstrdup(p, conf->prefix ? conf->prefix : "");
+    r->audit_maxlen = conf->audit_maxlen;
+    r->c = su_redis_open(conf);
+    if (r->c == NULL) {
+        *err = "redis: out of memory";
+        return SU_ERR_UNAVAILABLE;
+    }
+    if (r->c->err) {
+        char clean[SU_REDIS_ERRLEN];
+        su_redis_copy_printable(clean, sizeof(clean), r->c->errstr,
+                                strlen(r->c->errstr));
+        *err = apr_psprintf(p, "redis: cannot connect to %s: %s", where, clean);
+        su_redis_cleanup(r);
+        return SU_ERR_UNAVAILABLE;
+    }
+    if (su_redis_handshake(r, p, conf, err) != SU_OK) {
+        su_redis_cleanup(r);
+        return SU_ERR_UNAVAILABLE;
+    }
+    r->err[0] = '\0';
+    apr_pool_cleanup_register(p, r, su_redis_cleanup, apr_pool_cleanup_null);
+    *out = r;
+    return SU_OK;
+}
+
+void su_redis_close(su_redis_t *r)
+{
+    if (r == NULL || r->c == NULL)
+        return;
+    apr_pool_cleanup_run(r->p, r, su_redis_cleanup);
+}
+
+int su_redis_usable(const su_redis_t *r)
+{
+    return r != NULL && r->c != NULL && !r->broken;
+}
+
+const char *su_redis_errstr(const su_redis_t *r)
+{
+    return r ? r->err : "";
+}
+
+/* --------------------------------------------------------------- commands */
+
+su_err_t su_redis_store(su_redis_t *r, apr_pool_t *p, const char *id,
+                        const apr_array_header_t *meta,
+                        const apr_array_header_t *audit)
+{
+    su_redis_cmd_t *cmds[2];
+    redisReply *exec;
+    su_err_t rv;
+
+    if (r == NULL || id == NULL || !su_redis_kvs_ok(meta) || !su_redis_kvs_ok(audit)) {
+        if (r)
+            snprintf(r->err, sizeof(r->err), "store: bad arguments");
+        return SU_ERR_INTERNAL;
+    }
+    cmds[0] = su_redis_cmd_make(p, 2 + 2 * meta->nelts);
+    su_redis_cmd_arg(cmds[0], "HSET");
+    su_redis_cmd_arg(cmds[0], su_redis_file_key(r, p, id));
+    su_redis_cmd_kvs(cmds[0], meta);
+    cmds[1] = su_redis_xadd_cmd(r, p, audit);
+    rv = su_redis_txn(r, p, cmds, 2, &exec);
+    if (exec)
+        freeReplyObject(exec);
+    return rv;
+}
+
+su_err_t su_redis_audit(su_redis_t *r, apr_pool_t *p,
+                        const apr_array_header_t *audit)
+{
+    redisReply *rep;
+    su_err_t rv;
+
+    if (r == NULL || !su_redis_kvs_ok(audit)) {
+        if (r)
+            snprintf(r->err, sizeof(r->err), "audit: bad arguments");
+        return SU_ERR_INTERNAL;
+    }
+    rv = su_redis_run(r, su_redis_xadd_cmd(r, p, audit), &rep);
+    if (rep)
+        freeReplyObject(rep);
+    return rv;
+}
+
+static su_err_t su_redis_meta_table(su_redis_t *r, apr_pool_t *p,
+                                    const redisReply *rep, apr_table_t **meta)
+{
+    apr_table_t *t;
+    size_t i;
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2 != 0)
+        return su_redis_reply_failed(r, "HGETALL", rep);
+    if (rep->elements == 0)
+        return SU_ERR_NOT_FOUND;
+    t = apr_table_make(p, (int)(rep->elements / 2));
+    for (i = 0; i < rep->elements; i += 2) {
+        const redisReply *k = rep->element[i], *v = rep->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            return su_redis_reply_failed(r, "HGETALL", rep);
+        apr_table_setn(t, apr_pstrmemdup(p, k->str, k->len),
+                       apr_pstrmemdup(p, v->str, v->len));
+    }
+    *meta = t;
+    return SU_OK;
+}
+
+su_err_t su_redis_get_meta(su_redis_t *r, apr_pool_t *p, const char *id,
+                           apr_table_t **meta)
+{
+    su_redis_cmd_t *cmd;
+    redisReply *rep;
+    su_err_t rv;
+
+    *meta = NULL;
+    if (r == NULL || id == NULL)
+        return SU_ERR_INTERNAL;
+    cmd = su_redis_cmd_make(p, 2);
+    su_redis_cmd_arg(cmd, "HGETALL");
+    su_redis_cmd_arg(cmd, su_redis_file_key(r, p, id));
+    rv = su_redis_run(r, cmd, &rep);
+    if (rv != SU_OK)
+        return rv;
+    rv = su_redis_meta_table(r, p, rep, meta);
+    freeReplyObject(rep);
+    return rv;
+}
+
+su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
+                         const apr_array_header_t *audit)
+{
+    su_redis_cmd_t *cmds[2];
+    redisReply *exec;
+    su_err_t rv;
+
+    if (r == NULL || id == NULL || !su_redis_kvs_ok(audit)) {
+        if (r)
+            snprintf(r->err, sizeof(r->err), "delete: bad arguments");
+        return SU_ERR_INTERNAL;
+    }
+    cmds[0] = su_redis_cmd_make(p, 2);
+    su_redis_cmd_arg(cmds[0], "DEL");
+    su_redis_cmd_arg(cmds[0], su_redis_file_key(r, p, id));
+    cmds[1] = su_redis_xadd_cmd(r, p, audit);
+    rv = su_redis_txn(r, p, cmds, 2, &exec);
+    if (rv != SU_OK)
+        return rv;
+    if (exec->element[0]->type != REDIS_REPLY_INTEGER)
+        rv = su_redis_reply_failed(r, "DEL", exec->element[0]);
+    else if (exec->element[0]->integer == 0)
+        rv = SU_ERR_NOT_FOUND;
+    freeReplyObject(exec);
+    return rv;
+}
+
+/* The prefix taken literally in a SCAN MATCH pattern. */
+static const char *su_redis_glob_escape(apr_pool_t *p, const char *s)
+{
+    char *out = apr_palloc(p, 2 * strlen(s) + 1), *o = out;
+
+    for (; *s; s++) {
+        if (strchr("*?[]\\^", *s))
+            *o++ = '\\';
+        *o++ = *s;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int su_redis_scan_reply_ok(const redisReply *rep)
+{
+    size_t i;
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
+        || rep->element[0]->type != REDIS_REPLY_STRING
+        || rep->element[0]->len == 0 || rep->element[0]->len > 20
+        || rep->element[1]->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (i = 0; i < rep->element[0]->len; i++)
+        if (rep->element[0]->str[i] < '0' || rep->element[0]->str[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* Adds the ids of one SCAN batch, once each (SCAN may repeat keys). */
+static void su_redis_scan_collect(apr_pool_t *p, const redisReply *keys,
+                                  const char *keyprefix, apr_hash_t *seen,
+                                  apr_array_header_t *ids)
+{
+    size_t i, plen = strlen(keyprefix);
+
+    for (i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        const char *id;
+        if (k->type != REDIS_REPLY_STRING || k->len <= plen
+            || memcmp(k->str, keyprefix, plen) != 0
+            || memchr(k->str, '\0', k->len) != NULL)
+            continue;
+        id = apr_pstrmemdup(p, k->str + plen, k->len - plen);
+        if (apr_hash_get(seen, id, APR_HASH_KEY_STRING))
+            continue;
+        apr_hash_set(seen, id, APR_HASH_KEY_STRING, id);
+        APR_ARRAY_PUSH(ids, const char *) = id;
+    }
+}
+
+su_err_t su_redis_list_ids(su_redis_t *r, apr_pool_t *p,
+                           apr_array_header_t **ids)
+{
+    const char *keyprefix, *pattern, *cursor = "0";
+    apr_hash_t *seen = apr_hash_make(p);
+    apr_array_header_t *out = apr_array_make(p, 16, sizeof(const char *));
+    int round;
+
+    *ids = NULL;
+    if (r == NULL)
+        return SU_ERR_INTERNAL;
+    keyprefix = apr_pstrcat(p, r->prefix, "file:", NULL);
+    pattern = apr_pstrcat(p, su_redis_glob_escape(p, r->prefix), "file:*", NULL);
+    for (round = 0; round < SU_REDIS_SCAN_MAX_ROUNDS; round++) {
+        su_redis_cmd_t *cmd = su_redis_cmd_make(p, 6);
+        redisReply *rep;
+        su_err_t rv;
+
+        su_redis_cmd_arg(cmd, "SCAN");
+        su_redis_cmd_arg(cmd, cursor);
+        su_redis_cmd_arg(cmd, "MATCH");
+        su_redis_cmd_arg(cmd, pattern);
+        su_redis_cmd_arg(cmd, "COUNT");
+        su_redis_cmd_arg(cmd, "1000");
+        rv = su_redis_run(r, cmd, &rep);
+        if (rv != SU_OK)
+            return rv;
+        if (!su_redis_scan_reply_ok(rep)) {
+            rv = su_redis_reply_failed(r, "SCAN", rep);
+            freeReplyObject(rep);
+            return rv;
+        }
+        su_redis_scan_collect(p, rep->element[1], keyprefix, seen, out);
+        cursor = apr_pstrmemdup(p, rep->element[0]->str, rep->element[0]->len);
+        freeReplyObject(rep);
+        if (strcmp(cursor, "0") == 0) {
+            *ids = out;
+            return SU_OK;
+        }
+    }
+    snprintf(r->err, sizeof(r->err), "SCAN: too many rounds");
+    return SU_ERR_UNAVAILABLE;
+}
+
+/* ------------------------------------------------------------------- pool */
+
+/*
+ * An idle connection the server has closed (restart, idle timeout) shows
+ * EOF without a round trip; it is dropped instead of failing a request.
+ */
+static int su_redis_idle_alive(const su_redis_t *r)
+{
+    char b;
+    ssize_t n;
+
+    if (!su_redis_usable(r))
+        return 0;
+    n = recv(r->c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static void su_redis_conf_copy(apr_pool_t *p, const su_redis_conf_t *in,
+                               su_redis_conf_t *out)
+{
+    *out = *in;
+    out->host = in->host ? apr_pstrdup(p, in->host) : NULL;
+    out->socket_path = in->socket_path ? apr_pstrdup(p, in->socket_path) : NULL;
+    out->password = in->password ? apr_pstrdup(p, in->password) : NULL;
+    out->prefix = in->prefix ? apr_pstrdup(p, in->prefix) : NULL;
+}
+
+#if SU_REDIS_RESLIST
+
+static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
+{
+    su_redis_pool_t *pool = params;
+    apr_pool_t *sp = NULL;
+    const char *err = NULL;
+    su_redis_t *r;
+    apr_status_t rv;
+
+    (void)rp;
+    apr_thread_mutex_lock(pool->mu);
+    rv = apr_pool_create(&sp, pool->p);
+    apr_thread_mutex_unlock(pool->mu);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (su_redis_connect(sp, &pool->conf, &r, &err) != SU_OK) {
+        apr_thread_mutex_lock(pool->mu);
+        apr_cpystrn(pool->lasterr, err ? err : "redis: cannot connect",
+                    sizeof(pool->lasterr));
+        apr_pool_destroy(sp);
+        apr_thread_mutex_unlock(pool->mu);
+        return APR_EGENERAL;
+    }
+    r->own = sp;
+    *res = r;
+    return APR_SUCCESS;
+}
+
+static apr_status_t su_redis_res_free(void *res, void *params, apr_pool_t *rp)
+{
+    su_redis_pool_t *pool = params;
+    su_redis_t *r = res;
+
+    (void)rp;
+    apr_thread_mutex_lock(pool->mu);
+    apr_pool_destroy(r->own);
+    apr_thread_mutex_unlock(pool->mu);
+    return APR_SUCCESS;
+}
+
+static su_err_t su_redis_pool_init(su_redis_pool_t *pool)
+{
+    apr_interval_time_t t = (apr_interval_time_t)(pool->conf.timeout_ms > 0
+                                ? pool->conf.timeout_ms
+                                : SU_REDIS_DEFAULT_TIMEOUT_MS) * 1000;
+
+    if (apr_thread_mutex_create(&pool->mu, APR_THREAD_MUTEX_DEFAULT, pool->p)
+        != APR_SUCCESS)
+        return SU_ERR_INTERNAL;
+    if (apr_reslist_create(&pool->rl, 0, pool->hmax, pool->hmax, 0,
+                           su_redis_res_make, su_redis_res_free, pool, pool->p)
+        != APR_SUCCESS)
+        return SU_ERR_INTERNAL;
+    /* destructors destroy subpools of p: they must run before p's children go */
+    apr_reslist_cleanup_order_set(pool->rl, APR_RESLIST_CLEANUP_FIRST);
+    apr_reslist_timeout_set(pool->rl, t);
+    return SU_OK;
+}
+
+static const char *su_redis_acquire_err(su_redis_pool_t *pool, apr_status_t rv,
+                                        apr_pool_t *errpool)
+{
+    const char *msg;
+    char buf[120];
+
+    if (rv == APR_EGENERAL) {
+        apr_thread_mutex_lock(pool->mu);
+        msg = apr_pstrdup(errpool, pool->lasterr);
+        apr_thread_mutex_unlock(pool->mu);
+        return msg;
+    }
+    if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv))
+        return apr_psprintf(errpool, "redis: all %d connections busy", pool->hmax);
+    return apr_pstrcat(errpool, "redis: ", apr_strerror(rv, buf, sizeof(buf)), NULL);
+}
+
+su_err_t su_redis_acquire(su_redis_pool_t *pool, su_redis_t **r,
+                          const char **err, apr_pool_t *errpool)
+{
+    int tries;
+
+    *r = NULL;
+    /* every idle connection may be stale after a restart, plus one new one */
+    for (tries = 0; tries <= pool->hmax; tries++) {
+        void *res = NULL;
+        apr_status_t rv = apr_reslist_acquire(pool->rl, &res);
+        if (rv != APR_SUCCESS) {
+            if (err)
+                *err = su_redis_acquire_err(pool, rv, errpool);
+            return SU_ERR_UNAVAILABLE;
+        }
+        if (su_redis_idle_alive(res)) {
+            *r = res;
+            (*r)->err[0] = '\0';
+            return SU_OK;
+        }
+        apr_reslist_invalidate(pool->rl, res);
+    }
+    if (err)
+        *err = "redis: no working connection";
+    return SU_ERR_UNAVAILABLE;
+}
+
+void su_redis_release(su_redis_pool_t *pool, su_redis_t *r)
+{
+    if (r == NULL)
+        return;
+    if (su_redis_usable(r))
+        apr_reslist_release(pool->rl, r);
+    else
+        apr_reslist_invalidate(pool->rl, r);
+}
+
+#else /* one connection per process */
+
+static su_err_t su_redis_pool_init(su_redis_pool_t *pool)
+{
+    pool->hmax = 1;
+    return SU_OK;
+}
+
+static void su_redis_single_drop(su_redis_pool_t *pool)
+{
+    if (pool->single_pool)
+        apr_pool_destroy(pool->single_pool);
+    pool->single_pool = NULL;
+    pool->single = NULL;
+}
+
+su_err_t su_redis_acquire(su_redis_pool_t *pool, su_redis_t **r,
+                          const char **err, apr_pool_t *errpool)
+{
+    const char *e = NULL;
+
+    *r = NULL;
+    if (pool->in_use) {
+        if (err)
+            *err = "redis: the connection is busy";
+        return SU_ERR_UNAVAILABLE;
+    }
+    if (pool->single && !su_redis_idle_alive(pool->single))
+        su_redis_single_drop(pool);
+    if (pool->single == NULL) {
+        if (apr_pool_create(&pool->single_pool, pool->p) != APR_SUCCESS) {
+            pool->single_pool = NULL;
+            if (err)
+                *err = "redis: out of memory";
+            return SU_ERR_UNAVAILABLE;
+        }
+        if (su_redis_connect(pool->single_pool, &pool->conf, &pool->single, &e)
+            != SU_OK) {
+            if (err)
+                *err = apr_pstrdup(errpool, e);
+            su_redis_single_drop(pool);
+            return SU_ERR_UNAVAILABLE;
+        }
+        pool->single->own = pool->single_pool;
+    }
+    pool->in_use = 1;
+    pool->single->err[0] = '\0';
+    *r = pool->single;
+    return SU_OK;
+}
+
+void su_redis_release(su_redis_pool_t *pool, su_redis_t *r)
+{
+    if (r == NULL || r != pool->single)
+        return;
+    pool->in_use = 0;
+    if (!su_redis_usable(r))
+        su_redis_single_drop(pool);
+}
+
+#endif
+
+su_err_t su_redis_pool_create(apr_pool_t *p, const su_redis_conf_t *conf,
+                              int hmax, su_redis_pool_t **out)
+{
+    su_redis_pool_t *pool = apr_pcalloc(p, sizeof(*pool));
+    su_err_t rv;
+
+    *out = NULL;
+    pool->p = p;
+    pool->hmax = hmax > 0 ? hmax : 1;
+    su_redis_conf_copy(p, conf, &pool->conf);
+    rv = su_redis_pool_init(pool);
+    if (rv == SU_OK)
+        *out = pool;
+    return rv;
+}

@@ -1,0 +1,98 @@
+/*
+ * Metadata and audit trail in Redis (SPEC §5), through hiredis.
+ *
+ * A su_redis_t is one connection, used by one thread at a time. A
+ * su_redis_pool_t (apr_reslist) hands connections out to request threads;
+ * a connection that saw an I/O or protocol error is marked broken and is
+ * dropped on release, so the next acquire reconnects (Redis restarts need no
+ * Apache restart). Every connect and command honours the timeout.
+ */
+#ifndef SU_REDIS_H
+#define SU_REDIS_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include "su_common.h"
+
+typedef struct su_redis_conf {
+    const char *host;         /* NULL when socket_path is used */
+    int port;
+    const char *socket_path;  /* unix socket, or NULL */
+    const char *password;     /* AUTH on connect, or NULL */
+    int db;                   /* SELECT on connect when non-zero */
+    int timeout_ms;           /* connect and command timeout */
+    const char *prefix;       /* of every key, e.g. "secupload:" */
+    long audit_maxlen;        /* XADD MAXLEN ~ N */
+} su_redis_conf_t;
+
+/* a field of a hash or stream entry */
+typedef struct su_kv {
+    const char *k;
+    const char *v;
+} su_kv_t;
+
+typedef struct su_redis su_redis_t;
+typedef struct su_redis_pool su_redis_pool_t;
+
+/*
+ * Parse "HOST:PORT", "[v6]:PORT", "HOST" (port 6379) or "/path/to.sock" into
+ * conf->host/port/socket_path. SU_ERR_BAD_REQUEST with *err on bad input.
+ */
+su_err_t su_redis_parse_server(apr_pool_t *p, const char *arg,
+                               su_redis_conf_t *conf, const char **err);
+
+/*
+ * Connect (with AUTH and SELECT as configured). The connection is freed by
+ * su_redis_close or by a cleanup on p. On failure SU_ERR_UNAVAILABLE and
+ * *err (from p) says why, never the password.
+ */
+su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
+                          su_redis_t **out, const char **err);
+void su_redis_close(su_redis_t *r);
+/* False once the connection has seen an error and must not be reused. */
+int su_redis_usable(const su_redis_t *r);
+/* The last error message on this connection (never a secret), or "". */
+const char *su_redis_errstr(const su_redis_t *r);
+
+/*
+ * One MULTI/EXEC: HSET PREFIXfile:{id} with meta fields, and
+ * XADD PREFIXaudit MAXLEN ~ N * with the audit fields.
+ * SU_ERR_UNAVAILABLE on any failure (nothing, or the whole, was applied).
+ */
+su_err_t su_redis_store(su_redis_t *r, apr_pool_t *p, const char *id,
+                        const apr_array_header_t *meta /* su_kv_t */,
+                        const apr_array_header_t *audit /* su_kv_t */);
+
+/* XADD PREFIXaudit MAXLEN ~ N * fields... */
+su_err_t su_redis_audit(su_redis_t *r, apr_pool_t *p,
+                        const apr_array_header_t *audit /* su_kv_t */);
+
+/* HGETALL PREFIXfile:{id} into *meta; SU_ERR_NOT_FOUND if no such hash. */
+su_err_t su_redis_get_meta(su_redis_t *r, apr_pool_t *p, const char *id,
+                           apr_table_t **meta);
+
+/* MULTI; DEL PREFIXfile:{id}; XADD audit...; EXEC. SU_ERR_NOT_FOUND if the
+ * hash did not exist (the audit entry is still written). */
+su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
+                         const apr_array_header_t *audit /* su_kv_t */);
+
+/* All ids with a PREFIXfile:* hash (SCAN), as an array of const char *. */
+su_err_t su_redis_list_ids(su_redis_t *r, apr_pool_t *p,
+                           apr_array_header_t **ids);
+
+/* ---- pool for threaded servers ---- */
+
+/*
+ * A pool of up to hmax connections created lazily from conf. Lives as long
+ * as p (a process pool in a child). Connections are made on acquire, so a
+ * Redis that is down at start-up is no error.
+ */
+su_err_t su_redis_pool_create(apr_pool_t *p, const su_redis_conf_t *conf,
+                              int hmax, su_redis_pool_t **out);
+/* SU_ERR_UNAVAILABLE (and *err) if no connection could be made in time. */
+su_err_t su_redis_acquire(su_redis_pool_t *pool, su_redis_t **r,
+                          const char **err, apr_pool_t *errpool);
+/* Return a connection; a broken one is destroyed instead of kept. */
+void su_redis_release(su_redis_pool_t *pool, su_redis_t *r);
+
+#endif

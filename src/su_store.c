@@ -1,0 +1,240 @@
+#include "su_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <openssl/rand.h>
+
+/* Large enough that a multi-GB upload costs few write(2) calls. */
+#define SU_STORE_BUF (256 * 1024)
+
+struct su_store_file {
+    apr_pool_t *pool;
+    int fd;
+    int committed;
+    const char *subdir;
+    const char *tmp_path;
+    const char *final_path;
+    unsigned char *buf;
+    apr_size_t used;
+    apr_off_t written;
+};
+
+int su_store_valid_id(const char *id)
+{
+    int i;
+    if (id == NULL)
+        return 0;
+    for (i = 0; i < SU_ID_HEX_LEN; i++) {
+        char c = id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return id[SU_ID_HEX_LEN] == '\0';
+}
+
+su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[SU_ID_HEX_LEN / 2];
+    int i;
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return SU_ERR_INTERNAL;
+    for (i = 0; i < (int)sizeof(raw); i++) {
+        buf[2 * i] = hex[raw[i] >> 4];
+        buf[2 * i + 1] = hex[raw[i] & 0x0f];
+    }
+    buf[SU_ID_HEX_LEN] = '\0';
+    return SU_OK;
+}
+
+const char *su_store_relpath(apr_pool_t *p, const char *id)
+{
+    return apr_psprintf(p, "%.2s/%s.enc", id, id);
+}
+
+const char *su_store_path(apr_pool_t *p, const char *dir, const char *id)
+{
+    return apr_psprintf(p, "%s/%.2s/%s.enc", dir, id, id);
+}
+
+static su_err_t su_store_errno(apr_pool_t *p, int e, const char *what,
+                               const char *path, const char **err)
+{
+    if (err)
+        *err = apr_psprintf(p, "%s %s: %s", what, path, strerror(e));
+#ifdef EDQUOT
+    if (e == EDQUOT)
+        return SU_ERR_NO_SPACE;
+#endif
+    return e == ENOSPC ? SU_ERR_NO_SPACE : SU_ERR_INTERNAL;
+}
+
+static apr_status_t su_store_cleanup(void *data)
+{
+    su_store_file_t *f = data;
+    su_store_discard(f);
+    return APR_SUCCESS;
+}
+
+void su_store_discard(su_store_file_t *f)
+{
+    if (f->fd >= 0) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    if (!f->committed && f->tmp_path) {
+        unlink(f->tmp_path);
+        f->tmp_path = NULL;
+    }
+}
+
+static int su_store_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc;
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
+                         su_store_file_t **out, const char **err)
+{
+    su_store_file_t *f;
+
+    if (!su_store_valid_id(id)) {
+        *err = "invalid file id";
+        return SU_ERR_INTERNAL;
+    }
+    f = apr_pcalloc(p, sizeof(*f));
+    f->pool = p;
+    f->fd = -1;
+    f->subdir = apr_psprintf(p, "%s/%.2s", dir, id);
+    f->final_path = apr_psprintf(p, "%s/%s.enc", f->subdir, id);
+    if (mkdir(f->subdir, 0700) != 0 && errno != EEXIST)
+        return su_store_errno(p, errno, "cannot create directory", f->subdir, err);
+
+    f->tmp_path = apr_psprintf(p, "%s/" SU_STORE_TMP_PREFIX "%s", f->subdir, id);
+    f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                 0600);
+    if (f->fd < 0) {
+        int e = errno;
+        f->tmp_path = NULL;  /* not ours: never unlink another writer's file */
+        return su_store_errno(p, e, "cannot create", f->subdir, err);
+    }
+    f->buf = apr_palloc(p, SU_STORE_BUF);
+    apr_pool_cleanup_register(p, f, su_store_cleanup, apr_pool_cleanup_null);
+    *out = f;
+    return SU_OK;
+}
+
+static su_err_t su_store_write_all(su_store_file_t *f, const unsigned char *buf,
+                                   apr_size_t len, const char **err)
+{
+    while (len > 0) {
+        ssize_t n = write(f->fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return su_store_errno(f->pool, errno, "cannot write", f->tmp_path, err);
+        }
+        buf += n;
+        len -= (apr_size_t)n;
+        f->written += n;
+    }
+    return SU_OK;
+}
+
+su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
+                        const char **err)
+{
+    su_err_t rv;
+
+    if (f->fd < 0) {
+        *err = "storage file is closed";
+        return SU_ERR_INTERNAL;
+    }
+    if (f->used + len <= SU_STORE_BUF) {
+        memcpy(f->buf + f->used, buf, len);
+        f->used += len;
+        return SU_OK;
+    }
+    rv = su_store_write_all(f, f->buf, f->used, err);
+    f->used = 0;
+    if (rv != SU_OK)
+        return rv;
+    /* a piece as large as the buffer goes straight out, uncopied */
+    if (len >= SU_STORE_BUF)
+        return su_store_write_all(f, buf, len, err);
+    memcpy(f->buf, buf, len);
+    f->used = len;
+    return SU_OK;
+}
+
+su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err)
+{
+    su_err_t rv;
+
+    if (f->fd < 0) {
+        *err = "storage file is closed";
+        return SU_ERR_INTERNAL;
+    }
+    rv = su_store_write_all(f, f->buf, f->used, err);
+    f->used = 0;
+    if (rv != SU_OK)
+        return rv;
+    if (sync && fsync(f->fd) != 0)
+        return su_store_errno(f->pool, errno, "cannot fsync", f->tmp_path, err);
+    return SU_OK;
+}
+
+su_err_t su_store_commit(su_store_file_t *f, int sync, const char **err)
+{
+    if (f->fd < 0 || f->tmp_path == NULL) {
+        *err = "storage file is closed";
+        return SU_ERR_INTERNAL;
+    }
+    if (close(f->fd) != 0) {
+        f->fd = -1;
+        return su_store_errno(f->pool, errno, "cannot close", f->tmp_path, err);
+    }
+    f->fd = -1;
+    if (rename(f->tmp_path, f->final_path) != 0)
+        return su_store_errno(f->pool, errno, "cannot rename into", f->final_path, err);
+    f->committed = 1;
+    if (sync && su_store_fsync_dir(f->subdir) != 0) {
+        /* the rename may not survive a crash: do not claim success */
+        int e = errno;
+        unlink(f->final_path);
+        return su_store_errno(f->pool, e, "cannot fsync directory", f->subdir, err);
+    }
+    return SU_OK;
+}
+
+apr_off_t su_store_written(const su_store_file_t *f)
+{
+    return f->written + (apr_off_t)f->used;
+}
+
+su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
+                         int sync, const char **err)
+{
+    const char *path = su_store_path(p, dir, id);
+
+    if (unlink(path) != 0) {
+        int e = errno;
+        su_store_errno(p, e, "cannot remove", path, err);
+        return e == ENOENT ? SU_ERR_NOT_FOUND : SU_ERR_INTERNAL;
+    }
+    if (sync)
+        su_store_fsync_dir(apr_psprintf(p, "%s/%.2s", dir, id));
+    return SU_OK;
+}

@@ -1,0 +1,54 @@
+/*
+ * The storage directory: DIR/<first 2 hex of id>/<id>.enc, written to a
+ * temporary name in the same subdirectory (O_EXCL, 0600) and renamed into
+ * place, so a reader never sees a half-written file.
+ */
+#ifndef SU_STORE_H
+#define SU_STORE_H
+
+#include <apr_pools.h>
+#include "su_common.h"
+
+#define SU_ID_HEX_LEN 32
+#define SU_STORE_TMP_PREFIX ".tmp-"
+
+typedef struct su_store_file su_store_file_t;
+
+/* 32 lowercase hex digits and nothing else. */
+int su_store_valid_id(const char *id);
+/* A new id: 128 bits from the CSPRNG as 32 lowercase hex digits (buf: 33 bytes). */
+su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1]);
+/* "ab/ab….enc", relative to the storage dir. */
+const char *su_store_relpath(apr_pool_t *p, const char *id);
+/* Absolute path of a stored file. */
+const char *su_store_path(apr_pool_t *p, const char *dir, const char *id);
+
+/*
+ * Open a temp file for id under dir (creating the 0700 subdirectory as
+ * needed). A cleanup on p closes it and unlinks the temp file unless it was
+ * committed: any failure, abort or client hang-up leaves nothing behind.
+ */
+su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
+                         su_store_file_t **out, const char **err);
+
+/* Append (buffered). ENOSPC/EDQUOT give SU_ERR_NO_SPACE. */
+su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
+                        const char **err);
+
+/* Flush the buffer and, when sync, fsync the temp file. */
+su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err);
+
+/* Rename the temp file into place and, when sync, fsync the directory. */
+su_err_t su_store_commit(su_store_file_t *f, int sync, const char **err);
+
+/* Drop the temp file now (also what the pool cleanup does). */
+void su_store_discard(su_store_file_t *f);
+
+/* Bytes written so far (header, ciphertext, tag). */
+apr_off_t su_store_written(const su_store_file_t *f);
+
+/* Remove a stored file (and fsync its directory when sync). */
+su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
+                         int sync, const char **err);
+
+#endif

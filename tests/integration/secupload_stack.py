@@ -1,0 +1,267 @@
+"""The Apache + Redis pair the upload tests talk to, and the contract checks
+every test uses: a stored upload is verified down to the bytes on disk and
+the Redis records; a rejected one must have left nothing behind."""
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import stat
+import warnings
+from datetime import datetime, timezone
+
+import requests
+
+import secupload_harness as H
+
+
+def upload_locations(htpasswd=None):
+    """The Locations shared by the session server and the Redis-outage one."""
+    text = """
+LimitRequestBody 0
+<Location /api/upload/>
+    SetHandler secupload
+</Location>
+<Location /small/>
+    SetHandler secupload
+    SecUploadMaxSize 1K
+</Location>
+<Location /typed/>
+    SetHandler secupload
+    SecUploadAllowedTypes image/* text/plain
+</Location>
+<Location /field/>
+    SetHandler secupload
+    SecUploadFieldName doc
+</Location>
+<Location /nosync/>
+    SetHandler secupload
+    SecUploadSync Off
+</Location>
+"""
+    if htpasswd:
+        text += """
+<Location /auth/>
+    SetHandler secupload
+    AuthType Basic
+    AuthName "uploads"
+    AuthBasicProvider file
+    AuthUserFile "%s"
+    Require valid-user
+</Location>
+""" % htpasswd
+    return text
+
+
+class Stack:
+    """An Apache with the module and its Redis, and the contract checks."""
+
+    def __init__(self, tag, redis_password=None, redis_db=0, extra=""):
+        self.site = H.Site(tag)
+        self.redis = H.RedisServer(self.site.root, password=redis_password)
+        self.redis_db = redis_db
+        self.prefix = "t%s:" % secrets.token_hex(4)
+        self.key1, self.kek1 = self.site.make_key("kek1.key")
+        self.key2, self.kek2 = self.site.make_key("kek2.key")
+        self.htpasswd = self.site.write_htpasswd({"alice": "wonderland"})
+        server = [
+            'SecUploadStorageDir "%s"' % self.site.storage,
+            'SecUploadKeyFile "%s"' % self.key1,
+            'SecUploadKeyFile "%s"' % self.key2,
+            "SecUploadRedisServer 127.0.0.1:%d" % self.redis.port,
+            "SecUploadRedisTimeout 2000",
+            'SecUploadRedisPrefix "%s"' % self.prefix,
+            "SecUploadSync On",
+        ]
+        if redis_password:
+            server.append('SecUploadRedisPassword "%s"' % redis_password)
+        if redis_db:
+            server.append("SecUploadRedisDatabase %d" % redis_db)
+        body = "\n".join(server) + "\n" + upload_locations(self.htpasswd) \
+            + extra
+        conf = self.site.write_conf(self.site.conf_text(body))
+        self.apache = H.Apache(self.site, conf)
+
+    def start(self):
+        self.redis.start()
+        self.apache.start()
+        return self
+
+    def stop(self):
+        problems = []
+        try:
+            self.apache.stop()
+            problems = self.apache.take_problems()
+        finally:
+            self.redis.stop()
+        if not problems:
+            self.site.cleanup()
+        return problems
+
+    # ---- views ----
+    def url(self, path="/api/upload/"):
+        return self.apache.url(path)
+
+    @property
+    def rv(self):
+        return H.RedisView(self.redis.client(db=self.redis_db), self.prefix)
+
+    @property
+    def keks(self):
+        return [self.kek1, self.kek2]
+
+    def files(self):
+        return H.storage_files(self.site.storage)
+
+    # ---- requests ----
+    def post(self, body, headers=None, path="/api/upload/", **kw):
+        return requests.post(self.url(path), data=body, headers=headers or {},
+                             timeout=120, **kw)
+
+    def post_multipart(self, parts, path="/api/upload/", headers=None, **mp):
+        body, ctype = H.multipart(parts, **mp)
+        h = {"Content-Type": ctype}
+        h.update(headers or {})
+        return self.post(body, h, path=path), body
+
+    # ---- contract checks ----
+    def check_stored(self, resp, plain, name=None, content_type=None,
+                     user="", body_len=None):
+        """A 201 and everything a 201 promises. Returns the JSON."""
+        status = getattr(resp, "status_code", None) or resp.status
+        text = getattr(resp, "text", None)
+        if text is None:
+            text = resp.body.decode("utf-8", "replace")
+        assert status == 201, "expected 201, got %s: %s" % (status, text[:500])
+        headers = resp.headers
+        assert headers.get("content-type", "").split(";")[0].strip().lower() \
+            == "application/json", headers
+        doc = json.loads(text)
+        assert doc.get("status") == "ok", doc
+        assert doc.get("message") == "File uploaded and encrypted.", doc
+        fid = doc.get("id")
+        assert isinstance(fid, str) and H.ID_RE.match(fid), doc
+        assert headers.get("location") == "/api/files/" + fid, headers
+        assert doc.get("size") == len(plain), doc
+        assert doc.get("sha256") == hashlib.sha256(plain).hexdigest(), doc
+        if name is not None:
+            assert doc.get("name") == name, doc
+        assert isinstance(doc.get("name"), str)
+        assert "/" not in doc["name"] and "\\" not in doc["name"], doc
+        if content_type is not None:
+            assert doc.get("content_type") == content_type, doc
+
+        # on disk: the file, mode 0600, owned by the server, decrypting exactly
+        rel = "%s/%s.enc" % (fid[:2], fid)
+        path = os.path.join(self.site.storage, rel)
+        st = os.lstat(path)
+        assert stat.S_ISREG(st.st_mode), rel
+        assert stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+        assert st.st_uid == H.server_uid()
+        with open(path, "rb") as f:
+            blob = f.read()
+        padded = (len(plain) // 16 + 1) * 16
+        assert len(blob) == H.HEADER_LEN + padded + H.TAG_LEN, len(blob)
+        out, kek = H.decrypt_blob(blob, self.keks)
+        assert kek == self.kek1, "not encrypted under the first key file"
+        assert out == plain, "decrypted bytes differ from the upload"
+        assert not H.stray_files(self.site.storage), \
+            H.stray_files(self.site.storage)
+
+        # Redis: the hash and the audit entry
+        rv = self.rv
+        meta = rv.meta(fid)
+        assert meta, "no metadata hash %sfile:%s" % (self.prefix, fid)
+        assert meta.get("id") == fid, meta
+        assert meta.get("name") == doc["name"], meta
+        assert meta.get("size") == str(len(plain)), meta
+        assert meta.get("sha256") == doc["sha256"], meta
+        assert meta.get("content_type") == doc["content_type"], meta
+        assert meta.get("key_id") == H.key_id(self.kek1).hex(), meta
+        assert meta.get("path") == rel, meta
+        created = meta.get("created", "")
+        assert H.RFC3339_UTC_RE.match(created), meta
+        when = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S").replace(
+            tzinfo=timezone.utc)
+        drift = abs((datetime.now(timezone.utc) - when).total_seconds())
+        assert drift < 300, "created %s is %ds off" % (created, drift)
+        assert meta.get("client_ip") == "127.0.0.1", meta
+        assert meta.get("user") == user, meta
+        assert meta.get("request_id"), meta
+        entries = [e for e in rv.audit_all()
+                   if e.get("event") == "upload.stored" and e.get("id") == fid]
+        assert len(entries) == 1, "audit entries for %s: %r" % (fid, entries)
+        e = entries[0]
+        assert e.get("status") == "201", e
+        assert e.get("client_ip") == "127.0.0.1", e
+        assert e.get("user") == user, e
+        assert e.get("request_id") == meta["request_id"], (e, meta)
+        assert e.get("time"), e
+        assert re.match(r"^\d+$", e.get("bytes", "")), e
+        if body_len is not None:
+            assert int(e["bytes"]) in (len(plain), body_len), e
+        self.assert_logged(meta["request_id"], fid)
+        return doc
+
+    def assert_logged(self, request_id, text):
+        """The outcome is in the error log, tagged with the request's log id
+        (the request_id recorded in Redis)."""
+        def found():
+            return [ln for ln in self.apache.log_text().splitlines()
+                    if "[secupload:" in ln and text in ln
+                    and "[%s]" % request_id in ln]
+        assert H._wait_for(found, 2.0), \
+            "no secupload log line with [%s] and %r" % (request_id, text)
+
+    def expect_error(self, send, status, code, audit=True, settle=2.0):
+        """send() -> response; it must be `status` with the JSON error body,
+        leave no file (temp or final) and no metadata, and (audit=True) add an
+        upload.rejected entry with reason == code."""
+        rv = self.rv
+        files_before = self.files()
+        keys_before = rv.file_keys()
+        mark = rv.audit_mark()
+        resp = send()
+        got = getattr(resp, "status_code", None) or resp.status
+        text = getattr(resp, "text", None)
+        if text is None:
+            text = resp.body.decode("utf-8", "replace")
+        assert got == status, "expected %d, got %d: %s" % (status, got,
+                                                           text[:500])
+        ctype = resp.headers.get("content-type", "")
+        assert ctype.split(";")[0].strip().lower() == "application/json", \
+            "error body is %r: %s" % (ctype, text[:300])
+        doc = json.loads(text)
+        assert doc.get("status") == "error", doc
+        assert doc.get("code") == code, doc
+        assert isinstance(doc.get("message"), str) and doc["message"], doc
+        self.assert_nothing_kept(files_before, keys_before, settle)
+        if audit:
+            entries = H._wait_for(
+                lambda: [e for e in rv.audit_since(mark)
+                         if e.get("event") == "upload.rejected"], settle)
+            assert entries, "no upload.rejected audit entry (new entries: %r)" \
+                % rv.audit_since(mark)
+            e = entries[-1]
+            assert e.get("reason") == code, e
+            assert e.get("status") == str(status), e
+            assert e.get("client_ip") == "127.0.0.1", e
+            assert e.get("request_id"), e
+            assert e.get("time"), e
+            self.assert_logged(e["request_id"], code)
+        return resp, doc
+
+    def assert_nothing_kept(self, files_before, keys_before, settle=2.0):
+        now = self.files()
+        if now != files_before:
+            # tolerated only if it vanishes moments after the answer
+            H._wait_for(lambda: self.files() == files_before, settle)
+            late = self.files()
+            assert late == files_before, "left in storage: %r" % sorted(
+                set(late) - set(files_before))
+            warnings.warn("a temp file outlived the error response: %r"
+                          % sorted(set(now) - set(files_before)))
+        keys = self.rv.file_keys()
+        assert keys == keys_before, "metadata left: %r" % sorted(
+            keys - keys_before)

@@ -1,0 +1,154 @@
+"""Configuration is validated when it is read: `apache2 -t` names the bad
+directive (or the bad key file), and start-up refuses what it cannot use."""
+
+import os
+import time
+
+import pytest
+import requests
+
+import secupload_harness as H
+
+
+class ConfSite:
+    def __init__(self):
+        self.site = H.Site("conf")
+        self.key, _ = self.site.make_key("good.key")
+        self.redis_port = H.free_port()  # nothing listens: must not matter
+
+    def conf(self, server=None, location=None, key=None, storage=True,
+             extra=""):
+        lines = []
+        if storage:
+            lines.append('SecUploadStorageDir "%s"' % self.site.storage)
+        lines.append('SecUploadKeyFile "%s"' % (key or self.key))
+        lines.append("SecUploadRedisServer 127.0.0.1:%d" % self.redis_port)
+        lines += server or []
+        lines += ["<Location /api/upload/>", "    SetHandler secupload"]
+        lines += ["    " + x for x in (location or [])]
+        lines += ["</Location>", extra]
+        return self.site.write_conf(self.site.conf_text("\n".join(lines)))
+
+
+@pytest.fixture
+def cs(module_so):
+    c = ConfSite()
+    yield c
+    c.site.cleanup()
+
+
+def test_good_config_passes(cs):
+    rc, out = H.config_test(cs.conf())
+    assert rc == 0, out
+    assert "Syntax OK" in out
+
+
+@pytest.mark.parametrize("where,line,name", [
+    ("location", "SecUploadMaxSize abc", "SecUploadMaxSize"),
+    ("location", "SecUploadMaxSize -5", "SecUploadMaxSize"),
+    ("location", "SecUploadMaxSize 10Q", "SecUploadMaxSize"),
+    ("server", "SecUploadRedisTimeout -1", "SecUploadRedisTimeout"),
+    ("server", "SecUploadRedisTimeout soon", "SecUploadRedisTimeout"),
+    ("server", "SecUploadSync maybe", "SecUploadSync"),
+    ("location", "SecUploadSync maybe", "SecUploadSync"),
+    ("server", "SecUploadRedisDatabase x", "SecUploadRedisDatabase"),
+    ("server", "SecUploadRedisDatabase -1", "SecUploadRedisDatabase"),
+    ("server", "SecUploadRedisServer 127.0.0.1:notaport",
+     "SecUploadRedisServer"),
+    ("server", "SecUploadAuditMaxLen lots", "SecUploadAuditMaxLen"),
+    ("location", "SecUploadOwnerOnly perhaps", "SecUploadOwnerOnly"),
+    ("location", "SecUploadStorageDir /tmp", "SecUploadStorageDir"),
+])
+def test_bad_directive_value(cs, where, line, name):
+    conf = cs.conf(server=[line]) if where == "server" else \
+        cs.conf(location=[line])
+    rc, out = H.config_test(conf)
+    assert rc != 0, "accepted %r:\n%s" % (line, out)
+    assert name.lower() in out.lower(), "%r not named:\n%s" % (name, out)
+
+
+def test_missing_storage_dir(cs):
+    rc, out = H.config_test(cs.conf(storage=False))
+    assert rc != 0, out
+    assert "secuploadstoragedir" in out.lower(), out
+
+
+@pytest.mark.parametrize("case", ["mode0644", "mode0440", "63hex", "nothex",
+                                  "missing", "empty"])
+def test_bad_key_file(cs, case):
+    path = os.path.join(cs.site.keydir, "bad-%s.key" % case)
+    good = "ab" * 32 + "\n"
+    if case == "mode0644":
+        cs.site.make_key(os.path.basename(path), good, 0o644)
+    elif case == "mode0440":
+        cs.site.make_key(os.path.basename(path), good, 0o440)
+    elif case == "63hex":
+        cs.site.make_key(os.path.basename(path), good[:63] + "\n", 0o400)
+    elif case == "nothex":
+        cs.site.make_key(os.path.basename(path), "zz" * 32 + "\n", 0o400)
+    elif case == "empty":
+        cs.site.make_key(os.path.basename(path), "", 0o400)
+    rc, out = H.config_test(cs.conf(key=path))
+    assert rc != 0, "accepted key file %s:\n%s" % (case, out)
+    assert path in out, "key path not named:\n%s" % out
+
+
+def _start_fails(cs, conf):
+    a = H.Apache(cs.site, conf)
+    a.launch()
+    try:
+        a.proc.wait(timeout=H.startup_timeout())
+    except Exception:
+        pytest.fail("Apache kept running with this configuration")
+    finally:
+        a.stop()
+    return a.stopped_rc, a.read(a.outlog) + a.read(a.errlog)
+
+
+def test_storage_dir_must_exist(cs):
+    missing = os.path.join(cs.site.root, "no-such-dir")
+    conf = cs.conf(storage=False, server=['SecUploadStorageDir "%s"'
+                                          % missing])
+    rc, out = _start_fails(cs, conf)
+    assert rc != 0
+    assert missing in out, out
+
+
+@pytest.mark.skipif(not H.is_root(), reason="needs root to drop to www-data")
+def test_storage_dir_must_be_writable_by_server_user(cs):
+    ro = os.path.join(cs.site.root, "root-only")
+    os.mkdir(ro)
+    os.chmod(ro, 0o700)  # owned by root: the server's user cannot write
+    conf = cs.conf(storage=False, server=['SecUploadStorageDir "%s"' % ro])
+    rc, out = _start_fails(cs, conf)
+    assert rc != 0
+    assert ro in out, out
+
+
+def _warning_lines(text):
+    return [line for line in text.splitlines()
+            if "LimitRequestBody" in line]
+
+
+def _start_and_read(cs, conf):
+    a = H.Apache(cs.site, conf).start()
+    try:
+        assert requests.get(a.url("/hello.txt"), timeout=10).status_code == 200
+        time.sleep(0.2)
+        return a.read(a.errlog) + a.read(a.outlog)
+    finally:
+        a.stop()
+
+
+def test_limit_request_body_below_max_size_warns(cs):
+    conf = cs.conf(location=["SecUploadMaxSize 10M", "LimitRequestBody 1024"])
+    lines = _warning_lines(_start_and_read(cs, conf))
+    assert lines, "no start-up warning about LimitRequestBody < " \
+        "SecUploadMaxSize"
+    assert any(":warn]" in ln or "warn" in ln.lower() for ln in lines), lines
+
+
+def test_limit_request_body_unlimited_no_warning(cs):
+    conf = cs.conf(location=["SecUploadMaxSize 10M"],
+                   extra="LimitRequestBody 0")
+    assert not _warning_lines(_start_and_read(cs, conf))

@@ -1,0 +1,80 @@
+"""Redis goes away and comes back while Apache keeps running. This module has
+its own Apache and Redis (with a password and a non-zero database, so AUTH
+and SELECT are exercised too)."""
+
+import secrets
+
+import pytest
+
+import secupload_harness as H
+from secupload_stack import Stack
+
+
+@pytest.fixture(scope="module")
+def outage(module_so):
+    s = Stack("outage", redis_password="pw-" + secrets.token_hex(8),
+              redis_db=5)
+    try:
+        s.start()
+    except Exception:
+        s.stop()
+        raise
+    yield s
+    problems = s.stop()
+    assert not problems, "server log problems at shutdown:\n" + "\n".join(
+        problems[:40])
+
+
+def _raw(s, data, path="/api/upload/"):
+    return s.post(data, {"Content-Type": "application/octet-stream"},
+                  path=path)
+
+
+def _multipart(s, data):
+    return s.post_multipart([H.file_part(data, "o.bin")])[0]
+
+
+def test_auth_and_select(outage):
+    data = secrets.token_bytes(5000)
+    doc = outage.check_stored(_raw(outage, data), data)
+    # the hash is in database 5, not in 0
+    assert not outage.redis.client(db=0).exists(
+        outage.prefix + "file:" + doc["id"])
+    # warm up pooled connections in every child
+    for _ in range(8):
+        d = secrets.token_bytes(100)
+        outage.check_stored(_raw(outage, d), d)
+
+
+def _assert_unavailable(s, resp, files_before):
+    assert resp.status_code == 503, "expected 503, got %d: %s" % (
+        resp.status_code, resp.text[:300])
+    assert resp.headers.get("content-type", "").split(";")[0] == \
+        "application/json"
+    doc = resp.json()
+    assert doc.get("status") == "error" and doc.get("code") == "unavailable", \
+        doc
+    ra = resp.headers.get("Retry-After")
+    assert ra and ra.strip().isdigit(), "Retry-After: %r" % ra
+    H._wait_for(lambda: s.files() == files_before, 2.0)
+    assert s.files() == files_before, "left in storage: %r" % sorted(
+        set(s.files()) - set(files_before))
+
+
+def test_redis_down_then_back(outage):
+    files_before = outage.files()
+    outage.redis.stop()
+    try:
+        for i in range(6):
+            data = secrets.token_bytes(100 * 1024 if i % 2 else 10)
+            r = _multipart(outage, data) if i % 3 == 2 else _raw(outage, data)
+            _assert_unavailable(outage, r, files_before)
+        assert not H.stray_files(outage.site.storage)
+    finally:
+        # same port: the module must reconnect on its own
+        outage.redis.start()
+    assert outage.apache.running
+    for i in range(10):
+        data = secrets.token_bytes(2000 + i)
+        r = _multipart(outage, data) if i % 2 else _raw(outage, data)
+        outage.check_stored(r, data)

@@ -1,0 +1,461 @@
+/* Unit tests of the header-value parsers (su_hdr.c). */
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+#include "su_hdr.h"
+
+#define B64_32 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define B64_64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw=="
+#define B64_64B "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoOEhYaHiImKi4yNjo+QkZKTlJWWl5iZmpucnZ6foKGiow=="
+#define B64_16 "AAECAwQFBgcICQoLDA0ODw=="
+#define B64_31 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg=="
+
+static apr_pool_t *pool;
+
+static void setup(void)
+{
+    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
+}
+
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
+
+static int is_seq(const unsigned char *v, apr_size_t n, int first)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++)
+        if (v[i] != (unsigned char)(first + (int)i))
+            return 0;
+    return 1;
+}
+
+/* ---- su_hdr_params ---- */
+
+START_TEST(params_basic)
+{
+    const char *v;
+    apr_table_t *t;
+
+    ck_assert_int_eq(su_hdr_params(pool, "Multipart/Form-Data; Boundary=abc; charset=\"utf-8\"",
+                                   &v, &t), SU_OK);
+    ck_assert_str_eq(v, "multipart/form-data");
+    ck_assert_str_eq(apr_table_get(t, "boundary"), "abc");
+    ck_assert_str_eq(apr_table_get(t, "charset"), "utf-8");
+    ck_assert_int_eq(apr_table_elts(t)->nelts, 2);
+
+    ck_assert_int_eq(su_hdr_params(pool, "  form-data ;name = \"a b\" ;filename=x.txt  ",
+                                   &v, &t), SU_OK);
+    ck_assert_str_eq(v, "form-data");
+    ck_assert_str_eq(apr_table_get(t, "name"), "a b");
+    ck_assert_str_eq(apr_table_get(t, "filename"), "x.txt");
+
+    ck_assert_int_eq(su_hdr_params(pool, "text/plain", &v, &t), SU_OK);
+    ck_assert_str_eq(v, "text/plain");
+    ck_assert_int_eq(apr_table_elts(t)->nelts, 0);
+}
+END_TEST
+
+START_TEST(params_quoting)
+{
+    const char *v;
+    apr_table_t *t;
+
+    ck_assert_int_eq(su_hdr_params(pool, "form-data; name=\"a\\\"b\\\\c\\d\"", &v, &t), SU_OK);
+    ck_assert_str_eq(apr_table_get(t, "name"), "a\"b\\cd");
+    ck_assert_int_eq(su_hdr_params(pool, "form-data; name=\"\"", &v, &t), SU_OK);
+    ck_assert_str_eq(apr_table_get(t, "name"), "");
+    ck_assert_int_eq(su_hdr_params(pool, "form-data; name=\"x;y=z\"", &v, &t), SU_OK);
+    ck_assert_str_eq(apr_table_get(t, "name"), "x;y=z");
+    ck_assert_int_eq(apr_table_elts(t)->nelts, 1);
+    /* raw UTF-8 (obs-text) inside quotes */
+    ck_assert_int_eq(su_hdr_params(pool, "form-data; filename=\"r\xc3\xa9sum\xc3\xa9.pdf\"",
+                                   &v, &t), SU_OK);
+    ck_assert_str_eq(apr_table_get(t, "filename"), "r\xc3\xa9sum\xc3\xa9.pdf");
+}
+END_TEST
+
+START_TEST(params_errors)
+{
+    const char *v;
+    apr_table_t *t;
+    static const char *bad[] = {
+        "",
+        "   ",
+        "; name=a",
+        "form-data; name=\"abc",             /* unterminated */
+        "form-data; name=\"abc\\",
+        "form-data; name=a; NAME=b",         /* duplicate, case-insensitive */
+        "form-data; name=a; name=a",
+        "form-data; name",
+        "form-data; name=",
+        "form-data; =a",
+        "form-data name=a",
+        "form-data; name=a b",
+        "form-data; name=\"a\"b",
+        "form-data; name=\"a\x01\"",         /* control char in quotes */
+        "form-data; name=a\x7f",
+        "text/",
+        "/plain",
+        "a/b/c",
+        "form-data; na(me=a",
+        NULL
+    };
+    int i;
+
+    for (i = 0; bad[i] != NULL; i++)
+        ck_assert_msg(su_hdr_params(pool, bad[i], &v, &t) == SU_ERR_BAD_REQUEST,
+                      "accepted: %s", bad[i]);
+    ck_assert_int_eq(su_hdr_params(pool, NULL, &v, &t), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+START_TEST(params_length_cap)
+{
+    const char *v;
+    apr_table_t *t;
+    apr_size_t n = 16384;
+    char *s = apr_palloc(pool, n + 2);
+
+    memcpy(s, "form-data; name=", 16);
+    memset(s + 16, 'a', n - 16);
+    s[n] = '\0';
+    ck_assert_int_eq(su_hdr_params(pool, s, &v, &t), SU_OK);
+    ck_assert_uint_eq(strlen(apr_table_get(t, "name")), n - 16);
+    s[n] = 'a';
+    s[n + 1] = '\0';
+    ck_assert_int_eq(su_hdr_params(pool, s, &v, &t), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+START_TEST(params_count_cap)
+{
+    const char *v;
+    apr_table_t *t;
+    char *s = "x/y";
+    int i;
+
+    for (i = 0; i < 64; i++)
+        s = apr_psprintf(pool, "%s; p%d=%d", s, i, i);
+    ck_assert_int_eq(su_hdr_params(pool, s, &v, &t), SU_OK);
+    ck_assert_int_eq(apr_table_elts(t)->nelts, 64);
+    ck_assert_str_eq(apr_table_get(t, "p63"), "63");
+    s = apr_pstrcat(pool, s, "; p64=64", NULL);
+    ck_assert_int_eq(su_hdr_params(pool, s, &v, &t), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+/* ---- ext-values and Content-Disposition ---- */
+
+START_TEST(ext_values)
+{
+    const char *o;
+
+    ck_assert_int_eq(su_hdr_ext_value(pool, "UTF-8''%e2%82%ac%20rates.txt", &o), SU_OK);
+    ck_assert_str_eq(o, "\xe2\x82\xac rates.txt");
+    ck_assert_int_eq(su_hdr_ext_value(pool, "utf-8'en-US'a%2Fb", &o), SU_OK);
+    ck_assert_str_eq(o, "a/b");
+    ck_assert_int_eq(su_hdr_ext_value(pool, "iso-8859-1'en'%A3%20rates", &o), SU_OK);
+    ck_assert_str_eq(o, "\xc2\xa3 rates");
+    ck_assert_int_eq(su_hdr_ext_value(pool, "ISO-8859-1''caf%E9", &o), SU_OK);
+    ck_assert_str_eq(o, "caf\xc3\xa9");
+    ck_assert_int_eq(su_hdr_ext_value(pool, "UTF-8''", &o), SU_OK);
+    ck_assert_str_eq(o, "");
+}
+END_TEST
+
+START_TEST(ext_value_errors)
+{
+    const char *o;
+    static const char *bad[] = {
+        "UTF-8''%",
+        "UTF-8''%4",
+        "UTF-8''%zz",
+        "UTF-8''%4g",
+        "UTF-8''%00evil",          /* NUL */
+        "UTF-8''%C3",              /* truncated UTF-8 */
+        "UTF-8''%C0%AF",           /* overlong */
+        "UTF-8''%ED%A0%80",        /* surrogate */
+        "UTF-8''%FF",
+        "UTF-8''a b",              /* space must be encoded */
+        "UTF-8''a\"b",
+        "UTF-8'a",                 /* one quote */
+        "UTF-8",
+        "koi8-r''abc",             /* unsupported charset */
+        "''abc",
+        "UTF-8'e n'abc",           /* bad language tag */
+        NULL
+    };
+    int i;
+
+    for (i = 0; bad[i] != NULL; i++)
+        ck_assert_msg(su_hdr_ext_value(pool, bad[i], &o) == SU_ERR_BAD_REQUEST,
+                      "accepted: %s", bad[i]);
+}
+END_TEST
+
+START_TEST(disposition)
+{
+    const char *d, *f;
+
+    ck_assert_int_eq(su_hdr_disposition(pool, "Attachment; filename=\"a.txt\"", &d, &f), SU_OK);
+    ck_assert_str_eq(d, "attachment");
+    ck_assert_str_eq(f, "a.txt");
+    ck_assert_int_eq(su_hdr_disposition(pool,
+        "attachment; filename*=UTF-8''%e2%82%ac.txt; filename=\"EUR.txt\"", &d, &f), SU_OK);
+    ck_assert_str_eq(f, "\xe2\x82\xac.txt");
+    ck_assert_int_eq(su_hdr_disposition(pool,
+        "form-data; filename=\"EUR.txt\"; FILENAME*=utf-8''x%20y", &d, &f), SU_OK);
+    ck_assert_str_eq(d, "form-data");
+    ck_assert_str_eq(f, "x y");
+    ck_assert_int_eq(su_hdr_disposition(pool, "inline", &d, &f), SU_OK);
+    ck_assert_str_eq(d, "inline");
+    ck_assert_ptr_null(f);
+    ck_assert_int_eq(su_hdr_disposition(pool, "attachment; filename*=UTF-8''%", &d, &f),
+                     SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_disposition(pool, "attachment; filename=a; filename=b", &d, &f),
+                     SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+/* ---- safe names ---- */
+
+START_TEST(safe_name_paths)
+{
+    ck_assert_str_eq(su_hdr_safe_name(pool, "../../etc/passwd"), "passwd");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "C:\\x\\y.txt"), "y.txt");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "a/b\\c/d.bin"), "d.bin");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "report.pdf"), "report.pdf");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "dir/"), "");
+    ck_assert_str_eq(su_hdr_safe_name(pool, ".."), "");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "a/.."), "");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "."), "");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "..."), "...");
+    ck_assert_str_eq(su_hdr_safe_name(pool, ".\x01."), "");
+    ck_assert_str_eq(su_hdr_safe_name(pool, ""), "");
+    ck_assert_str_eq(su_hdr_safe_name(pool, NULL), "");
+}
+END_TEST
+
+START_TEST(safe_name_chars)
+{
+    ck_assert_str_eq(su_hdr_safe_name(pool, "a\x01" "b\x1f" "c\x7f" "d\te\r\nf"), "abcdef");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "caf\xc3\xa9.txt"), "caf\xc3\xa9.txt");
+    /* invalid UTF-8: stray continuation, lone lead, overlong, surrogate, > U+10FFFF */
+    ck_assert_str_eq(su_hdr_safe_name(pool, "a\x80" "b\xc3" "c\xc0\xaf" "d"), "abcd");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "x\xed\xa0\x80y\xf4\x90\x80\x80z"), "xyz");
+    ck_assert_str_eq(su_hdr_safe_name(pool, "\xf0\x9f\x98\x80.png"), "\xf0\x9f\x98\x80.png");
+}
+END_TEST
+
+START_TEST(safe_name_length)
+{
+    char in[400];
+    const char *o;
+    int i;
+
+    /* 300 ASCII bytes: cut to 255 */
+    memset(in, 'a', 300);
+    in[300] = '\0';
+    o = su_hdr_safe_name(pool, in);
+    ck_assert_uint_eq(strlen(o), 255);
+
+    /* 2-byte chars after 254 ASCII bytes: the char at 254..255 does not fit */
+    memset(in, 'a', 254);
+    for (i = 0; i < 20; i++) {
+        in[254 + 2 * i] = '\xc3';
+        in[255 + 2 * i] = '\xa9';
+    }
+    in[294] = '\0';
+    o = su_hdr_safe_name(pool, in);
+    ck_assert_uint_eq(strlen(o), 254);
+
+    /* 100 three-byte chars (300 bytes): 85 chars = 255 bytes */
+    for (i = 0; i < 100; i++)
+        memcpy(in + 3 * i, "\xe2\x82\xac", 3);
+    in[300] = '\0';
+    o = su_hdr_safe_name(pool, in);
+    ck_assert_uint_eq(strlen(o), 255);
+    ck_assert_int_eq(memcmp(o + 252, "\xe2\x82\xac", 3), 0);
+
+    /* 75 four-byte chars: 63 fit in 252 bytes */
+    for (i = 0; i < 75; i++)
+        memcpy(in + 4 * i, "\xf0\x9f\x98\x80", 4);
+    in[300] = '\0';
+    o = su_hdr_safe_name(pool, in);
+    ck_assert_uint_eq(strlen(o), 252);
+
+    /* removed bytes do not count against the cap */
+    for (i = 0; i < 300; i++)
+        in[i] = (i % 2) ? 'b' : '\x01';
+    in[300] = '\0';
+    o = su_hdr_safe_name(pool, in);
+    ck_assert_uint_eq(strlen(o), 150);
+}
+END_TEST
+
+/* ---- digests ---- */
+
+START_TEST(digest_valid)
+{
+    su_digest_t d;
+
+    ck_assert_int_eq(su_hdr_digest("sha-256=:" B64_32 ":", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_SHA256);
+    ck_assert_uint_eq(d.len, 32);
+    ck_assert(is_seq(d.value, 32, 0));
+
+    ck_assert_int_eq(su_hdr_digest("sha-512=:" B64_64 ":", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_SHA512);
+    ck_assert_uint_eq(d.len, 64);
+    ck_assert(is_seq(d.value, 64, 0));
+
+    /* both: sha-512 wins, in either order */
+    ck_assert_int_eq(su_hdr_digest("sha-256=:" B64_32 ":, sha-512=:" B64_64B ":", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_SHA512);
+    ck_assert(is_seq(d.value, 64, 100));
+    ck_assert_int_eq(su_hdr_digest("sha-512=:" B64_64B ":,sha-256=:" B64_32 ":", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_SHA512);
+
+    /* unknown algorithms alongside, whitespace, parameters */
+    ck_assert_int_eq(su_hdr_digest("  md5=:" B64_16 ":,\tsha-256=:" B64_32 ":;x=1 , "
+                                   "unixsum=30637, id-sha-256=?1  ", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_SHA256);
+    ck_assert(is_seq(d.value, 32, 0));
+}
+END_TEST
+
+START_TEST(digest_unknown_only)
+{
+    su_digest_t d;
+
+    ck_assert_int_eq(su_hdr_digest("md5=:" B64_16 ":", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_NONE);
+    ck_assert_int_eq(su_hdr_digest("unixsum=30637, adler=\"x\\\"y\", crc=(1 2 a);p, flag, "
+                                   "tok=abc/def:1, dec=-1.25", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_NONE);
+}
+END_TEST
+
+START_TEST(digest_errors)
+{
+    su_digest_t d;
+    static const char *bad[] = {
+        "sha-256=" B64_32,                          /* missing colons */
+        "sha-256=:" B64_32,                         /* missing closing colon */
+        "sha-256=" B64_32 ":",
+        "sha-256=:" B64_31 ":",                     /* wrong length */
+        "sha-256=:" B64_64 ":",
+        "sha-512=:" B64_32 ":",
+        "sha-256=::",
+        "sha-256=:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8:",    /* unpadded */
+        "sha-256=:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh=8:",   /* pad inside */
+        "sha-256=:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8*:",   /* bad char */
+        "sha-256=:AAECAwQFBgcICQ-LDA0ODxAREhMUFRYXGBkaGxwdHh8=:",   /* base64url */
+        "sha-256=\"" B64_32 "\"",                   /* string, not bytes */
+        "sha-256",                                  /* boolean */
+        "sha-256=:" B64_32 ":,",                    /* trailing comma */
+        "sha-256=:" B64_32 ": sha-512=:" B64_64 ":",/* missing comma */
+        ",sha-256=:" B64_32 ":",
+        "SHA-256=:" B64_32 ":",                     /* keys are lowercase */
+        "sha-256=:" B64_32 ":;",                    /* empty parameter */
+        "md5=:abc",                                 /* bad syntax in unknown alg */
+        "x=(1 2",
+        "x=\"abc",
+        "x=1234567890123456",
+        "=:" B64_32 ":",
+        NULL
+    };
+    int i;
+
+    for (i = 0; bad[i] != NULL; i++)
+        ck_assert_msg(su_hdr_digest(bad[i], &d) == SU_ERR_BAD_REQUEST,
+                      "accepted: %s", bad[i]);
+    ck_assert_int_eq(su_hdr_digest(NULL, &d), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+START_TEST(content_md5)
+{
+    su_digest_t d;
+
+    ck_assert_int_eq(su_hdr_content_md5(" " B64_16 " ", &d), SU_OK);
+    ck_assert_int_eq(d.alg, SU_DIGEST_MD5);
+    ck_assert_uint_eq(d.len, 16);
+    ck_assert(is_seq(d.value, 16, 0));
+    ck_assert_int_eq(su_hdr_content_md5(B64_32, &d), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_content_md5("AAECAwQFBgcICQoLDA0ODw", &d), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_content_md5("AAECAwQFBgcICQoLDA0OD!==", &d), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_content_md5("", &d), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_content_md5(NULL, &d), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+/* ---- media types ---- */
+
+START_TEST(type_matching)
+{
+    ck_assert(su_hdr_type_matches("image/png", "image/png"));
+    ck_assert(su_hdr_type_matches("Image/PNG; charset=x", "image/png"));
+    ck_assert(su_hdr_type_matches(" image/png ", "IMAGE/PNG"));
+    ck_assert(su_hdr_type_matches("image/png", "image/*"));
+    ck_assert(su_hdr_type_matches("IMAGE/jpeg;q=1", "image/*"));
+    ck_assert(su_hdr_type_matches("text/plain", "*/*"));
+    ck_assert(!su_hdr_type_matches("image/png", "image/jpeg"));
+    ck_assert(!su_hdr_type_matches("image/pngx", "image/png"));
+    ck_assert(!su_hdr_type_matches("image/pn", "image/png"));
+    ck_assert(!su_hdr_type_matches("imagex/png", "image/*"));
+    ck_assert(!su_hdr_type_matches("text/plain", "image/*"));
+    ck_assert(!su_hdr_type_matches("image", "image/*"));
+    ck_assert(!su_hdr_type_matches("image/", "image/*"));
+    ck_assert(!su_hdr_type_matches("", "image/*"));
+    ck_assert(!su_hdr_type_matches("image/png x", "image/png"));
+    ck_assert(!su_hdr_type_matches(NULL, "image/png"));
+    ck_assert(!su_hdr_type_matches("image/png", NULL));
+}
+END_TEST
+
+static Suite *hdr_suite(void)
+{
+    Suite *s = suite_create("su_hdr");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, params_basic);
+    tcase_add_test(tc, params_quoting);
+    tcase_add_test(tc, params_errors);
+    tcase_add_test(tc, params_length_cap);
+    tcase_add_test(tc, params_count_cap);
+    tcase_add_test(tc, ext_values);
+    tcase_add_test(tc, ext_value_errors);
+    tcase_add_test(tc, disposition);
+    tcase_add_test(tc, safe_name_paths);
+    tcase_add_test(tc, safe_name_chars);
+    tcase_add_test(tc, safe_name_length);
+    tcase_add_test(tc, digest_valid);
+    tcase_add_test(tc, digest_unknown_only);
+    tcase_add_test(tc, digest_errors);
+    tcase_add_test(tc, content_md5);
+    tcase_add_test(tc, type_matching);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    sr = srunner_create(hdr_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

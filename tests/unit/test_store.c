@@ -1,0 +1,181 @@
+/* Unit tests for the storage directory (su_store.c): temp files, commit, cleanup. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "su_store.h"
+
+static apr_pool_t *pool;
+static char dir[64];
+
+static void setup(void)
+{
+    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
+    strcpy(dir, "/tmp/su_store_test.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    apr_pool_destroy(pool);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Regular files anywhere below d. */
+static int count_files(const char *d)
+{
+    DIR *dh = opendir(d);
+    struct dirent *e;
+    int n = 0;
+
+    if (dh == NULL)
+        return 0;
+    while ((e = readdir(dh)) != NULL) {
+        char path[512];
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", d, e->d_name);
+        if (lstat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            n += count_files(path);
+        else
+            n++;
+    }
+    closedir(dh);
+    return n;
+}
+
+START_TEST(test_valid_id)
+{
+    char id[SU_ID_HEX_LEN + 1], id2[SU_ID_HEX_LEN + 1];
+
+    ck_assert(su_store_valid_id("0123456789abcdef0123456789abcdef"));
+    ck_assert(!su_store_valid_id("0123456789ABCDEF0123456789abcdef"));
+    ck_assert(!su_store_valid_id("0123456789abcdef0123456789abcde"));
+    ck_assert(!su_store_valid_id("0123456789abcdef0123456789abcdef0"));
+    ck_assert(!su_store_valid_id("../3456789abcdef0123456789abcdef"));
+    ck_assert(!su_store_valid_id(NULL));
+    ck_assert_int_eq(su_store_new_id(id), SU_OK);
+    ck_assert_int_eq(su_store_new_id(id2), SU_OK);
+    ck_assert(su_store_valid_id(id));
+    ck_assert_str_ne(id, id2);
+    ck_assert_str_eq(su_store_relpath(pool, "abcdef0123456789abcdef0123456789"),
+                     "ab/abcdef0123456789abcdef0123456789.enc");
+}
+END_TEST
+
+START_TEST(test_commit)
+{
+    const char *id = "abcdef0123456789abcdef0123456789", *err = NULL;
+    su_store_file_t *f;
+    struct stat st;
+    char big[300 * 1024];
+    const char *path;
+
+    memset(big, 'x', sizeof big);
+    ck_assert_int_eq(su_store_create(pool, dir, id, &f, &err), SU_OK);
+    ck_assert_int_eq(su_store_write(f, "hello", 5, &err), SU_OK);
+    ck_assert_int_eq(su_store_write(f, big, sizeof big, &err), SU_OK);
+    ck_assert_int_eq(su_store_write(f, "!", 1, &err), SU_OK);
+    ck_assert_int_eq(su_store_written(f), 5 + (apr_off_t)sizeof big + 1);
+    /* not visible under its final name before the commit */
+    path = su_store_path(pool, dir, id);
+    ck_assert_int_ne(stat(path, &st), 0);
+    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_store_flush(f, 1, &err), SU_OK);
+    ck_assert_int_eq(su_store_commit(f, 1, &err), SU_OK);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 5 + (off_t)sizeof big + 1);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(stat(apr_pstrcat(pool, dir, "/ab", NULL), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+    ck_assert_int_eq(count_files(dir), 1);
+    /* the committed file survives the pool */
+    apr_pool_clear(pool);
+    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_store_remove(pool, dir, id, 1, &err), SU_OK);
+    ck_assert_int_eq(count_files(dir), 0);
+    ck_assert_int_eq(su_store_remove(pool, dir, id, 1, &err), SU_ERR_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(test_cleanup_removes_temp)
+{
+    const char *id = "0011223344556677889900aabbccddee", *err = NULL;
+    su_store_file_t *f;
+    apr_pool_t *sub;
+
+    apr_pool_create(&sub, pool);
+    ck_assert_int_eq(su_store_create(sub, dir, id, &f, &err), SU_OK);
+    ck_assert_int_eq(su_store_write(f, "data", 4, &err), SU_OK);
+    ck_assert_int_eq(su_store_flush(f, 0, &err), SU_OK);
+    ck_assert_int_eq(count_files(dir), 1);
+    apr_pool_destroy(sub);       /* e.g. the client went away */
+    ck_assert_int_eq(count_files(dir), 0);
+
+    ck_assert_int_eq(su_store_create(pool, dir, id, &f, &err), SU_OK);
+    su_store_discard(f);
+    ck_assert_int_eq(count_files(dir), 0);
+    ck_assert_int_ne(su_store_write(f, "x", 1, &err), SU_OK);
+}
+END_TEST
+
+START_TEST(test_exclusive)
+{
+    const char *id = "ffeeddccbbaa99887766554433221100", *err = NULL;
+    su_store_file_t *a, *b;
+
+    ck_assert_int_eq(su_store_create(pool, dir, id, &a, &err), SU_OK);
+    /* a second writer of the same id must not take over (or delete) the first */
+    ck_assert_int_ne(su_store_create(pool, dir, id, &b, &err), SU_OK);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_store_create(pool, dir, "not-an-id", &b, &err), SU_ERR_INTERNAL);
+}
+END_TEST
+
+START_TEST(test_unwritable_dir)
+{
+    const char *err = NULL;
+    su_store_file_t *f;
+
+    ck_assert_int_eq(su_store_create(pool, "/nonexistent/secupload", 
+                                     "abcdef0123456789abcdef0123456789", &f, &err),
+                     SU_ERR_INTERNAL);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/secupload"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("su_store");
+    TCase *tc = tcase_create("store");
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_valid_id);
+    tcase_add_test(tc, test_commit);
+    tcase_add_test(tc, test_cleanup_removes_temp);
+    tcase_add_test(tc, test_exclusive);
+    tcase_add_test(tc, test_unwritable_dir);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
