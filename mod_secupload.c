@@ -23,6 +23,7 @@
 
 #include "su_common.h"
 #include "su_format.h"
+#include "su_hdr.h"
 #include "su_json.h"
 #include "su_key.h"
 #include "su_redis.h"
@@ -545,6 +546,10 @@ typedef struct su_req {
     su_redis_t *redis;
     const char *request_id;
     const char *time;
+    const char *action;       /* "upload", "read", "delete": for log lines */
+    const char *fail_event;   /* audit event of a failure, or NULL for none */
+    const char *allow;        /* methods of this handler, for 405 */
+    int body_unread;          /* close the connection after an error */
 } su_req_t;
 
 static apr_status_t su_req_release(void *data)
@@ -656,18 +661,18 @@ static int su_fail(su_req_t *q, su_err_t e, const char *message,
     int level = status >= 500 ? APLOG_ERR : APLOG_INFO;
 
     ap_log_rerror(APLOG_MARK, level, 0, r, SU_LOGNO(00020)
-                  "upload rejected: %d %s: %s", status, su_err_code(e),
+                  "%s failed: %d %s: %s", q->action, status, su_err_code(e),
                   detail && *detail ? detail : message);
-    if (e != SU_ERR_UNAVAILABLE)
-        su_audit_only(q, su_audit(q, "upload.rejected", e == SU_ERR_ABORTED ? 400 : status,
-                                  id, su_err_code(e), bytes));
-    r->connection->keepalive = AP_CONN_CLOSE;
+    if (q->fail_event && e != SU_ERR_UNAVAILABLE)
+        su_audit_only(q, su_audit(q, q->fail_event, status, id, su_err_code(e), bytes));
+    if (q->body_unread)
+        r->connection->keepalive = AP_CONN_CLOSE;
     if (e == SU_ERR_ABORTED) {
         r->status = HTTP_BAD_REQUEST;  /* for the access log; nobody is listening */
         return DONE;
     }
     if (e == SU_ERR_METHOD)
-        apr_table_setn(r->headers_out, "Allow", "POST");
+        apr_table_setn(r->headers_out, "Allow", q->allow);
     if (e == SU_ERR_UNAVAILABLE)
         apr_table_setn(r->headers_out, "Retry-After", SU_RETRY_AFTER);
     if (status >= 500 && e != SU_ERR_UNAVAILABLE && e != SU_ERR_NO_SPACE)
@@ -701,7 +706,9 @@ static su_err_t su_read_error(request_rec *r, apr_bucket_brigade *bb,
              e = APR_BUCKET_NEXT(e)) {
             if (AP_BUCKET_IS_ERROR(e)) {
                 int status = ((ap_bucket_error *)e->data)->status;
-                *detail = apr_psprintf(r->pool, "input filter error %d", status);
+                *detail = status == HTTP_REQUEST_ENTITY_TOO_LARGE
+                    ? "the body exceeds LimitRequestBody (Apache's own limit)"
+                    : apr_psprintf(r->pool, "input filter error %d", status);
                 if (status == HTTP_REQUEST_ENTITY_TOO_LARGE)
                     return SU_ERR_TOO_LARGE;
                 return status >= 500 ? SU_ERR_INTERNAL : SU_ERR_BAD_REQUEST;
@@ -891,14 +898,212 @@ static int su_handle_upload(su_req_t *q)
     return su_stored(q, u, sync);
 }
 
-static int su_handler(request_rec *r)
+/* ---- reading back, inspecting, deleting (SetHandler secupload-files) ---- */
+
+/*
+ * The id (and whether /meta follows) from the last segments of the URI, so
+ * the handler works under any <Location>. NULL unless well-formed.
+ */
+static const char *su_files_id(request_rec *r, int *meta)
 {
-    su_req_t *q;
+    const char *uri = r->uri, *end = uri + strlen(uri), *seg;
 
-    if (r->handler == NULL || strcmp(r->handler, "secupload") != 0)
-        return DECLINED;
+    *meta = 0;
+    seg = end;
+    while (seg > uri && seg[-1] != '/')
+        seg--;
+    if (strcmp(seg, "meta") == 0) {
+        *meta = 1;
+        end = seg - 1;
+        if (end <= uri)
+            return NULL;
+        seg = end;
+        while (seg > uri && seg[-1] != '/')
+            seg--;
+    }
+    if (end - seg != SU_ID_HEX_LEN)
+        return NULL;
+    seg = apr_pstrmemdup(r->pool, seg, SU_ID_HEX_LEN);
+    return su_store_valid_id(seg) ? seg : NULL;
+}
 
-    q = apr_pcalloc(r->pool, sizeof(*q));
+static const char *su_meta_get(apr_table_t *meta, const char *k)
+{
+    const char *v = apr_table_get(meta, k);
+    return v ? v : "";
+}
+
+/* SecUploadOwnerOnly: a file is only ever shown to the user who uploaded it. */
+static int su_owner_denied(const su_req_t *q, apr_table_t *meta)
+{
+    const char *owner = su_meta_get(meta, "user");
+
+    if (q->dir->owner_only != 1)
+        return 0;
+    return q->r->user == NULL || *q->r->user == '\0' || strcmp(owner, q->r->user) != 0;
+}
+
+static int su_files_meta(su_req_t *q, apr_table_t *meta)
+{
+    static const char *const numeric[] = { "size", NULL };
+    static const char *const hidden[] = { "path", NULL };
+
+    return su_respond(q->r, HTTP_OK, su_json_table(q->r->pool, meta, numeric, hidden));
+}
+
+static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
+{
+    request_rec *r = q->r;
+    apr_uint64_t size = (apr_uint64_t)apr_atoi64(su_meta_get(meta, "size"));
+    const char *err = NULL;
+    su_err_t rv;
+
+    /* metadata first: a failure after it leaves an orphan file for fsck,
+     * never metadata that points at nothing */
+    rv = su_redis_delete(q->redis, r->pool, id,
+                         su_audit(q, "file.deleted", HTTP_NO_CONTENT, id, "", size));
+    if (rv == SU_ERR_NOT_FOUND)
+        return su_fail(q, rv, "No such file.", "deleted meanwhile", id, 0);
+    if (rv != SU_OK)
+        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
+                       "Try again later.", su_redis_errstr(q->redis), id, 0);
+    rv = su_store_remove(r->pool, q->srv->storage_dir, id, q->dir->sync != 0, &err);
+    if (rv != SU_OK && rv != SU_ERR_NOT_FOUND)
+        return su_fail(q, SU_ERR_INTERNAL, "Internal error.", err, id, 0);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00040)
+                  "file deleted: id %s", id);
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
+/* Send the plaintext; every byte was authenticated before the first goes out. */
+static int su_files_stream(su_req_t *q, su_fmt_reader_t *rd)
+{
+    request_rec *r = q->r;
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
+    const unsigned char *data;
+    size_t len;
+    apr_status_t st;
+    su_err_t rv;
+
+    for (;;) {
+        rv = su_fmt_reader_next(rd, &data, &len);
+        if (rv != SU_OK || len == 0)
+            break;
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create((const char *)data, len,
+                                                           NULL, ba));
+        st = ap_pass_brigade(r->output_filters, bb);
+        apr_brigade_cleanup(bb);
+        if (st != APR_SUCCESS || r->connection->aborted)
+            return AP_FILTER_ERROR;
+    }
+    su_fmt_reader_close(rd);
+    if (rv != SU_OK) {
+        /* cannot happen after verification; never end the body as if complete */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00041)
+                      "decryption failed after verification");
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return AP_FILTER_ERROR;
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
+}
+
+static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
+{
+    request_rec *r = q->r;
+    const su_kek_t *const *keks = (const su_kek_t *const *)q->srv->keks->elts;
+    const char *path = su_store_path(r->pool, q->srv->storage_dir, id);
+    su_fmt_reader_t *rd = NULL;
+    uint64_t size = 0;
+    su_err_t rv;
+
+    rv = su_fmt_reader_open(r->pool, path, keks, q->srv->keks->nelts, &rd, &size);
+    if (rv == SU_OK && size != (uint64_t)apr_atoi64(su_meta_get(meta, "size"))) {
+        su_fmt_reader_close(rd);
+        rv = SU_ERR_INTEGRITY;
+    }
+    if (rv != SU_OK)
+        return su_fail(q, rv == SU_ERR_NOT_FOUND ? SU_ERR_INTERNAL : rv,
+                       "Internal error.",
+                       apr_psprintf(r->pool, "%s: %s", path,
+                                    rv == SU_ERR_INTEGRITY
+                                    ? "verification failed (tampered, truncated, "
+                                      "or no configured key opens it)"
+                                    : rv == SU_ERR_NOT_FOUND ? "missing"
+                                    : "cannot be read"), id, 0);
+
+    ap_set_content_type(r, apr_pstrdup(r->pool, su_meta_get(meta, "content_type")));
+    ap_set_content_length(r, (apr_off_t)size);
+    apr_table_setn(r->headers_out, "Content-Disposition",
+                   su_hdr_attachment(r->pool, su_meta_get(meta, "name")));
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(r->headers_out, "Cache-Control", "private, no-store");
+    /* ranges are not supported: the whole file, always */
+    apr_table_setn(r->headers_out, "Accept-Ranges", "none");
+    apr_table_unset(r->headers_in, "Range");
+    su_audit_only(q, su_audit(q, "file.read", HTTP_OK, id, "",
+                              r->header_only ? 0 : size));
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
+                  "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
+    if (r->header_only) {
+        su_fmt_reader_close(rd);
+        return OK;
+    }
+    return su_files_stream(q, rd);
+}
+
+static int su_handle_files(su_req_t *q)
+{
+    request_rec *r = q->r;
+    apr_table_t *meta = NULL;
+    const char *id;
+    int is_meta;
+    su_err_t rv;
+
+    q->action = "file request";
+    q->allow = "GET, HEAD, DELETE";
+    id = su_files_id(r, &is_meta);
+    if (r->method_number != M_GET && (r->method_number != M_DELETE || is_meta)) {
+        if (is_meta)
+            q->allow = "GET, HEAD";
+        q->body_unread = 1;
+        return su_fail(q, SU_ERR_METHOD, "Method not allowed here.",
+                       apr_pstrcat(r->pool, "method ", r->method, NULL), id, 0);
+    }
+    if (id == NULL)
+        return su_fail(q, SU_ERR_NOT_FOUND, "No such file.", "malformed id", NULL, 0);
+    if (su_req_redis(q) != SU_OK)
+        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
+                       "Try again later.", "Redis unavailable", id, 0);
+    rv = su_redis_get_meta(q->redis, r->pool, id, &meta);
+    if (rv == SU_ERR_NOT_FOUND)
+        return su_fail(q, rv, "No such file.", "unknown id", id, 0);
+    if (rv != SU_OK)
+        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
+                       "Try again later.", su_redis_errstr(q->redis), id, 0);
+    if (su_owner_denied(q, meta)) {
+        q->fail_event = "file.denied";
+        return su_fail(q, SU_ERR_NOT_FOUND, "No such file.",
+                       apr_psprintf(r->pool, "user '%s' is not the owner",
+                                    r->user ? r->user : ""), id, 0);
+    }
+    if (is_meta)
+        return su_files_meta(q, meta);
+    q->fail_event = "file.read";
+    if (r->method_number == M_DELETE) {
+        q->fail_event = "file.deleted";
+        return su_files_delete(q, id, meta);
+    }
+    return su_files_read(q, id, meta);
+}
+
+/* Gather what every request needs; NULL if the server is not set up. */
+static su_req_t *su_req_create(request_rec *r)
+{
+    su_req_t *q = apr_pcalloc(r->pool, sizeof(*q));
+
     q->r = r;
     q->srv = su_srv(r->server);
     q->dir = ap_get_module_config(r->per_dir_config, &secupload_module);
@@ -906,14 +1111,39 @@ static int su_handler(request_rec *r)
     q->time = su_rfc3339(r->pool, r->request_time);
     if (q->srv->rt == NULL || q->srv->storage_dir == NULL || q->srv->keks->nelts == 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00030)
-                      "SetHandler secupload is used, but SecUploadStorageDir and "
-                      "SecUploadKeyFile are not configured for this server");
+                      "SetHandler %s is used, but SecUploadStorageDir and "
+                      "SecUploadKeyFile are not configured for this server",
+                      r->handler);
+        return NULL;
+    }
+    apr_pool_cleanup_register(r->pool, q, su_req_release, apr_pool_cleanup_null);
+    return q;
+}
+
+static int su_handler(request_rec *r)
+{
+    int upload;
+    su_req_t *q;
+
+    if (r->handler == NULL)
+        return DECLINED;
+    upload = strcmp(r->handler, "secupload") == 0;
+    if (!upload && strcmp(r->handler, "secupload-files") != 0)
+        return DECLINED;
+    q = su_req_create(r);
+    if (q == NULL) {
         r->connection->keepalive = AP_CONN_CLOSE;
         return su_respond(r, HTTP_INTERNAL_SERVER_ERROR,
                           su_json_error(r->pool, SU_ERR_INTERNAL, "Internal error."));
     }
-    apr_pool_cleanup_register(r->pool, q, su_req_release, apr_pool_cleanup_null);
-    return su_handle_upload(q);
+    if (upload) {
+        q->action = "upload";
+        q->fail_event = "upload.rejected";
+        q->allow = "POST";
+        q->body_unread = 1;
+        return su_handle_upload(q);
+    }
+    return su_handle_files(q);
 }
 
 static void su_register_hooks(apr_pool_t *p)

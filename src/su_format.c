@@ -652,6 +652,100 @@ su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
     return rv;
 }
 
+/* ---- a reader for streaming answers ---- */
+
+struct su_fmt_reader {
+    su_fmt_file_t *f;
+    su_dec_t *dec;
+    uint64_t left;          /* ciphertext bytes not yet decrypted */
+    int done;
+    unsigned char *out;     /* SU_FMT_CHUNK + 2 blocks of plaintext */
+};
+
+static apr_status_t su_fmt_reader_cleanup(void *data)
+{
+    su_fmt_reader_t *rd = data;
+    if (rd->out)
+        OPENSSL_cleanse(rd->out, SU_FMT_CHUNK + 2 * SU_FMT_BLOCK);
+    return APR_SUCCESS;
+}
+
+su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
+                            const su_kek_t *const *keks, int nkeks,
+                            su_fmt_reader_t **out, uint64_t *plain_size)
+{
+    su_fmt_reader_t *rd;
+    su_fmt_file_t *f;
+    su_dec_t *dec;
+    su_err_t rv;
+
+    *out = NULL;
+    *plain_size = 0;
+    rv = su_fmt_file_open(p, path, &f);
+    if (rv != SU_OK)
+        return rv;
+    rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
+    if (rv == SU_OK)
+        rv = su_fmt_mac_pass(f, dec, NULL, -1);
+    if (rv == SU_OK)
+        rv = su_dec_tail_size(dec, f->tail, f->ctlen, plain_size);
+    /* the tail check moved the CBC state: start pass 2 from the file's IV */
+    if (rv == SU_OK
+        && EVP_DecryptInit_ex(dec->cipher, NULL, NULL, NULL, dec->iv) != 1)
+        rv = SU_ERR_INTERNAL;
+    if (rv == SU_OK && lseek(f->fd, SU_FMT_HEADER_LEN, SEEK_SET) < 0)
+        rv = SU_ERR_INTERNAL;
+    if (rv != SU_OK) {
+        apr_pool_destroy(f->pool);
+        return rv;
+    }
+    rd = apr_pcalloc(f->pool, sizeof(*rd));
+    rd->f = f;
+    rd->dec = dec;
+    rd->left = f->ctlen;
+    rd->out = apr_palloc(f->pool, SU_FMT_CHUNK + 2 * SU_FMT_BLOCK);
+    apr_pool_cleanup_register(f->pool, rd, su_fmt_reader_cleanup,
+                              apr_pool_cleanup_null);
+    *out = rd;
+    return SU_OK;
+}
+
+su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
+                            size_t *len)
+{
+    size_t outlen = 0, fin = 0;
+    su_err_t rv = SU_OK;
+
+    *data = rd->out;
+    *len = 0;
+    while (!rd->done && outlen == 0) {
+        if (rd->left > 0) {
+            size_t n = rd->left < SU_FMT_CHUNK ? (size_t)rd->left : SU_FMT_CHUNK;
+            rv = su_fmt_read_exact(rd->f->fd, rd->f->buf, n);
+            if (rv == SU_OK)
+                rv = su_dec_update(rd->dec, rd->f->buf, n, rd->out, &outlen);
+            rd->left -= n;
+        }
+        if (rv == SU_OK && rd->left == 0) {
+            rv = su_dec_final(rd->dec, rd->out + outlen, &fin);
+            outlen += fin;
+            rd->done = 1;
+        }
+        if (rv != SU_OK) {
+            rd->done = 1;
+            return rv;
+        }
+    }
+    *len = outlen;
+    return SU_OK;
+}
+
+void su_fmt_reader_close(su_fmt_reader_t *rd)
+{
+    if (rd && rd->f)
+        apr_pool_destroy(rd->f->pool);
+}
+
 /* ---- rewrap ---- */
 
 typedef struct su_fmt_rewrap {

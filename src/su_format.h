@@ -126,4 +126,21 @@ su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             const su_kek_t *newkek);
 
+/*
+ * A stored file read for an answer: su_fmt_reader_open verifies the whole
+ * file (tag and padding) and gives the exact plaintext size before any
+ * plaintext exists; su_fmt_reader_next then decrypts the next piece (at most
+ * 256 KiB, valid until the next call; *len 0 at the end). Both passes read
+ * one descriptor, so a rewrap renamed over the file meanwhile changes
+ * nothing. The reader lives in a subpool of p; su_fmt_reader_close frees it
+ * early and wipes the plaintext buffer.
+ */
+typedef struct su_fmt_reader su_fmt_reader_t;
+su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
+                            const su_kek_t *const *keks, int nkeks,
+                            su_fmt_reader_t **out, uint64_t *plain_size);
+su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
+                            size_t *len);
+void su_fmt_reader_close(su_fmt_reader_t *rd);
+
 #endif

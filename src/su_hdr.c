@@ -775,3 +775,38 @@ int su_hdr_type_matches(const char *type, const char *pattern)
         return tn > pn - 1 && su_hdr_ieq_n(t, pt, pn - 1);
     return tn == pn && su_hdr_ieq_n(t, pt, pn);
 }
+
+/* RFC 5987 attr-char: what may stand unencoded in an ext-value. */
+static int su_hdr_attr_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || (c != 0 && strchr("!#$&+-.^_`|~", c) != NULL);
+}
+
+const char *su_hdr_attachment(apr_pool_t *p, const char *name)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    apr_size_t n = name ? strlen(name) : 0, i, a = 0, e = 0;
+    char *ascii, *ext;
+
+    if (n == 0)
+        return "attachment";
+    ascii = apr_palloc(p, n + 1);
+    ext = apr_palloc(p, 3 * n + 1);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        /* a plain fallback for old clients: printable ASCII, no quote/backslash */
+        ascii[a++] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '_';
+        if (su_hdr_attr_char(c)) {
+            ext[e++] = (char)c;
+        } else {
+            ext[e++] = '%';
+            ext[e++] = hex[c >> 4];
+            ext[e++] = hex[c & 0x0f];
+        }
+    }
+    ascii[a] = '\0';
+    ext[e] = '\0';
+    return apr_psprintf(p, "attachment; filename=\"%s\"; filename*=UTF-8''%s",
+                        ascii, ext);
+}

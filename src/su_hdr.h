@@ -76,4 +76,11 @@ su_err_t su_hdr_content_md5(const char *header, su_digest_t *out);
  * wildcard subtype)? Case-insensitive. */
 int su_hdr_type_matches(const char *type, const char *pattern);
 
+/*
+ * A Content-Disposition value for a download (RFC 6266): an ASCII fallback
+ * filename="..." (others replaced by '_') and filename*=UTF-8''... carrying
+ * the exact name. "attachment" alone for an empty name.
+ */
+const char *su_hdr_attachment(apr_pool_t *p, const char *name);
+
 #endif

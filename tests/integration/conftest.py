@@ -6,7 +6,7 @@ import os
 import pytest
 
 import secupload_harness as H
-from secupload_stack import Stack
+from secupload_stack import Stack, report_shutdown
 
 
 def pytest_report_header(config):
@@ -36,7 +36,7 @@ def module_so():
 
 
 @pytest.fixture(scope="session")
-def stack(module_so):
+def stack(module_so, request):
     s = Stack("main")
     try:
         s.start()
@@ -44,9 +44,7 @@ def stack(module_so):
         s.stop()
         raise
     yield s
-    problems = s.stop()
-    assert not problems, "server log problems at shutdown:\n" + "\n".join(
-        problems[:40])
+    report_shutdown(request, s.stop())
 
 
 @pytest.fixture

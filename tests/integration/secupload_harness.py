@@ -87,7 +87,24 @@ def server_env():
     pre = os.environ.get("SECUPLOAD_LD_PRELOAD")
     if pre:
         env["LD_PRELOAD"] = pre
+        # full malloc stacks, so that the suppression of Apache's own leak
+        # (lsan.supp) matches it and nothing else
+        env["ASAN_OPTIONS"] = _add_opts(env.get("ASAN_OPTIONS", ""), [
+            ("fast_unwind_on_malloc", "0")])
+        env["LSAN_OPTIONS"] = _add_opts(env.get("LSAN_OPTIONS", ""), [
+            ("suppressions", LSAN_SUPP), ("print_suppressions", "0")])
     return env
+
+
+LSAN_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "lsan.supp")
+
+
+def _add_opts(opts, pairs):
+    """Add sanitizer options the caller has not set already."""
+    have = {kv.split("=", 1)[0] for kv in re.split(r"[:\s]+", opts) if kv}
+    extra = ["%s=%s" % (k, v) for k, v in pairs if k not in have]
+    return ":".join([o for o in [opts.strip(":")] if o] + extra)
 
 
 def startup_timeout():

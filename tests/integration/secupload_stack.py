@@ -8,9 +8,11 @@ import os
 import re
 import secrets
 import stat
+import sys
 import warnings
 from datetime import datetime, timezone
 
+import pytest
 import requests
 
 import secupload_harness as H
@@ -57,7 +59,8 @@ LimitRequestBody 0
 class Stack:
     """An Apache with the module and its Redis, and the contract checks."""
 
-    def __init__(self, tag, redis_password=None, redis_db=0, extra=""):
+    def __init__(self, tag, redis_password=None, redis_db=0, extra="",
+                 redis_timeout=2000):
         self.site = H.Site(tag)
         self.redis = H.RedisServer(self.site.root, password=redis_password)
         self.redis_db = redis_db
@@ -70,7 +73,7 @@ class Stack:
             'SecUploadKeyFile "%s"' % self.key1,
             'SecUploadKeyFile "%s"' % self.key2,
             "SecUploadRedisServer 127.0.0.1:%d" % self.redis.port,
-            "SecUploadRedisTimeout 2000",
+            "SecUploadRedisTimeout %d" % redis_timeout,
             'SecUploadRedisPrefix "%s"' % self.prefix,
             "SecUploadSync On",
         ]
@@ -82,6 +85,7 @@ class Stack:
             + extra
         conf = self.site.write_conf(self.site.conf_text(body))
         self.apache = H.Apache(self.site, conf)
+        self.on_stop = []  # run once Apache is down, before the files go
 
     def start(self):
         self.redis.start()
@@ -95,6 +99,8 @@ class Stack:
             problems = self.apache.take_problems()
         finally:
             self.redis.stop()
+            for fn in self.on_stop:
+                fn()
         if not problems:
             self.site.cleanup()
         return problems
@@ -265,3 +271,17 @@ class Stack:
         keys = self.rv.file_keys()
         assert keys == keys_before, "metadata left: %r" % sorted(
             keys - keys_before)
+
+
+def report_shutdown(request, problems):
+    """Log problems seen while the servers stopped (leak reports come only
+    then) fail the fixture's teardown."""
+    if not problems:
+        return
+    msg = "server log problems at shutdown:\n" + "\n".join(problems[:40])
+    if request.session.shouldfail or request.session.shouldstop:
+        # already stopping (-x): a teardown error here would be reported
+        # as an internal error; say it plainly instead
+        sys.stderr.write("\n" + msg + "\n")
+        return
+    pytest.fail(msg, pytrace=False)

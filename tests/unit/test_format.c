@@ -181,6 +181,27 @@ static su_err_t verify_with(const char *path, const su_kek_t *a,
     return su_fmt_file_verify(pool, path, keks, 1, size);
 }
 
+/* Read a file through su_fmt_reader into c; the size comes first. */
+static su_err_t read_with(const char *path, const su_kek_t *a, uint64_t *size,
+                          collect_t *c)
+{
+    const su_kek_t *keks[1] = { a };
+    su_fmt_reader_t *rd;
+    const unsigned char *d;
+    size_t n;
+    su_err_t rv = su_fmt_reader_open(pool, path, keks, 1, &rd, size);
+
+    if (rv != SU_OK)
+        return rv;
+    do {
+        rv = su_fmt_reader_next(rd, &d, &n);
+        if (rv == SU_OK && n > 0)
+            collect_sink(c, d, n);
+    } while (rv == SU_OK && n > 0);
+    su_fmt_reader_close(rd);
+    return rv;
+}
+
 static void hex(const unsigned char *in, size_t len, char *out)
 {
     size_t i;
@@ -255,6 +276,16 @@ START_TEST(round_trip)
     ck_assert_int_eq(verify_with(path, &k1, &vsize), SU_OK);
     ck_assert_uint_eq(vsize, n);
     ck_assert_int_eq(decrypt_with(path, &k1, NULL, &c), SU_OK);
+    ck_assert_uint_eq(c.len, n);
+    if (n > 0)
+        ck_assert_mem_eq(c.buf, data, n);
+    free(c.buf);
+
+    /* the reader: exact size first, then the same bytes */
+    memset(&c, 0, sizeof c);
+    vsize = 0;
+    ck_assert_int_eq(read_with(path, &k1, &vsize, &c), SU_OK);
+    ck_assert_uint_eq(vsize, n);
     ck_assert_uint_eq(c.len, n);
     if (n > 0)
         ck_assert_mem_eq(c.buf, data, n);
@@ -356,6 +387,8 @@ static void expect_integrity(const char *path)
 
     ck_assert_int_eq(verify_with(path, &k1, &size), SU_ERR_INTEGRITY);
     ck_assert_int_eq(decrypt_with(path, &k1, NULL, &c), SU_ERR_INTEGRITY);
+    ck_assert_int_eq(c.calls, 0);
+    ck_assert_int_eq(read_with(path, &k1, &size, &c), SU_ERR_INTEGRITY);
     ck_assert_int_eq(c.calls, 0);
     free(c.buf);
 }
