@@ -525,8 +525,11 @@ static void su_child_init(apr_pool_t *pchild, server_rec *s)
         threads = 1;
     for (; s; s = s->next) {
         su_srv_conf_t *c = su_srv(s);
+        int i;
         if (c->storage_dir == NULL || c->keks->nelts == 0)
             continue;
+        for (i = 0; i < c->keks->nelts; i++)
+            su_key_relock(APR_ARRAY_IDX(c->keks, i, const su_kek_t *));
         c->rt = apr_pcalloc(pchild, sizeof(*c->rt));
         if (su_redis_pool_create(pchild, &c->redis, threads, &c->rt->redis) != SU_OK) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00006)

@@ -55,6 +55,12 @@ static apr_status_t su_key_region_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+void su_key_relock(const su_kek_t *kek)
+{
+    /* locks are not inherited across fork(); the child takes its own */
+    (void)mlock((void *)kek, su_key_region_len());
+}
+
 /*
  * Pages of their own so that they can be locked (never swapped) and left out
  * of core dumps; pool memory could share pages with anything.

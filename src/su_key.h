@@ -36,6 +36,10 @@ su_err_t su_key_load(apr_pool_t *p, const char *path, su_kek_t **out,
  */
 su_err_t su_key_generate_file(apr_pool_t *p, const char *path, const char **err);
 
+/* Lock the key's pages again: a forked child (an Apache worker process)
+ * does not inherit the parent's memory locks. Failure is tolerated. */
+void su_key_relock(const su_kek_t *kek);
+
 /* Fill kek->id and kek->id_hex from kek->key. */
 void su_key_compute_id(su_kek_t *kek);
 

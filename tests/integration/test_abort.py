@@ -1,6 +1,7 @@
 """A client that hangs up mid-body gets nothing and leaves nothing."""
 
 import secrets
+import subprocess
 import time
 
 import pytest
@@ -71,3 +72,33 @@ def test_hang_up_h1_expect_before_body(fresh):
     c.close()
     time.sleep(0.5)
     assert fresh.files() == files_before
+
+
+def test_hang_up_h2(fresh, tmp_path):
+    """An HTTP/2 client that gives up mid-stream (curl --max-time)."""
+    p = subprocess.run(["curl", "-V"], stdout=subprocess.PIPE, timeout=10)
+    if b"HTTP2" not in p.stdout:
+        pytest.skip("this curl was built without HTTP/2 support")
+    src = tmp_path / "big.bin"
+    src.write_bytes(secrets.token_bytes(DECLARED))
+    files_before = fresh.files()
+    keys_before = fresh.rv.file_keys()
+    curl = subprocess.Popen(
+        ["curl", "-sS", "-o", "/dev/null", "--http2-prior-knowledge",
+         "--limit-rate", "2M", "--max-time", "1.5", "--data-binary",
+         "@%s" % src, "-H", "Content-Type: application/octet-stream",
+         fresh.url()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started = H._wait_for(lambda: fresh.files() != files_before, 5.0)
+        rc = curl.wait(timeout=30)
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+            curl.wait()
+    assert rc == 28, "curl did not time out mid-upload (exit %d)" % rc
+    gone = H._wait_for(lambda: fresh.files() == files_before, 5.0)
+    time.sleep(0.3)
+    assert gone and fresh.files() == files_before, sorted(
+        set(fresh.files()) - set(files_before))
+    assert fresh.rv.file_keys() == keys_before
+    assert started, "no temp file appeared while the body was streaming in"

@@ -152,3 +152,17 @@ def test_limit_request_body_unlimited_no_warning(cs):
     conf = cs.conf(location=["SecUploadMaxSize 10M"],
                    extra="LimitRequestBody 0")
     assert not _warning_lines(_start_and_read(cs, conf))
+
+
+def test_redis_down_at_start_up_is_no_error(cs):
+    """Nothing listens on the Redis port: Apache starts, uploads get 503."""
+    a = H.Apache(cs.site, cs.conf()).start()
+    try:
+        r = requests.post(a.url("/api/upload/"), data=b"x" * 1000, timeout=30,
+                          headers={"Content-Type": "text/plain"})
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert r.json().get("code") == "unavailable"
+        assert r.headers.get("Retry-After", "").strip().isdigit()
+        assert H.storage_files(cs.site.storage) == {}
+    finally:
+        a.stop()
