@@ -42,6 +42,7 @@ struct su_redis {
     apr_pool_t *own;      /* subpool owned by a su_redis_pool_t, or NULL */
     const char *prefix;
     long audit_maxlen;
+    int timeout_ms;
     int broken;
     char err[SU_REDIS_ERRLEN];
 };
@@ -488,6 +489,7 @@ su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
     r->p = p;
     r->prefix = apr_pstrdup(p, conf->prefix ? conf->prefix : "");
     r->audit_maxlen = conf->audit_maxlen;
+    r->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 2000;
     r->c = su_redis_open(conf);
     if (r->c == NULL) {
         *err = "redis: out of memory";
@@ -530,28 +532,94 @@ const char *su_redis_errstr(const su_redis_t *r)
 
 /* --------------------------------------------------------------- commands */
 
+/*
+ * A write that Redis refuses to apply once its deadline has passed (Redis's
+ * clock, TIME): a client that gave up after its timeout must never see its
+ * write applied later, when a stalled or paused Redis finally runs the
+ * queued commands. The deadline is half the timeout after sending, so a
+ * write applied in time is also answered in time.
+ * ARGV: deadline_us, nfields, fields..., maxlen, naudit, audit fields...
+ */
+static const char su_redis_lua_store[] =
+    "local t = redis.call('TIME')\n"
+    "if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end\n"
+    "local n = tonumber(ARGV[2])\n"
+    "local i = 3 + 2 * n\n"
+    "local res = 1\n"
+    "if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, i - 1))\n"
+    "else res = redis.call('DEL', KEYS[1]) end\n"
+    "local x = { KEYS[2] }\n"
+    "if tonumber(ARGV[i]) > 0 then\n"
+    "  x[#x + 1] = 'MAXLEN'; x[#x + 1] = '~'; x[#x + 1] = ARGV[i] end\n"
+    "x[#x + 1] = '*'\n"
+    "for k = i + 2, #ARGV do x[#x + 1] = ARGV[k] end\n"
+    "redis.call('XADD', unpack(x))\n"
+    "return res\n";
+
+/* EVAL of su_redis_lua_store: meta NULL means delete the hash. */
+static su_redis_cmd_t *su_redis_guarded_cmd(su_redis_t *r, apr_pool_t *p,
+                                            const char *id,
+                                            const apr_array_header_t *meta,
+                                            const apr_array_header_t *audit)
+{
+    int nmeta = meta ? meta->nelts : 0;
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 10 + 2 * nmeta + 2 * audit->nelts);
+    apr_time_t deadline = apr_time_now() + (apr_time_t)r->timeout_ms * 500;
+
+    su_redis_cmd_arg(cmd, "EVAL");
+    su_redis_cmd_arg(cmd, su_redis_lua_store);
+    su_redis_cmd_arg(cmd, "2");
+    su_redis_cmd_arg(cmd, su_redis_file_key(r, p, id));
+    su_redis_cmd_arg(cmd, apr_pstrcat(p, r->prefix, "audit", NULL));
+    su_redis_cmd_arg(cmd, apr_psprintf(p, "%" APR_TIME_T_FMT, deadline));
+    su_redis_cmd_arg(cmd, apr_itoa(p, nmeta));
+    if (meta)
+        su_redis_cmd_kvs(cmd, meta);
+    su_redis_cmd_arg(cmd, apr_ltoa(p, r->audit_maxlen > 0 ? r->audit_maxlen : 0));
+    su_redis_cmd_arg(cmd, apr_itoa(p, audit->nelts));
+    su_redis_cmd_kvs(cmd, audit);
+    return cmd;
+}
+
+/* MULTI; EVAL guarded write; EXEC. The script's result, or an error. */
+static su_err_t su_redis_guarded(su_redis_t *r, apr_pool_t *p, const char *id,
+                                 const apr_array_header_t *meta,
+                                 const apr_array_header_t *audit, long long *result)
+{
+    su_redis_cmd_t *cmds[1];
+    redisReply *exec;
+    su_err_t rv;
+
+    cmds[0] = su_redis_guarded_cmd(r, p, id, meta, audit);
+    rv = su_redis_txn(r, p, cmds, 1, &exec);
+    if (rv != SU_OK)
+        return rv;
+    if (exec->element[0]->type != REDIS_REPLY_INTEGER) {
+        rv = su_redis_reply_failed(r, "EVAL", exec->element[0]);
+    } else if (exec->element[0]->integer < 0) {
+        snprintf(r->err, sizeof(r->err),
+                 "Redis ran the write after its deadline (a stall, or clocks apart); "
+                 "nothing was applied");
+        rv = SU_ERR_UNAVAILABLE;
+    } else {
+        *result = exec->element[0]->integer;
+    }
+    freeReplyObject(exec);
+    return rv;
+}
+
 su_err_t su_redis_store(su_redis_t *r, apr_pool_t *p, const char *id,
                         const apr_array_header_t *meta,
                         const apr_array_header_t *audit)
 {
-    su_redis_cmd_t *cmds[2];
-    redisReply *exec;
-    su_err_t rv;
+    long long res = 0;
 
     if (r == NULL || id == NULL || !su_redis_kvs_ok(meta) || !su_redis_kvs_ok(audit)) {
         if (r)
             snprintf(r->err, sizeof(r->err), "store: bad arguments");
         return SU_ERR_INTERNAL;
     }
-    cmds[0] = su_redis_cmd_make(p, 2 + 2 * meta->nelts);
-    su_redis_cmd_arg(cmds[0], "HSET");
-    su_redis_cmd_arg(cmds[0], su_redis_file_key(r, p, id));
-    su_redis_cmd_kvs(cmds[0], meta);
-    cmds[1] = su_redis_xadd_cmd(r, p, audit);
-    rv = su_redis_txn(r, p, cmds, 2, &exec);
-    if (exec)
-        freeReplyObject(exec);
-    return rv;
+    return su_redis_guarded(r, p, id, meta, audit, &res);
 }
 
 su_err_t su_redis_audit(su_redis_t *r, apr_pool_t *p,
@@ -617,8 +685,7 @@ su_err_t su_redis_get_meta(su_redis_t *r, apr_pool_t *p, const char *id,
 su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
                          const apr_array_header_t *audit)
 {
-    su_redis_cmd_t *cmds[2];
-    redisReply *exec;
+    long long res = 0;
     su_err_t rv;
 
     if (r == NULL || id == NULL || !su_redis_kvs_ok(audit)) {
@@ -626,18 +693,9 @@ su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
             snprintf(r->err, sizeof(r->err), "delete: bad arguments");
         return SU_ERR_INTERNAL;
     }
-    cmds[0] = su_redis_cmd_make(p, 2);
-    su_redis_cmd_arg(cmds[0], "DEL");
-    su_redis_cmd_arg(cmds[0], su_redis_file_key(r, p, id));
-    cmds[1] = su_redis_xadd_cmd(r, p, audit);
-    rv = su_redis_txn(r, p, cmds, 2, &exec);
-    if (rv != SU_OK)
-        return rv;
-    if (exec->element[0]->type != REDIS_REPLY_INTEGER)
-        rv = su_redis_reply_failed(r, "DEL", exec->element[0]);
-    else if (exec->element[0]->integer == 0)
+    rv = su_redis_guarded(r, p, id, NULL, audit, &res);
+    if (rv == SU_OK && res == 0)
         rv = SU_ERR_NOT_FOUND;
-    freeReplyObject(exec);
     return rv;
 }
 

@@ -139,10 +139,9 @@ static su_err_t su_upload_content_type(su_upload_t *u, const char *given,
     apr_table_t *params;
     const char *s;
 
-    if (given == NULL || *given == '\0') {
-        *out = "application/octet-stream";
-        return SU_OK;
-    }
+    /* no type given is application/octet-stream, and is checked as such */
+    if (given == NULL || *given == '\0')
+        given = "application/octet-stream";
     if (strlen(given) > SU_UPLOAD_MAX_TYPE)
         return su_upload_fail(u, SU_ERR_BAD_REQUEST, "Content-Type is too long.", NULL);
     for (s = given; *s; s++)

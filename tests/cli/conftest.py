@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.keywrap import (aes_key_unwrap,
 MAGIC = b"SECUPLD\x01"
 HEADER_LEN = 104
 TAG_LEN = 32
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
 def cli_path():
@@ -141,7 +142,11 @@ def run(*args, env_extra=None, timeout=120):
     cp = subprocess.run([cli_path()] + [str(a) for a in args],
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         env=env, timeout=timeout, check=False)
-    return Result(cp)
+    res = Result(cp)
+    # A sanitizer build must not hide a report behind an expected exit code.
+    for marker in SANITIZER_MARKERS:
+        assert marker not in res.err, res
+    return res
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -717,6 +717,38 @@ START_TEST(test_pause_timeout)
 }
 END_TEST
 
+/* A write Redis runs only after the client gave up must not be applied. */
+START_TEST(test_stalled_write_not_applied_late)
+{
+    su_redis_conf_t conf = conf_for(g_port);
+    su_redis_t *r;
+    redisContext *c;
+    apr_time_t t0;
+    int status;
+
+    conf.timeout_ms = 300;
+    r = connect_ok(&conf);
+    ck_assert_int_eq(kill(g_pid, SIGSTOP), 0);
+    t0 = apr_time_now();
+    ck_assert_int_eq(su_redis_store(r, g_p, "late1", kvs(g_p, META), kvs(g_p, AUDIT)),
+                     SU_ERR_UNAVAILABLE);
+    ck_assert_msg(elapsed_s(t0) < 1.0, "took %.2f s", elapsed_s(t0));
+    apr_sleep(apr_time_from_msec(400));
+    ck_assert_int_eq(kill(g_pid, SIGCONT), 0);
+    ck_assert_int_eq(waitpid(g_pid, &status, WNOHANG), 0);
+    c = raw_connect();
+    /* Redis has run the queued script by the time it answers this */
+    ck_assert_int_eq(raw_int(c, "EXISTS t:file:late1", NULL), 0);
+    ck_assert_int_eq(raw_int(c, "EXISTS t:audit", NULL), 0);
+    /* and a write in time is applied */
+    r = connect_ok(&conf);
+    ck_assert_int_eq(su_redis_store(r, g_p, "ontime", kvs(g_p, META), kvs(g_p, AUDIT)),
+                     SU_OK);
+    ck_assert_int_eq(raw_int(c, "EXISTS t:file:ontime", NULL), 1);
+    redisFree(c);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- pool */
 
 START_TEST(test_pool_down_then_up)
@@ -901,6 +933,7 @@ static Suite *redis_suite(void)
     suite_add_tcase(s, parse);
 
     tcase_add_test(plain, test_store);
+    tcase_add_test(plain, test_stalled_write_not_applied_late);
     tcase_add_test(plain, test_prefix);
     tcase_add_test(plain, test_maxlen);
     tcase_add_test(plain, test_bad_args);

@@ -299,6 +299,10 @@ START_TEST(test_types)
     ck_assert_int_eq(su_upload_begin(pool, &conf, "application/pdf", NULL, NULL, NULL, &u),
                      SU_ERR_UNSUPPORTED_TYPE);
     expect_nothing_kept(u);
+    /* leaving the type out does not get past the list */
+    ck_assert_int_eq(su_upload_begin(pool, &conf, NULL, NULL, NULL, NULL, &u),
+                     SU_ERR_UNSUPPORTED_TYPE);
+    expect_nothing_kept(u);
     ck_assert_int_eq(su_upload_begin(pool, &conf, "multipart/form-data; boundary=XyZ",
                                      NULL, NULL, NULL, &u), SU_OK);
     ck_assert_int_eq(feed(u, body, len), SU_ERR_UNSUPPORTED_TYPE);

@@ -1,0 +1,666 @@
+"""The secupload command-line tool: every subcommand, success and failure."""
+
+import hashlib
+import os
+import re
+import stat
+import time
+
+import pytest
+
+from conftest import (HEADER_LEN, decrypt, encrypt, key_id, new_id, put_meta,
+                      run)
+
+SIZES = [0, 1, 15, 16, 17, 65535, 65537, 1024 * 1024]
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def no_key_material(res, *raws):
+    for raw in raws:
+        assert raw.hex() not in res.err and raw.hex() not in res.text
+        assert raw.hex().upper() not in res.err
+
+
+# ---------------------------------------------------------------- general
+
+def test_help_and_version():
+    r = run("--help")
+    assert r.rc == 0, r
+    for cmd in ("keygen", "decrypt", "verify", "rewrap", "fsck"):
+        assert cmd in r.text
+    assert "Exit status" in r.text and "3  environment error" in r.text
+    r = run("--version")
+    assert r.rc == 0 and r.text.startswith("secupload "), r
+
+
+@pytest.mark.parametrize("cmd", ["keygen", "decrypt", "verify", "rewrap", "fsck"])
+def test_subcommand_help(cmd):
+    r = run(cmd, "--help")
+    assert r.rc == 0, r
+    assert r.text.startswith("Usage: secupload " + cmd)
+    assert "Exit status" in r.text
+
+
+def test_usage_errors():
+    assert run().rc == 2
+    r = run("frobnicate")
+    assert r.rc == 2 and r.err.startswith("secupload: "), r
+    r = run("decrypt", "--no-such-option")
+    assert r.rc == 2 and r.err.startswith("secupload: "), r
+    assert run("decrypt", "x.enc").rc == 2            # no --key
+    assert run("verify", "--key", "k").rc == 2          # no FILE
+    assert run("rewrap", "--storage", "/tmp").rc == 2   # no --from/--to
+    assert run("fsck").rc == 2                          # no --storage
+    assert run("fsck", "--storage", "/tmp", "--redis", "host:99999").rc == 2
+    assert run("fsck", "--storage", "/tmp", "--db", "-1").rc == 2
+    assert run("keygen").rc == 2
+    assert run("keygen", "a", "b").rc == 2
+
+
+# ---------------------------------------------------------------- keygen
+
+def test_keygen_creates_0400_key_and_prints_id(tmp_path):
+    p = tmp_path / "new.key"
+    r = run("keygen", p)
+    assert r.rc == 0, r
+    assert mode_of(p) == 0o400
+    text = p.read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", text), text
+    raw = bytes.fromhex(text.strip())
+    assert r.text == key_id(raw).hex() + "\n"
+    no_key_material(r, raw)
+
+
+def test_keygen_keys_differ(tmp_path):
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("keygen", a).rc == 0 and run("keygen", b).rc == 0
+    assert a.read_text() != b.read_text()
+
+
+def test_keygen_refuses_overwrite(tmp_path):
+    p = tmp_path / "k.key"
+    p.write_text("precious\n")
+    os.chmod(p, 0o600)
+    r = run("keygen", p)
+    assert r.rc == 1, r
+    assert r.err.startswith("secupload: ") and "exists" in r.err
+    assert r.out == b""
+    assert p.read_text() == "precious\n" and mode_of(p) == 0o600
+
+
+def test_keygen_refuses_symlink(tmp_path):
+    target = tmp_path / "target"
+    link = tmp_path / "link.key"
+    link.symlink_to(target)
+    r = run("keygen", link)
+    assert r.rc == 1, r
+    assert not target.exists()
+
+
+def test_keygen_unwritable_place_is_env_error(tmp_path):
+    r = run("keygen", tmp_path / "no" / "such" / "dir" / "k.key")
+    assert r.rc == 3, r
+    assert r.err.startswith("secupload: ")
+
+
+# ---------------------------------------------------------------- decrypt
+
+@pytest.mark.parametrize("size", SIZES)
+def test_decrypt_exact_bytes(keys, store, size):
+    raw, kp = keys.make()
+    data = os.urandom(size)
+    fid = store.put(raw, data)
+    r = run("decrypt", store.path(fid), "--key", kp)
+    assert r.rc == 0, r
+    assert r.out == data
+    assert r.err == ""
+
+
+def test_decrypt_to_output_file(keys, store, tmp_path):
+    raw, kp = keys.make()
+    data = os.urandom(70000)
+    fid = store.put(raw, data)
+    out = tmp_path / "plain.out"
+    r = run("decrypt", store.path(fid), "-k", kp, "-o", out)
+    assert r.rc == 0, r
+    assert r.out == b""
+    assert out.read_bytes() == data
+    assert mode_of(out) == 0o600
+
+
+def test_decrypt_output_never_overwritten(keys, store, tmp_path):
+    raw, kp = keys.make()
+    fid = store.put(raw, b"secret")
+    out = tmp_path / "exists"
+    out.write_bytes(b"keep me")
+    r = run("decrypt", store.path(fid), "--key", kp, "--output", out)
+    assert r.rc == 1, r
+    assert out.read_bytes() == b"keep me"
+
+
+def test_decrypt_second_key_matches(keys, store):
+    other, kp_other = keys.make()
+    raw, kp = keys.make()
+    data = os.urandom(5000)
+    fid = store.put(raw, data)
+    r = run("decrypt", store.path(fid), "--key", kp_other, "--key", kp)
+    assert r.rc == 0, r
+    assert r.out == data
+
+
+def test_decrypt_wrong_key_writes_nothing(keys, store, tmp_path):
+    raw, _ = keys.make()
+    wrong, kp_wrong = keys.make()
+    fid = store.put(raw, os.urandom(3000))
+    r = run("decrypt", store.path(fid), "--key", kp_wrong)
+    assert r.rc == 1, r
+    assert r.out == b""
+    assert r.err.startswith("secupload: ") and "no key" in r.err
+    no_key_material(r, raw, wrong)
+    out = tmp_path / "o"
+    r = run("decrypt", store.path(fid), "--key", kp_wrong, "-o", out)
+    assert r.rc == 1, r
+    assert not out.exists()
+
+
+def test_decrypt_same_key_id_wrong_key_writes_nothing(keys, store):
+    """A header whose key id matches but whose wrapped key does not open."""
+    raw, kp = keys.make()
+    other = os.urandom(32)
+    blob = bytearray(encrypt(other, b"x" * 100))
+    blob[8:16] = key_id(raw)
+    fid = new_id()
+    os.makedirs(os.path.dirname(store.path(fid)), exist_ok=True)
+    with open(store.path(fid), "wb") as f:
+        f.write(blob)
+    r = run("decrypt", store.path(fid), "--key", kp)
+    assert r.rc == 1 and r.out == b"", r
+
+
+# offsets: magic, key id, wrapped key, IV, first ciphertext byte, last
+# ciphertext byte, tag
+FLIPS = [0, 7, 9, 20, 90, HEADER_LEN, -33, -1]
+
+
+@pytest.mark.parametrize("off", FLIPS)
+def test_decrypt_flipped_byte_writes_nothing(keys, store, tmp_path, off):
+    raw, kp = keys.make()
+    fid = store.put(raw, os.urandom(100000))
+    p = store.path(fid)
+    blob = bytearray(store.read(fid))
+    blob[off] ^= 0x01
+    with open(p, "wb") as f:
+        f.write(blob)
+    r = run("decrypt", p, "--key", kp)
+    assert r.rc == 1, r
+    assert r.out == b""
+    assert r.err.startswith("secupload: ")
+    out = tmp_path / "o"
+    r = run("decrypt", p, "--key", kp, "-o", out)
+    assert r.rc == 1 and not out.exists(), r
+
+
+@pytest.mark.parametrize("cut", [1, 16, 32, 48])
+def test_decrypt_truncated_writes_nothing(keys, store, cut):
+    raw, kp = keys.make()
+    fid = store.put(raw, os.urandom(4096))
+    p = store.path(fid)
+    blob = store.read(fid)
+    with open(p, "wb") as f:
+        f.write(blob[:-cut])
+    r = run("decrypt", p, "--key", kp)
+    assert r.rc == 1, r
+    assert r.out == b""
+
+
+def test_decrypt_tiny_and_missing_files(keys, tmp_path):
+    _, kp = keys.make()
+    tiny = tmp_path / "tiny.enc"
+    tiny.write_bytes(b"SECUPLD\x01")
+    r = run("decrypt", tiny, "--key", kp)
+    assert r.rc == 1 and r.out == b"", r
+    r = run("decrypt", tmp_path / "absent.enc", "--key", kp)
+    assert r.rc == 1 and r.out == b"" and "no such file" in r.err, r
+
+
+def test_decrypt_key_file_problems_are_env_errors(keys, store, tmp_path):
+    raw, kp = keys.make(mode=0o644)
+    fid = store.put(raw, b"data")
+    r = run("decrypt", store.path(fid), "--key", kp)
+    assert r.rc == 3, r
+    assert kp in r.err and r.out == b""
+    no_key_material(r, raw)
+    r = run("decrypt", store.path(fid), "--key", tmp_path / "nokey")
+    assert r.rc == 3, r
+    bad = tmp_path / "bad.key"
+    bad.write_text("zz" * 32 + "\n")
+    os.chmod(bad, 0o400)
+    r = run("decrypt", store.path(fid), "--key", bad)
+    assert r.rc == 3, r
+
+
+# ---------------------------------------------------------------- verify
+
+def test_verify_ok_lines(keys, store):
+    raw, kp = keys.make()
+    a = store.put(raw, os.urandom(17))
+    b = store.put(raw, b"")
+    r = run("verify", store.path(a), store.path(b), "--key", kp)
+    assert r.rc == 0, r
+    kid = key_id(raw).hex()
+    assert r.lines == ["OK %s 17 key %s" % (store.path(a), kid),
+                       "OK %s 0 key %s" % (store.path(b), kid)]
+
+
+def test_verify_reports_each_failure(keys, store, tmp_path):
+    raw, kp = keys.make()
+    other, kp2 = keys.make()
+    good = store.put(raw, os.urandom(1000))
+    newer = store.put(other, os.urandom(33))
+    bad = store.put(raw, os.urandom(1000))
+    blob = bytearray(store.read(bad))
+    blob[200] ^= 0x80
+    with open(store.path(bad), "wb") as f:
+        f.write(blob)
+    absent = tmp_path / "absent.enc"
+    r = run("verify", store.path(good), store.path(newer), store.path(bad),
+            absent, "--key", kp)
+    assert r.rc == 1, r
+    assert r.lines[0] == "OK %s 1000 key %s" % (store.path(good), key_id(raw).hex())
+    assert r.lines[1] == "FAILED %s: no key given for key id %s" % (
+        store.path(newer), key_id(other).hex())
+    assert r.lines[2].startswith("FAILED %s: integrity check failed" % store.path(bad))
+    assert r.lines[3] == "FAILED %s: no such file" % absent
+    # with both keys, the second file verifies under the other key
+    r = run("verify", store.path(newer), "--key", kp, "--key", kp2)
+    assert r.rc == 0 and r.lines == ["OK %s 33 key %s" % (
+        store.path(newer), key_id(other).hex())], r
+
+
+def test_verify_does_not_print_plaintext(keys, store):
+    raw, kp = keys.make()
+    fid = store.put(raw, b"TOPSECRET-PLAINTEXT")
+    r = run("verify", store.path(fid), "--key", kp)
+    assert r.rc == 0 and b"TOPSECRET" not in r.out + r.err.encode(), r
+
+
+# ---------------------------------------------------------------- rewrap
+
+def under_key(store, fid, raw):
+    return store.read(fid)[8:16] == key_id(raw)
+
+
+def temp_files(root):
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        found += [os.path.join(dirpath, f) for f in files
+                  if f.endswith(".rewrap.tmp") or f.startswith(".tmp-")]
+    return found
+
+
+def test_rewrap_all_files(keys, store):
+    old, kp_old = keys.make()
+    new, kp_new = keys.make()
+    data = {}
+    for size in (0, 1, 16, 1000, 70000):
+        fid = store.put(old, os.urandom(size))
+        data[fid] = decrypt(old, store.read(fid))
+    cur = store.put(new, b"already new")
+    data[cur] = b"already new"
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new)
+    assert r.rc == 0, r
+    assert r.lines[-1] == "rewrap: 5 rewrapped, 1 already current, 0 failed"
+    assert sum(1 for l in r.lines if l.startswith("rewrapped ")) == 5
+    no_key_material(r, old, new)
+    for fid, plain in data.items():
+        assert under_key(store, fid, new)
+        assert decrypt(new, store.read(fid)) == plain
+        d = run("decrypt", store.path(fid), "--key", kp_new)
+        assert d.rc == 0 and d.out == plain, d
+        assert mode_of(store.path(fid)) == 0o600
+        # the old key no longer opens it
+        assert run("decrypt", store.path(fid), "--key", kp_old).rc == 1
+    assert temp_files(store.root) == []
+    # idempotent
+    r = run("rewrap", "-s", store.root, "-f", kp_old, "-t", kp_new)
+    assert r.rc == 0 and r.lines == [
+        "rewrap: 0 rewrapped, 6 already current, 0 failed"], r
+
+
+def test_rewrap_dry_run_changes_nothing(keys, store):
+    old, kp_old = keys.make()
+    new, kp_new = keys.make()
+    ids = [store.put(old, os.urandom(n)) for n in (5, 500, 5000)]
+    before = store.hashes()
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new,
+            "--dry-run")
+    assert r.rc == 0, r
+    assert sorted(l.split()[1] for l in r.lines[:-1]) == sorted(ids)
+    assert all(l.startswith("would-rewrap ") for l in r.lines[:-1])
+    assert r.lines[-1] == ("rewrap (dry run): 3 would be rewrapped, "
+                           "0 already current, 0 failed")
+    assert store.hashes() == before
+
+
+def test_rewrap_dry_run_reports_failures(keys, store):
+    old, kp_old = keys.make()
+    _, kp_new = keys.make()
+    good = store.put(old, os.urandom(100))
+    bad = store.put(old, os.urandom(100))
+    blob = bytearray(store.read(bad))
+    blob[-1] ^= 1
+    with open(store.path(bad), "wb") as f:
+        f.write(blob)
+    before = store.hashes()
+    r = run("rewrap", "-s", store.root, "-f", kp_old, "-t", kp_new, "-n")
+    assert r.rc == 1, r
+    assert "would-rewrap %s key %s -> " % (good, key_id(old).hex()) in r.text
+    assert "FAILED %s: integrity check failed" % bad in r.text
+    assert store.hashes() == before
+
+
+def test_rewrap_crash_part_way_then_resume(keys, store):
+    old, kp_old = keys.make()
+    new, kp_new = keys.make()
+    data = {}
+    for i in range(6):
+        fid = store.put(old, os.urandom(1000 + 4097 * i))
+        data[fid] = decrypt(old, store.read(fid))
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new,
+            env_extra={"SECUPLOAD_FAULT_REWRAP_EXIT": "3"})
+    assert r.rc == 99, r          # died right before the third rename
+    assert "rewrap:" not in r.text
+    moved = [fid for fid in data if under_key(store, fid, new)]
+    assert len(moved) == 2
+    for fid, plain in data.items():
+        d = run("decrypt", store.path(fid), "--key", kp_old, "--key", kp_new)
+        assert d.rc == 0 and d.out == plain, d
+    assert len(temp_files(store.root)) == 1   # the interrupted file's copy
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new)
+    assert r.rc == 0, r
+    assert r.lines[-1] == "rewrap: 4 rewrapped, 2 already current, 0 failed"
+    for fid, plain in data.items():
+        d = run("decrypt", store.path(fid), "--key", kp_new)
+        assert d.rc == 0 and d.out == plain, d
+    assert temp_files(store.root) == []
+
+
+def test_rewrap_several_old_keys_and_failures(keys, store):
+    k1, kp1 = keys.make()
+    k2, kp2 = keys.make()
+    k3, kp3 = keys.make()
+    unknown = os.urandom(32)
+    a = store.put(k1, b"a" * 10)
+    b = store.put(k2, b"b" * 20)
+    c = store.put(unknown, b"c" * 30)
+    before_c = store.read(c)
+    r = run("rewrap", "-s", store.root, "-f", kp1, "-f", kp2, "-t", kp3)
+    assert r.rc == 1, r
+    assert r.lines[-1] == "rewrap: 2 rewrapped, 0 already current, 1 failed"
+    assert "FAILED %s: no key given for key id %s" % (c, key_id(unknown).hex()) in r.lines
+    assert decrypt(k3, store.read(a)) == b"a" * 10
+    assert decrypt(k3, store.read(b)) == b"b" * 20
+    assert store.read(c) == before_c
+
+
+def test_rewrap_only_touches_stored_names(keys, store):
+    old, kp_old = keys.make()
+    _, kp_new = keys.make()
+    fid = new_id()
+    # a valid file under the wrong subdirectory, and odd names
+    wrong = "00" if fid[:2] != "00" else "11"
+    os.makedirs(os.path.join(store.root, wrong))
+    misplaced = os.path.join(store.root, wrong, fid + ".enc")
+    with open(misplaced, "wb") as f:
+        f.write(encrypt(old, b"x"))
+    odd = os.path.join(store.root, wrong, fid.upper() + ".enc")
+    with open(odd, "wb") as f:
+        f.write(encrypt(old, b"y"))
+    top = os.path.join(store.root, "notes.enc")
+    with open(top, "wb") as f:
+        f.write(encrypt(old, b"z"))
+    before = store.hashes()
+    r = run("rewrap", "-s", store.root, "-f", kp_old, "-t", kp_new)
+    assert r.rc == 0, r
+    assert r.lines == ["rewrap: 0 rewrapped, 0 already current, 0 failed"]
+    assert store.hashes() == before
+
+
+def test_rewrap_environment_errors(keys, store, tmp_path):
+    old, kp_old = keys.make()
+    _, kp_new = keys.make()
+    loose, kp_loose = keys.make(mode=0o640)
+    store.put(old, b"x")
+    before = store.hashes()
+    r = run("rewrap", "-s", store.root, "-f", kp_old, "-t", kp_loose)
+    assert r.rc == 3 and kp_loose in r.err, r
+    no_key_material(r, loose)
+    r = run("rewrap", "-s", tmp_path / "nowhere", "-f", kp_old, "-t", kp_new)
+    assert r.rc == 3 and r.err.startswith("secupload: "), r
+    assert store.hashes() == before
+
+
+# ---------------------------------------------------------------- fsck
+
+def age(path, seconds):
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def findings(res):
+    return sorted(l for l in res.lines if not l.startswith("summary:"))
+
+
+def summary(res):
+    line = [l for l in res.lines if l.startswith("summary:")]
+    assert len(line) == 1 and res.lines[-1] == line[0], res
+    return dict(kv.split("=") for kv in line[0].split()[1:])
+
+
+@pytest.fixture
+def messy(keys, store, redis_server, prefix):
+    """Storage and Redis with one of every kind of problem."""
+    raw, kp = keys.make()
+    rc = redis_server.client()
+    good = [store.put(raw, os.urandom(n)) for n in (0, 100, 5000)]
+    for fid in good:
+        put_meta(rc, prefix, fid, raw)
+    orphan = store.put(raw, b"no metadata")
+    missing = new_id()
+    put_meta(rc, prefix, missing, raw)
+    corrupt = store.put(raw, os.urandom(300))
+    put_meta(rc, prefix, corrupt, raw)
+    blob = bytearray(store.read(corrupt))
+    blob[150] ^= 0x10
+    with open(store.path(corrupt), "wb") as f:
+        f.write(blob)
+    stale_id = new_id()
+    os.makedirs(os.path.join(store.root, stale_id[:2]), exist_ok=True)
+    stale = os.path.join(store.root, stale_id[:2], ".tmp-" + stale_id)
+    with open(stale, "wb") as f:
+        f.write(b"partial")
+    age(stale, 2 * 3600)
+    fresh = os.path.join(store.root, good[0][:2], ".tmp-" + new_id())
+    with open(fresh, "wb") as f:
+        f.write(b"uploading")
+    age(fresh, 1800)     # half an hour: still not stale
+    stale_rw = store.path(good[1]) + ".rewrap.tmp"
+    with open(stale_rw, "wb") as f:
+        f.write(b"old copy")
+    age(stale_rw, 3 * 3600)
+    unexpected = os.path.join(store.root, "README")
+    with open(unexpected, "w") as f:
+        f.write("hi")
+    return dict(raw=raw, kp=kp, good=good, orphan=orphan, missing=missing,
+                corrupt=corrupt, stale=stale, fresh=fresh, stale_rw=stale_rw,
+                unexpected=unexpected)
+
+
+def test_fsck_finds_every_kind(store, redis_server, prefix, messy):
+    m = messy
+    r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
+            "--prefix", prefix, "--key", m["kp"])
+    assert r.rc == 1, r
+    assert findings(r) == sorted([
+        "orphan " + m["orphan"],
+        "missing " + m["missing"],
+        "corrupt " + m["corrupt"],
+        "stale-temp " + m["stale"],
+        "stale-temp " + m["stale_rw"],
+        "in-progress-temp " + m["fresh"],
+        "unexpected " + m["unexpected"],
+    ])
+    s = summary(r)
+    assert s["files"] == "5" and s["metadata"] == "5" and s["verified"] == "5"
+    assert (s["orphan"], s["missing"], s["corrupt"], s["stale-temp"],
+            s["unexpected"], s["in-progress-temp"], s["problems"]) == (
+                "1", "1", "1", "2", "1", "1", "6")
+    no_key_material(r, m["raw"])
+    # nothing was changed without --repair
+    assert os.path.exists(m["stale"]) and os.path.exists(m["stale_rw"])
+
+
+def test_fsck_without_keys_does_not_verify(store, redis_server, prefix, messy):
+    r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
+            "--prefix", prefix)
+    assert r.rc == 1, r
+    assert not any(l.startswith("corrupt ") for l in r.lines)
+    assert summary(r)["verified"] == "0"
+
+
+def test_fsck_repair_removes_only_stale_temps(store, redis_server, prefix, messy):
+    m = messy
+    before = store.hashes()
+    r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
+            "--prefix", prefix, "--key", m["kp"], "--repair")
+    assert r.rc == 1, r
+    assert "removed " + m["stale"] in r.lines
+    assert "removed " + m["stale_rw"] in r.lines
+    assert not os.path.exists(m["stale"]) and not os.path.exists(m["stale_rw"])
+    after = store.hashes()
+    assert after == {p: h for p, h in before.items()
+                     if p not in (m["stale"], m["stale_rw"])}
+    assert redis_server.client().exists(prefix + "file:" + m["missing"]) == 1
+    s = summary(r)
+    assert s["removed"] == "2" and s["problems"] == "4"
+    # the rest is still reported on the next run
+    r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
+            "--prefix", prefix, "--key", m["kp"])
+    assert r.rc == 1 and summary(r)["problems"] == "4", r
+
+
+def test_fsck_clean(keys, store, redis_server, prefix):
+    raw, kp = keys.make()
+    rc = redis_server.client()
+    ids = [store.put(raw, os.urandom(n)) for n in (1, 2, 3)]
+    for fid in ids:
+        put_meta(rc, prefix, fid, raw)
+    fresh = os.path.join(store.root, ids[0][:2], ".tmp-" + new_id())
+    with open(fresh, "wb") as f:
+        f.write(b"in flight")
+    r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix,
+            "-k", kp)
+    assert r.rc == 0, r
+    assert findings(r) == ["in-progress-temp " + fresh]
+    s = summary(r)
+    assert s["files"] == "3" and s["verified"] == "3" and s["problems"] == "0"
+
+
+def test_fsck_empty_storage_is_clean(store, redis_server, prefix):
+    r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix)
+    assert r.rc == 0, r
+    assert len(r.lines) == 1
+    s = summary(r)
+    assert s["files"] == "0" and s["metadata"] == "0" and s["problems"] == "0"
+
+
+def test_fsck_repair_of_only_stale_temp_leaves_clean(keys, store, redis_server,
+                                                     prefix):
+    raw, _ = keys.make()
+    fid = store.put(raw, b"x")
+    put_meta(redis_server.client(), prefix, fid, raw)
+    stale = os.path.join(store.root, fid[:2], ".tmp-" + new_id())
+    open(stale, "wb").close()
+    age(stale, 7200)
+    r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix)
+    assert r.rc == 1 and findings(r) == ["stale-temp " + stale], r
+    r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix,
+            "--repair")
+    assert r.rc == 0, r
+    assert not os.path.exists(stale)
+
+
+def test_fsck_database_option(keys, store, redis_server, prefix):
+    raw, _ = keys.make()
+    fid = store.put(raw, b"x")
+    put_meta(redis_server.client(db=3), prefix, fid, raw)
+    r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix,
+            "--db", "3")
+    assert r.rc == 0, r
+    r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix)
+    assert r.rc == 1 and findings(r) == ["orphan " + fid], r
+
+
+def test_fsck_redis_down_is_env_error(store, tmp_path):
+    from conftest import free_port
+    port = free_port()     # nothing listens there
+    r = run("fsck", "-s", store.root, "-r", "127.0.0.1:%d" % port,
+            "--timeout", "500")
+    assert r.rc == 3, r
+    assert r.err.startswith("secupload: ") and "redis" in r.err
+    assert r.out == b""
+
+
+def test_fsck_redis_stopped_is_env_error(store, tmp_path):
+    from conftest import RedisServer
+    srv = RedisServer(tmp_path)
+    srv.start()
+    try:
+        r = run("fsck", "-s", store.root, "-r", srv.addr)
+        assert r.rc == 0, r
+    finally:
+        srv.stop()
+    r = run("fsck", "-s", store.root, "-r", srv.addr, "--timeout", "500")
+    assert r.rc == 3, r
+
+
+def test_fsck_storage_unreadable_is_env_error(redis_server, prefix, tmp_path):
+    r = run("fsck", "-s", tmp_path / "nowhere", "-r", redis_server.addr,
+            "-p", prefix)
+    assert r.rc == 3 and "storage" in r.err, r
+    f = tmp_path / "plainfile"
+    f.write_text("x")
+    r = run("fsck", "-s", f, "-r", redis_server.addr, "-p", prefix)
+    assert r.rc == 3, r
+
+
+def test_fsck_password_file(store, tmp_path):
+    from conftest import RedisServer
+    import subprocess
+    srv = RedisServer(tmp_path)
+    srv.start()
+    try:
+        secret = "pw-" + new_id()
+        subprocess.run(["redis-cli", "-p", str(srv.port), "CONFIG", "SET",
+                        "requirepass", secret], check=True,
+                       stdout=subprocess.DEVNULL, timeout=30)
+        pwf = tmp_path / "pw"
+        pwf.write_text(secret + "\n")
+        os.chmod(pwf, 0o600)
+        r = run("fsck", "-s", store.root, "-r", srv.addr, "--password-file", pwf)
+        assert r.rc == 0, r
+        wrong = tmp_path / "wrongpw"
+        wrong.write_text("not-" + secret + "\n")
+        r = run("fsck", "-s", store.root, "-r", srv.addr, "--password-file", wrong)
+        assert r.rc == 3, r
+        assert secret not in r.err
+        r = run("fsck", "-s", store.root, "-r", srv.addr)
+        assert r.rc == 3, r
+        r = run("fsck", "-s", store.root, "-r", srv.addr,
+                "--password-file", tmp_path / "absent")
+        assert r.rc == 3, r
+    finally:
+        srv.stop()
