@@ -1037,18 +1037,24 @@ static int su_cli_fsck_entries(apr_pool_t *p, su_cli_fsck_t *fk,
 {
     time_t now = time(NULL);
     int i, rc = SU_CLI_EXIT_OK;
+    apr_pool_t *sub;
 
+    /* Per-file allocations are dropped as we go: stores can be large. */
+    if (apr_pool_create(&sub, p) != APR_SUCCESS)
+        return SU_CLI_EXIT_ENV;
     for (i = 0; rc == SU_CLI_EXIT_OK && i < entries->nelts; i++) {
         const su_cli_entry_t *e = APR_ARRAY_IDX(entries, i, su_cli_entry_t *);
         if (e->kind == SU_CLI_STORED) {
-            rc = su_cli_fsck_stored(p, fk, e);
+            rc = su_cli_fsck_stored(sub, fk, e);
         } else if (e->kind == SU_CLI_TEMP) {
-            su_cli_fsck_temp(p, fk, e, now);
+            su_cli_fsck_temp(sub, fk, e, now);
         } else {
-            printf("unexpected %s\n", su_cli_printable(p, e->path));
+            printf("unexpected %s\n", su_cli_printable(sub, e->path));
             fk->unexpected++;
         }
+        apr_pool_clear(sub);
     }
+    apr_pool_destroy(sub);
     return rc;
 }
 

@@ -1,15 +1,15 @@
 """The secupload command-line tool: every subcommand, success and failure."""
 
-import hashlib
 import os
 import re
 import stat
+import subprocess
 import time
 
 import pytest
 
-from conftest import (HEADER_LEN, decrypt, encrypt, key_id, new_id, put_meta,
-                      run)
+from cli_helpers import (HEADER_LEN, RedisServer, decrypt, encrypt, free_port,
+                         key_id, new_id, put_meta, run)
 
 SIZES = [0, 1, 15, 16, 17, 65535, 65537, 1024 * 1024]
 
@@ -285,6 +285,7 @@ def test_verify_does_not_print_plaintext(keys, store):
     fid = store.put(raw, b"TOPSECRET-PLAINTEXT")
     r = run("verify", store.path(fid), "--key", kp)
     assert r.rc == 0 and b"TOPSECRET" not in r.out + r.err.encode(), r
+    assert r.lines == ["OK %s 19 key %s" % (store.path(fid), key_id(raw).hex())]
 
 
 # ---------------------------------------------------------------- rewrap
@@ -605,7 +606,6 @@ def test_fsck_database_option(keys, store, redis_server, prefix):
 
 
 def test_fsck_redis_down_is_env_error(store, tmp_path):
-    from conftest import free_port
     port = free_port()     # nothing listens there
     r = run("fsck", "-s", store.root, "-r", "127.0.0.1:%d" % port,
             "--timeout", "500")
@@ -615,7 +615,6 @@ def test_fsck_redis_down_is_env_error(store, tmp_path):
 
 
 def test_fsck_redis_stopped_is_env_error(store, tmp_path):
-    from conftest import RedisServer
     srv = RedisServer(tmp_path)
     srv.start()
     try:
@@ -638,8 +637,6 @@ def test_fsck_storage_unreadable_is_env_error(redis_server, prefix, tmp_path):
 
 
 def test_fsck_password_file(store, tmp_path):
-    from conftest import RedisServer
-    import subprocess
     srv = RedisServer(tmp_path)
     srv.start()
     try:

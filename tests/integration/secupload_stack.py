@@ -41,6 +41,9 @@ LimitRequestBody 0
     SetHandler secupload
     SecUploadSync Off
 </Location>
+<Location /api/files/>
+    SetHandler secupload-files
+</Location>
 """
     if htpasswd:
         text += """
@@ -52,7 +55,16 @@ LimitRequestBody 0
     AuthUserFile "%s"
     Require valid-user
 </Location>
-""" % htpasswd
+<Location /ofiles/>
+    SetHandler secupload-files
+    SecUploadOwnerOnly On
+    AuthType Basic
+    AuthName "files"
+    AuthBasicProvider file
+    AuthUserFile "%s"
+    Require valid-user
+</Location>
+""" % (htpasswd, htpasswd)
     return text
 
 
@@ -67,7 +79,8 @@ class Stack:
         self.prefix = "t%s:" % secrets.token_hex(4)
         self.key1, self.kek1 = self.site.make_key("kek1.key")
         self.key2, self.kek2 = self.site.make_key("kek2.key")
-        self.htpasswd = self.site.write_htpasswd({"alice": "wonderland"})
+        self.htpasswd = self.site.write_htpasswd({"alice": "wonderland",
+                                                 "bob": "builder"})
         server = [
             'SecUploadStorageDir "%s"' % self.site.storage,
             'SecUploadKeyFile "%s"' % self.key1,

@@ -1,0 +1,867 @@
+#!/usr/bin/python3
+"""Benchmark of mod_secupload against its physical limit and its alternatives.
+
+Started by bench/run (which installs the packages and builds the module).
+Everything runs on 127.0.0.1 with free ports and temporary directories; every
+server is started here and stopped by its PID at the end, on errors and on
+Ctrl-C. Figures are medians of --runs repetitions; every ratio is taken
+against a baseline measured in the same run. MB = 10^6 bytes, MiB = 2^20.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import pwd
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(TOP, "bench")
+PYTHON = "/usr/bin/python3"
+MIB = 1 << 20
+
+MODULE_ON = "mod_secupload (Sync On)"
+MODULE_OFF = "mod_secupload (Sync Off)"
+DAV = "mod_dav_fs PUT"
+DJANGO = "Django + gunicorn"
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def run(cmd, timeout, **kw):
+    """A bounded command; its stdout as text."""
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if res.returncode != 0:
+        raise BenchError(f"{' '.join(cmd[:3])}… failed ({res.returncode}): {res.stderr.strip()[-400:]}")
+    return res.stdout
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+# ---------------------------------------------------------------- processes
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def proc_mem_kib(pid):
+    """(VmHWM, VmRSS) in KiB."""
+    hwm = rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return hwm, rss
+
+
+def reset_hwm(pids):
+    """Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0)."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
+class RssSampler:
+    """Largest VmRSS seen every 10 ms, and VmHWM at the end, of some processes."""
+
+    def __init__(self, pids):
+        self.pids = list(pids)
+        self.max_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            for pid in self.pids:
+                try:
+                    self.max_rss = max(self.max_rss, proc_mem_kib(pid)[1])
+                except OSError:
+                    pass
+            self._stop.wait(0.01)
+
+    def __enter__(self):
+        reset_hwm(self.pids)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        hwm = 0
+        for pid in self.pids:
+            try:
+                hwm = max(hwm, proc_mem_kib(pid)[0])
+            except OSError:
+                pass
+        self.hwm = max(hwm, self.max_rss)
+        return False
+
+
+class Procs:
+    """Every server started here, stopped by PID in reverse order."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, cmd, log_path, env=None, cwd=None):
+        out = open(log_path, "ab")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=cwd, start_new_session=True)
+        out.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self, proc, timeout=15.0):
+        if proc.poll() is not None:
+            return
+        kids = children_of(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        for kid in kids:  # a parent killed hard leaves its children behind
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def stop_all(self):
+        while self.procs:
+            name, proc = self.procs.pop()
+            try:
+                self.stop(proc)
+            except Exception as e:  # keep stopping the others
+                log(f"could not stop {name} (pid {proc.pid}): {e}")
+
+
+# ---------------------------------------------------------------- set-up
+
+class Setup:
+    def __init__(self, args):
+        self.args = args
+        self.procs = Procs()
+        self.work = tempfile.mkdtemp(prefix="secupload-bench-", dir=args.workdir)
+        os.chmod(self.work, 0o755)  # the server's user walks through it
+        self.as_root = os.geteuid() == 0
+        self.user = "www-data" if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
+        self.failures = []
+
+    def path(self, *parts):
+        return os.path.join(self.work, *parts)
+
+    def server_dir(self, *parts):
+        d = self.path(*parts)
+        os.makedirs(d, exist_ok=True)
+        if self.as_root:
+            pw = pwd.getpwnam(self.user)
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        return d
+
+    def fail(self, what):
+        log("FAILED: " + what)
+        self.failures.append(what)
+
+    def build_limit(self):
+        exe = self.path("limit")
+        cc = shutil.which("gcc") or shutil.which("cc")
+        flags = run(["pkg-config", "--cflags", "apr-1", "openssl"], 30).split()
+        libs = run(["pkg-config", "--libs", "apr-1", "apr-util-1", "openssl"], 30).split()
+        run([cc, "-std=gnu99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(TOP, "src"),
+             *flags, os.path.join(BENCH, "limit.c"), os.path.join(TOP, ".libs", "libsecupload.a"),
+             *libs, "-o", exe], 120)
+        return exe
+
+    def start_redis(self):
+        self.redis_port = free_port()
+        d = self.path("redis")
+        os.makedirs(d)
+        proc = self.procs.start("redis-server", [
+            "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--dir", d, "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--logfile", os.path.join(d, "redis.log")], os.path.join(d, "stdout.log"))
+        wait_port(self.redis_port, proc, "redis-server")
+
+    def start_apache(self, name, one_child):
+        port = free_port()
+        rundir = self.path(name, "run")
+        os.makedirs(rundir)
+        env = dict(os.environ,
+                   BENCH_RUN_DIR=rundir, BENCH_PORT=str(port),
+                   BENCH_MODULE=os.path.join(TOP, ".libs", "mod_secupload.so"),
+                   BENCH_STORAGE_DIR=self.server_dir(name, "storage"),
+                   BENCH_KEY_FILE=self.key_file, BENCH_REDIS_PORT=str(self.redis_port),
+                   BENCH_REDIS_PREFIX=f"bench-{name}:",
+                   BENCH_DOC_ROOT=self.server_dir(name, "htdocs"),
+                   BENCH_DAV_DIR=self.server_dir(name, "davlock"),
+                   BENCH_USER=self.user, BENCH_GROUP=self.user)
+        self.server_dir(name, "htdocs", "dav")
+        cmd = ["/usr/sbin/apache2", "-f", os.path.join(BENCH, "httpd-bench.conf"), "-DFOREGROUND"]
+        if self.as_root:
+            cmd.append("-DBENCH_AS_ROOT")
+        if one_child:
+            cmd.append("-DBENCH_ONE_CHILD")
+        proc = self.procs.start(name, cmd, os.path.join(rundir, "stdout.log"), env=env)
+        try:
+            wait_port(port, proc, f"Apache ({name})")
+        except BenchError:
+            tail = open(os.path.join(rundir, "error.log"), errors="replace").read()[-1500:] \
+                if os.path.exists(os.path.join(rundir, "error.log")) else ""
+            raise BenchError(f"Apache ({name}) did not start:\n{tail}")
+        return {"proc": proc, "port": port, "url": f"http://127.0.0.1:{port}",
+                "htdocs": self.path(name, "htdocs"), "storage": self.path(name, "storage"),
+                "rundir": rundir}
+
+    def start_django(self):
+        port = free_port()
+        d = self.path("django")
+        os.makedirs(d)
+        storage = self.server_dir("django", "storage")
+        tmp = self.server_dir("django", "tmp")
+        workers = os.cpu_count() or 1
+        env = dict(os.environ, BENCH_DJANGO_STORAGE=storage, BENCH_DJANGO_TMP=tmp,
+                   BENCH_DJANGO_KEY_HEX=os.urandom(32).hex(),
+                   DJANGO_SETTINGS_MODULE="benchapp.settings", PYTHONDONTWRITEBYTECODE="1")
+        env.pop("PYTHONPATH", None)
+        cmd = [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+               "--timeout", "600", "--graceful-timeout", "5", "--log-level", "warning",
+               "--chdir", os.path.join(BENCH, "peers", "django_app"), "benchapp.wsgi:application"]
+        if self.as_root:
+            cmd[3:3] = ["--user", self.user, "--group", self.user]
+        proc = self.procs.start("gunicorn", cmd, os.path.join(d, "gunicorn.log"), env=env)
+        wait_port(port, proc, "gunicorn")
+        deadline = time.monotonic() + 20
+        while len(children_of(proc.pid)) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return {"proc": proc, "port": port, "url": f"http://127.0.0.1:{port}",
+                "storage": storage, "workers": workers}
+
+    def start_all(self):
+        self.key_file = self.path("kek.hex")
+        with open(os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400), "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        self.start_redis()
+        self.apache = self.start_apache("apache", one_child=False)
+        self.django = self.start_django()
+        log(f"Apache on {self.apache['url']}, gunicorn ({self.django['workers']} workers) on "
+            f"{self.django['url']}, redis on {self.redis_port}, work dir {self.work}")
+
+    def serving_pids(self, system):
+        if system == DJANGO:
+            return children_of(self.django["proc"].pid)
+        return children_of(self.apache["proc"].pid)
+
+    def cleanup(self):
+        self.procs.stop_all()
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            log(f"kept {self.work}")
+
+
+def make_file(path, size):
+    """size random bytes; returns the SHA-256 hex of them."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            b = os.urandom(min(left, 4 * MIB))
+            h.update(b)
+            f.write(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(4 * MIB), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- clients
+
+def curl(args, timeout):
+    """(http code, seconds, bytes up, bytes down, body)."""
+    out = run(["curl", "-sS", "-H", "Expect:", "--max-time", str(int(timeout)),
+               "-w", "\\n%{http_code} %{time_total} %{size_upload} %{size_download}", *args],
+              timeout + 10)
+    body, _, tail = out.rpartition("\n")
+    code, secs, up, down = tail.split()
+    return int(code), float(secs), int(float(up)), int(float(down)), body
+
+
+def upload(st, system, path, size, sha, timeout, tag):
+    """One upload of path; checks the answer; returns (MB/s, id or None)."""
+    if system in (MODULE_ON, MODULE_OFF):
+        loc = "/api/upload/" if system == MODULE_ON else "/api/upload-nosync/"
+        code, secs, _, _, body = curl(["-F", f"file=@{path};type=application/octet-stream",
+                                       st.apache["url"] + loc], timeout)
+        try:
+            js = json.loads(body)
+        except ValueError:
+            js = {}
+        if code != 201 or js.get("size") != size or js.get("sha256") != sha:
+            raise BenchError(f"{system}: upload answered {code} {body[:200]}")
+        return size / secs / 1e6, js["id"]
+    if system == DAV:
+        name = f"{tag}.bin"
+        code, secs, _, _, body = curl(["-T", path, f"{st.apache['url']}/dav/{name}"], timeout)
+        stored = os.path.join(st.apache["htdocs"], "dav", name)
+        if code not in (201, 204) or os.path.getsize(stored) != size:
+            raise BenchError(f"{system}: PUT answered {code} {body[:200]}")
+        return size / secs / 1e6, name
+    code, secs, _, _, body = curl(["-F", f"file=@{path};type=application/octet-stream",
+                                   st.django["url"] + "/upload/"], timeout)
+    try:
+        js = json.loads(body)
+    except ValueError:
+        js = {}
+    if code != 200 or js.get("status") != "ok":
+        raise BenchError(f"{system}: upload answered {code} {body[:200]}")
+    return size / secs / 1e6, None
+
+
+def download_check(url, size, sha, timeout):
+    """Stream a download and compare it with the original."""
+    h = hashlib.sha256()
+    n = 0
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        if resp.status != 200:
+            raise BenchError(f"GET {url}: {resp.status}")
+        for b in iter(lambda: resp.read(MIB), b""):
+            h.update(b)
+            n += len(b)
+    if n != size or h.hexdigest() != sha:
+        raise BenchError(f"GET {url}: {n} bytes, content differs from the upload")
+
+
+def download(url, size, timeout):
+    code, secs, _, down, _ = curl(["-o", "/dev/null", url], timeout)
+    if code != 200 or down != size:
+        raise BenchError(f"GET {url}: {code}, {down} of {size} bytes")
+    return size / secs / 1e6
+
+
+def wrk(url, mode, target, conns, seconds, size=4096):
+    threads = max(1, min(conns, os.cpu_count() or 1))
+    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
+           "-s", os.path.join(BENCH, "wrk", "upload.lua"), url, "--", mode, target, str(size)]
+    out = run(cmd, seconds + 60)
+    m = re.search(r"^BENCH (\{.*\})$", out, re.M)
+    if not m:
+        raise BenchError(f"wrk printed no result: {out[-300:]}")
+    r = json.loads(m.group(1))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
+    return r
+
+
+# ---------------------------------------------------------------- the parts
+
+class Bench:
+    def __init__(self, st, args):
+        self.st = st
+        self.a = args
+        self.res = {}
+
+    def guard(self, what, fn, *a):
+        try:
+            return fn(*a)
+        except (BenchError, subprocess.TimeoutExpired, OSError, ValueError) as e:
+            self.st.fail(f"{what}: {e}")
+            return None
+
+    # 1. the limit
+    def limit(self):
+        a = self.a
+        exe = self.st.build_limit()
+        enc, dec, rdr = [], [], []
+        for _ in range(a.runs):
+            out = run([exe, "encrypt", str(a.limit_bytes)], 600)
+            enc.append(json.loads(out)["mb_per_s"])
+            out = run([exe, "decrypt", str(a.limit_bytes), self.st.path("limit.enc")], 600)
+            for line in out.splitlines():
+                js = json.loads(line)
+                (dec if js["mode"] == "decrypt" else rdr).append(js["mb_per_s"])
+        speed = {}
+        for label, extra in (("aes-256-cbc encrypt", []), ("aes-256-cbc decrypt", ["-decrypt"])):
+            out = run(["openssl", "speed", "-seconds", str(a.speed_seconds), "-bytes", "65536",
+                       *extra, "-evp", "aes-256-cbc"], 120)
+            speed[label] = float(out.strip().splitlines()[-1].split()[-1].rstrip("k")) / 1000
+        out = run(["openssl", "speed", "-seconds", str(a.speed_seconds), "-bytes", "65536",
+                   "-evp", "sha256"], 120)
+        speed["sha256"] = float(out.strip().splitlines()[-1].split()[-1].rstrip("k")) / 1000
+        self.res["limit"] = {
+            "encrypt_mb_s": median(enc), "decrypt_mb_s": median(dec), "reader_mb_s": median(rdr),
+            "runs": {"encrypt": enc, "decrypt": dec, "reader": rdr},
+            "bytes": a.limit_bytes, "chunk": 65536, "openssl_speed_mb_s": speed}
+        log(f"limit: encrypt {median(enc):.0f} MB/s, decrypt+verify {median(dec):.0f} MB/s")
+
+    # 2. large uploads, 4. reading back
+    def large(self):
+        a, st = self.a, self.st
+        size = a.large_bytes
+        path = st.path("large.bin")
+        sha = make_file(path, size)
+        self.large_file = (path, size, sha)
+        timeout = max(120, size / 5e6)
+        rows = []
+        ids = {}
+        for system in (MODULE_ON, MODULE_OFF, DAV, DJANGO):
+            speeds, hwm = [], 0
+            for i in range(a.runs):
+                pids = st.serving_pids(system)
+                with RssSampler(pids) as s:
+                    r = self.guard(f"large upload, {system}", upload, st, system, path, size, sha,
+                                   timeout, f"large-{i}")
+                if r is None:
+                    break
+                speeds.append(r[0])
+                ids[system] = r[1]
+                hwm = max(hwm, s.hwm)
+            rows.append({"system": system, "mb_s": median(speeds), "runs": speeds,
+                         "peak_rss_mib": hwm / 1024 if speeds else None})
+            if speeds:
+                log(f"large upload {system}: {median(speeds):.0f} MB/s")
+        self.res["large_upload"] = {"bytes": size, "systems": rows}
+        self._download(ids, size, sha, timeout)
+
+    def _download(self, ids, size, sha, timeout):
+        a, st = self.a, self.st
+        rows = []
+        targets = []
+        if MODULE_OFF in ids:
+            targets.append(("mod_secupload GET /api/files/{id}",
+                            f"{st.apache['url']}/api/files/{ids[MODULE_OFF]}"))
+        if DAV in ids:
+            targets.append(("Apache GET of the plain file (/dav/)",
+                            f"{st.apache['url']}/dav/{ids[DAV]}"))
+        for system, url in targets:
+            if self.guard(f"download check, {system}", download_check, url, size, sha,
+                          timeout) is None and st.failures and st.failures[-1].startswith("download"):
+                continue
+            speeds, hwm = [], 0
+            for _ in range(a.runs):
+                with RssSampler(st.serving_pids(DAV)) as s:
+                    r = self.guard(f"download, {system}", download, url, size, timeout)
+                if r is None:
+                    break
+                speeds.append(r)
+                hwm = max(hwm, s.hwm)
+            rows.append({"system": system, "mb_s": median(speeds), "runs": speeds,
+                         "peak_rss_mib": hwm / 1024 if speeds else None})
+            if speeds:
+                log(f"download {system}: {median(speeds):.0f} MB/s")
+        self.res["download"] = {"bytes": size, "systems": rows}
+
+    # 3. small uploads
+    def small(self):
+        a, st = self.a, self.st
+        rows = []
+        for system in (MODULE_ON, MODULE_OFF, DAV, DJANGO):
+            runs = []
+            for i in range(a.runs):
+                r = self.guard(f"small uploads, {system}", self._wrk_one, system, a.conns,
+                               a.wrk_seconds, f"s{i}-")
+                if r is None:
+                    break
+                runs.append(r)
+            rows.append(self._wrk_summary(system, a.conns, runs))
+            if runs:
+                log(f"small uploads {system}: {rows[-1]['rps']:.0f} req/s, p99 "
+                    f"{rows[-1]['p99_ms']:.1f} ms, non-2xx {rows[-1]['non2xx']}")
+        self.res["small_upload"] = {"bytes": 4096, "connections": a.conns,
+                                    "seconds": a.wrk_seconds, "systems": rows}
+
+    def _wrk_one(self, system, conns, seconds, tag):
+        st = self.st
+        if system == DJANGO:
+            r = wrk(st.django["url"], "multipart", "/upload/", conns, seconds)
+        elif system == DAV:
+            r = wrk(st.apache["url"], "put", f"/dav/{tag}c{conns}-", conns, seconds)
+        else:
+            loc = "/api/upload/" if system == MODULE_ON else "/api/upload-nosync/"
+            r = wrk(st.apache["url"], "multipart", loc, conns, seconds)
+        if r["requests"] == 0 or r["non2xx"] > 0:
+            raise BenchError(f"{r['requests']} requests, {r['non2xx']} answered non-2xx")
+        return r
+
+    @staticmethod
+    def _wrk_summary(system, conns, runs):
+        if not runs:
+            return {"system": system, "connections": conns, "rps": None, "runs": []}
+        return {"system": system, "connections": conns,
+                "rps": median([r["rps"] for r in runs]),
+                "p50_ms": median([r["p50_us"] for r in runs]) / 1000,
+                "p99_ms": median([r["p99_us"] for r in runs]) / 1000,
+                "non2xx": sum(r["non2xx"] for r in runs),
+                "socket_errors": sum(r["socket_errors"] for r in runs),
+                "runs": runs}
+
+    # 6. scaling
+    def scaling(self):
+        a = self.a
+        rows = []
+        for conns in a.scale_conns:
+            for system in (MODULE_OFF, DAV):
+                runs = []
+                for i in range(a.runs):
+                    r = self.guard(f"scaling {conns} connections, {system}", self._wrk_one,
+                                   system, conns, a.scale_seconds, f"x{i}-")
+                    if r is None:
+                        break
+                    runs.append(r)
+                rows.append(self._wrk_summary(system, conns, runs))
+            log(f"scaling {conns} connections: " + ", ".join(
+                f"{r['system']} {r['rps']:.0f} req/s" for r in rows[-2:] if r["rps"]))
+        self.res["scaling"] = {"seconds": a.scale_seconds, "rows": rows}
+
+    # 5. memory
+    def memory(self):
+        a, st = self.a, self.st
+        srv = st.start_apache("apache1", one_child=True)
+        try:
+            kids = children_of(srv["proc"].pid)
+            if len(kids) != 1:
+                raise BenchError(f"expected one Apache child, found {len(kids)}")
+            self.res["memory"] = self._memory_runs(srv, kids)
+        finally:
+            st.procs.stop(srv["proc"])
+
+    def _memory_runs(self, srv, kids):
+        a, st = self.a, self.st
+        # warm the child up: modules, Redis connection, OpenSSL tables
+        tiny = st.path("tiny.bin")
+        tsha = make_file(tiny, 4096)
+        code, *_, body = curl(["-F", f"file=@{tiny}", srv["url"] + "/api/upload-nosync/"], 30)
+        if code != 201:
+            raise BenchError(f"warm-up upload answered {code} {body[:200]}")
+        download_check(f"{srv['url']}/api/files/{json.loads(body)['id']}", 4096, tsha, 30)
+        rows = []
+        for size in a.mem_sizes:
+            if size == self.large_file[1]:
+                path, _, sha = self.large_file
+            else:
+                path = st.path(f"mem-{size}.bin")
+                sha = make_file(path, size)
+            timeout = max(120, size / 5e6)
+            row = {"bytes": size}
+            idle = proc_mem_kib(kids[0])[1]
+            with RssSampler(kids) as s:
+                code, secs, _, _, body = curl(["-F", f"file=@{path};type=application/octet-stream",
+                                               srv["url"] + "/api/upload-nosync/"], timeout)
+            js = json.loads(body) if body.startswith("{") else {}
+            if code != 201 or js.get("sha256") != sha:
+                raise BenchError(f"memory upload of {size} bytes answered {code} {body[:200]}")
+            row.update(upload_hwm_mib=s.hwm / 1024, idle_rss_mib=idle / 1024,
+                       upload_mb_s=size / secs / 1e6)
+            url = f"{srv['url']}/api/files/{js['id']}"
+            with RssSampler(kids) as s:
+                download_check(url, size, sha, timeout)
+            row["download_hwm_mib"] = s.hwm / 1024
+            name = f"mem-{size}.bin"
+            with RssSampler(kids) as s:
+                code, *_ = curl(["-T", path, f"{srv['url']}/dav/{name}"], timeout)
+            if code not in (201, 204):
+                raise BenchError(f"memory PUT of {size} bytes answered {code}")
+            row["dav_put_hwm_mib"] = s.hwm / 1024
+            os.unlink(os.path.join(srv["htdocs"], "dav", name))
+            os.unlink(os.path.join(srv["storage"], js["id"][:2], js["id"] + ".enc"))
+            if path != self.large_file[0]:
+                os.unlink(path)
+            rows.append(row)
+            log(f"memory {size >> 20} MiB: upload peak {row['upload_hwm_mib']:.1f} MiB, "
+                f"download peak {row['download_hwm_mib']:.1f} MiB")
+        return {"mpm": "event, StartServers 1, ServerLimit 1, ThreadsPerChild 8 (one child)",
+                "measure": "VmHWM of the child, reset through /proc/PID/clear_refs before "
+                           "each request; VmRSS sampled every 10 ms as a floor",
+                "rows": rows}
+
+
+# ---------------------------------------------------------------- report
+
+def ratio(x, base):
+    return x / base if x and base else None
+
+
+def build_table(res):
+    rows = []
+    lim = res.get("limit", {})
+    enc, dec = lim.get("encrypt_mb_s"), lim.get("decrypt_mb_s")
+
+    def add(section, system, value, unit, vs_limit=None, vs_dav=None, p50=None, p99=None,
+            non2xx=None, rss=None):
+        rows.append({"section": section, "system": system, "value": value, "unit": unit,
+                     "ratio_to_limit": vs_limit, "ratio_to_mod_dav": vs_dav, "p50_ms": p50,
+                     "p99_ms": p99, "non2xx": non2xx, "peak_rss_mib": rss})
+
+    if lim:
+        add("limit", "su_enc_* encrypt (1 core, memory)", enc, "MB/s", 1.0)
+        add("limit", "su_dec_* decrypt+verify (1 core)", dec, "MB/s", 1.0)
+        add("limit", "su_fmt_reader_* (file in page cache)", lim.get("reader_mb_s"), "MB/s",
+            ratio(lim.get("reader_mb_s"), dec))
+        for k, v in lim.get("openssl_speed_mb_s", {}).items():
+            add("limit", f"openssl speed -evp {k} (64 KiB)", v, "MB/s")
+    lu = res.get("large_upload", {}).get("systems", [])
+    dav = next((r["mb_s"] for r in lu if r["system"] == DAV), None)
+    for r in lu:
+        add("large upload", r["system"], r["mb_s"], "MB/s", ratio(r["mb_s"], enc),
+            ratio(r["mb_s"], dav), rss=r.get("peak_rss_mib"))
+    dl = res.get("download", {}).get("systems", [])
+    plain = next((r["mb_s"] for r in dl if "plain" in r["system"]), None)
+    for r in dl:
+        add("download", r["system"], r["mb_s"], "MB/s",
+            ratio(r["mb_s"], dec) if "secupload" in r["system"] else None,
+            ratio(r["mb_s"], plain), rss=r.get("peak_rss_mib"))
+    su = res.get("small_upload", {}).get("systems", [])
+    dav = next((r["rps"] for r in su if r["system"] == DAV), None)
+    for r in su:
+        add("small upload", r["system"], r["rps"], "req/s", None, ratio(r["rps"], dav),
+            r.get("p50_ms"), r.get("p99_ms"), r.get("non2xx"))
+    sc = res.get("scaling", {}).get("rows", [])
+    for r in sc:
+        base = next((x["rps"] for x in sc if x["system"] == DAV
+                     and x["connections"] == r["connections"]), None)
+        add("scaling", f"{r['system']}, {r['connections']} conn", r["rps"], "req/s", None,
+            ratio(r["rps"], base), r.get("p50_ms"), r.get("p99_ms"), r.get("non2xx"))
+    for r in res.get("memory", {}).get("rows", []):
+        mib = r["bytes"] / MIB
+        add("memory", f"mod_secupload upload {mib:.0f} MiB", r["upload_hwm_mib"], "MiB RSS",
+            rss=r["upload_hwm_mib"])
+        add("memory", f"mod_secupload download {mib:.0f} MiB", r["download_hwm_mib"], "MiB RSS",
+            rss=r["download_hwm_mib"])
+        add("memory", f"mod_dav_fs PUT {mib:.0f} MiB", r["dav_put_hwm_mib"], "MiB RSS",
+            rss=r["dav_put_hwm_mib"])
+    return rows
+
+
+def targets(res):
+    out = []
+
+    def t(name, ok, detail):
+        out.append({"target": name, "met": ok, "detail": detail})
+
+    lim = res.get("limit", {})
+    lu = {r["system"]: r["mb_s"] for r in res.get("large_upload", {}).get("systems", [])}
+    best = max(filter(None, [lu.get(MODULE_ON), lu.get(MODULE_OFF)]), default=None)
+    off = lu.get(MODULE_OFF)
+    if off and lim.get("encrypt_mb_s"):
+        r = off / lim["encrypt_mb_s"]
+        t("large upload >= 85% of the encrypt limit", r >= 0.85, f"Sync Off at {r:.0%}")
+    dl = {r["system"]: r["mb_s"] for r in res.get("download", {}).get("systems", [])}
+    mod_dl = next((v for k, v in dl.items() if "secupload" in k), None)
+    if mod_dl and lim.get("decrypt_mb_s"):
+        r = mod_dl / lim["decrypt_mb_s"]
+        t("download >= 85% of the decrypt limit", r >= 0.85, f"{r:.0%}")
+    mem = res.get("memory", {}).get("rows", [])
+    if len(mem) >= 2:
+        d = mem[-1]["upload_hwm_mib"] - mem[0]["upload_hwm_mib"]
+        t(f"{mem[-1]['bytes'] >> 20} MiB upload peak RSS within 1 MiB of the "
+          f"{mem[0]['bytes'] >> 20} MiB one", abs(d) <= 1.0, f"difference {d:+.2f} MiB")
+    if best and lu.get(DAV):
+        t("large upload faster than mod_dav_fs PUT", best > lu[DAV],
+          f"{best / lu[DAV]:.2f}x (best of Sync On/Off)")
+    if best and lu.get(DJANGO):
+        t("large upload >= 4x Django", best >= 4 * lu[DJANGO], f"{best / lu[DJANGO]:.2f}x")
+    su = {r["system"]: r for r in res.get("small_upload", {}).get("systems", [])}
+    so = su.get(MODULE_OFF, {}).get("rps")
+    if so and su.get(DAV, {}).get("rps"):
+        r = so / su[DAV]["rps"]
+        t("small uploads Sync Off >= 1.0x mod_dav PUT req/s", r >= 1.0, f"{r:.2f}x")
+    if so and su.get(DJANGO, {}).get("rps"):
+        r = so / su[DJANGO]["rps"]
+        t("small uploads Sync Off >= 1.5x Django req/s", r >= 1.5, f"{r:.2f}x")
+    for name in (MODULE_ON, MODULE_OFF):
+        p99 = su.get(name, {}).get("p99_ms")
+        if p99 is not None:
+            t(f"p99 < 50 ms at {res['small_upload']['connections']} connections, {name}",
+              p99 < 50, f"{p99:.1f} ms")
+    non = sum(r.get("non2xx") or 0 for r in su.values())
+    non += sum(r.get("non2xx") or 0 for r in res.get("scaling", {}).get("rows", []))
+    if su:
+        t("no non-2xx answers", non == 0, f"{non}")
+    return out
+
+
+def fmt(v, spec):
+    return "" if v is None else format(v, spec)
+
+
+def print_table(rows, tgts, failures):
+    head = f"{'section':<13} {'system':<40} {'value':>9} {'unit':<8} {'x limit':>7} " \
+           f"{'x dav':>6} {'p50 ms':>7} {'p99 ms':>7} {'non2xx':>6} {'RSS MiB':>8}"
+    print(head)
+    print("-" * len(head))
+    last = None
+    for r in rows:
+        if last and r["section"] != last:
+            print()
+        last = r["section"]
+        print(f"{r['section']:<13} {r['system'][:40]:<40} {fmt(r['value'], '9.1f'):>9} "
+              f"{r['unit']:<8} {fmt(r['ratio_to_limit'], '7.2f'):>7} "
+              f"{fmt(r['ratio_to_mod_dav'], '6.2f'):>6} {fmt(r['p50_ms'], '7.2f'):>7} "
+              f"{fmt(r['p99_ms'], '7.2f'):>7} {fmt(r['non2xx'], 'd'):>6} "
+              f"{fmt(r['peak_rss_mib'], '8.1f'):>8}")
+    print()
+    for t in tgts:
+        print(f"  [{'met' if t['met'] else 'NOT met':>7}] {t['target']}: {t['detail']}")
+    for f in failures:
+        print(f"  [FAILED ] {f}")
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, 3 s loads, one repetition (under 2 minutes); checks only "
+                        "that every system ran and answered correctly")
+    p.add_argument("--json", default=os.path.join(BENCH, "results.json"),
+                   help="where to write the results (default bench/results.json)")
+    p.add_argument("--runs", type=int, help="repetitions of each figure (median); default 3")
+    p.add_argument("--workdir", default=None, help="parent of the temporary directory")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--only", default="limit,large,small,scaling,memory",
+                   help="comma-separated parts to run (large includes download)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.runs = a.runs or 1
+        a.limit_bytes = a.large_bytes = 64 * MIB
+        a.wrk_seconds = a.scale_seconds = 3
+        a.mem_sizes = [16 * MIB, 64 * MIB]
+        a.speed_seconds = 1
+    else:
+        a.runs = a.runs or 3
+        a.limit_bytes = a.large_bytes = 1024 * MIB
+        a.wrk_seconds = 10
+        a.scale_seconds = 5
+        a.mem_sizes = [16 * MIB, 2048 * MIB]
+        a.speed_seconds = 2
+    if a.runs < 1 or a.runs > 20:
+        p.error("--runs must be 1..20")
+    a.conns = 16
+    a.scale_conns = [1, 4, 16, 64]
+    a.only = set(a.only.split(","))
+    return a
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    ver = run(["/usr/sbin/apache2", "-v"], 30).splitlines()[0].split(":", 1)[-1].strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "openssl": run(["openssl", "version"], 30).strip(), "apache": ver,
+            "load_average_at_start": os.getloadavg()}
+
+
+def main(argv):
+    a = parse_args(argv)
+    started = time.monotonic()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    st = Setup(a)
+    b = Bench(st, a)
+    try:
+        st.start_all()
+        steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
+                 ("scaling", b.scaling), ("memory", b.memory)]
+        b.large_file = (None, 0, None)
+        for name, fn in steps:
+            if name in a.only:
+                b.guard(name, fn)
+    except KeyboardInterrupt:
+        log("interrupted; stopping the servers")
+        st.cleanup()
+        return 130
+    except BenchError as e:
+        st.fail(str(e))
+    finally:
+        if st.procs.procs or os.path.isdir(st.work):
+            st.cleanup()
+    res = b.res
+    res["meta"] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   "mode": "quick" if a.quick else "full", "runs": a.runs,
+                   "elapsed_s": round(time.monotonic() - started, 1), "machine": machine(),
+                   "units": "MB = 10^6 bytes, MiB = 2^20 bytes; figures are medians of runs"}
+    rows = build_table(res)
+    tgts = targets(res)
+    res["table"] = rows
+    res["targets"] = tgts
+    res["failures"] = st.failures
+    with open(a.json, "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+    print_table(rows, tgts, st.failures)
+    print(f"\nresults: {a.json} ({res['meta']['elapsed_s']:.0f} s)")
+    if st.failures:
+        print(f"{len(st.failures)} check(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
