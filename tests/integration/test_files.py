@@ -1,0 +1,792 @@
+"""Reading back (SPEC 6): GET/HEAD stream the verified plaintext, /meta shows
+the metadata without the path, DELETE removes file and metadata; unknown,
+malformed, foreign (SecUploadOwnerOnly) and tampered files never leak a byte.
+Key rotation is exercised end to end with servers of their own."""
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import stat
+import subprocess
+from urllib.parse import unquote_to_bytes
+
+import pytest
+import requests
+
+import secupload_harness as H
+from secupload_stack import upload_locations
+
+SIZES = [0, 1, 15, 16, 17, 65535, 65536, 65537]
+MIB = 1024 * 1024
+ALICE = ("alice", "wonderland")
+BOB = ("bob", "builder")
+META_FIELDS = {"id", "name", "size", "sha256", "content_type", "key_id",
+               "created", "client_ip", "user", "request_id"}
+INTERNAL_ERROR = {"status": "error", "code": "internal_error",
+                  "message": "Internal error."}
+# RFC 5987 attr-char, or a %XX escape
+EXT_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-Fa-f]{2})*$")
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+PARAM_RE = re.compile(r"\s*;\s*(%s)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|%s)"
+                      % (TOKEN, TOKEN))
+
+
+# ------------------------------------------------------------------ helpers
+
+def upload(s, data, name=None, ctype="application/octet-stream",
+           path="/api/upload/", auth=None):
+    """A raw upload that must succeed; returns the 201's JSON."""
+    headers = {"Content-Type": ctype}
+    if name is not None:
+        headers["Content-Disposition"] = "attachment; filename*=UTF-8''" + \
+            "".join(c if EXT_VALUE_RE.match(c) and c != "%" else
+                    "".join("%%%02X" % b for b in c.encode("utf-8"))
+                    for c in name)
+    r = requests.post(s.url(path), data=data, headers=headers, auth=auth,
+                      timeout=120)
+    assert r.status_code == 201, "upload: %d %s" % (r.status_code, r.text)
+    return r.json()
+
+
+def files_url(s, fid, suffix="", base="/api/files/"):
+    return s.url(base + fid + suffix)
+
+
+def enc_path(storage, fid):
+    return os.path.join(storage, fid[:2], fid + ".enc")
+
+
+def assert_json_error(resp, status, code):
+    """The module's JSON error: exactly status/code/message, nothing more."""
+    st = getattr(resp, "status_code", None) or resp.status
+    body = getattr(resp, "content", None)
+    if body is None:
+        body = resp.body
+    assert st == status, "expected %d, got %d: %r" % (status, st, body[:300])
+    ctype = resp.headers.get("content-type", "")
+    assert ctype.split(";")[0].strip().lower() == "application/json", \
+        "error body is %r: %r" % (ctype, body[:300])
+    cl = resp.headers.get("content-length")
+    assert cl is not None and int(cl) == len(body), (cl, len(body))
+    doc = json.loads(body.decode("utf-8"))
+    assert set(doc) == {"status", "code", "message"}, doc
+    assert doc["status"] == "error" and doc["code"] == code, doc
+    assert isinstance(doc["message"], str) and doc["message"], doc
+    return doc
+
+
+def parse_disposition(value):
+    """RFC 6266: (lower-case type, {lower-case param: raw value}); the whole
+    header must parse."""
+    m = re.match(r"^\s*(%s)" % TOKEN, value)
+    assert m, "no disposition type in %r" % value
+    dtype, pos, params = m.group(1).lower(), m.end(), {}
+    while pos < len(value):
+        pm = PARAM_RE.match(value, pos)
+        assert pm, "unparsable Content-Disposition at %d: %r" % (pos, value)
+        name = pm.group(1).lower()
+        assert name not in params, "parameter %s twice: %r" % (name, value)
+        params[name] = pm.group(2)
+        pos = pm.end()
+    return dtype, params
+
+
+def unquote_string(v):
+    if v.startswith('"'):
+        return re.sub(r"\\(.)", r"\1", v[1:-1])
+    return v
+
+
+def decode_ext_value(v):
+    """RFC 5987 ext-value -> str (charset must be UTF-8)."""
+    m = re.match(r"^([A-Za-z0-9!#$%&+^_`{}~-]+)'([A-Za-z0-9-]*)'(.*)$", v)
+    assert m, "bad ext-value %r" % v
+    assert m.group(1).upper() == "UTF-8", v
+    assert EXT_VALUE_RE.match(m.group(3)), "bad characters in %r" % v
+    return unquote_to_bytes(m.group(3)).decode("utf-8")
+
+
+def check_disposition(value, name):
+    dtype, params = parse_disposition(value)
+    assert dtype == "attachment", value
+    if not name:
+        return
+    assert "filename" in params, value
+    fallback = unquote_string(params["filename"])
+    assert all(0x20 <= ord(c) < 0x7f for c in fallback), value
+    if all(0x20 <= ord(c) < 0x7f and c not in '"\\' for c in name):
+        assert fallback == name, value
+    assert "filename*" in params, value
+    assert decode_ext_value(params["filename*"]) == name, value
+
+
+def check_download_headers(resp, doc):
+    h = resp.headers
+    assert h.get("Content-Type") == doc["content_type"], h
+    assert h.get("Content-Length") == str(doc["size"]), h
+    assert "Content-Encoding" not in h, h
+    assert "Transfer-Encoding" not in h, h
+    assert "Content-Range" not in h, h
+    assert "bytes" not in h.get("Accept-Ranges", "").lower(), h
+    check_disposition(h.get("Content-Disposition", ""), doc["name"])
+
+
+def audit_entries(rv, mark, event, fid, settle=2.0):
+    return H._wait_for(lambda: [e for e in rv.audit_since(mark)
+                                if e.get("event") == event
+                                and e.get("id") == fid], settle)
+
+
+def check_audit(e, status, user="", reason=None):
+    assert e.get("status") == str(status), e
+    assert e.get("client_ip") == "127.0.0.1", e
+    assert e.get("user") == user, e
+    assert e.get("request_id"), e
+    assert e.get("time"), e
+    assert re.match(r"^\d+$", e.get("bytes", "")), e
+    if reason is not None:
+        assert e.get("reason") == reason, e
+
+
+def raw_get(port, path, method="GET", headers=()):
+    c = H.RawConn(port)
+    try:
+        c.send(H.request_head(method, path, [("Connection", "close")]
+                              + list(headers)))
+        return c.read_response(head_request=(method == "HEAD"))
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------ round trips
+
+@pytest.mark.parametrize("size", SIZES)
+def test_download_is_the_upload(fresh, size):
+    data = secrets.token_bytes(size)
+    ctype = "application/x-sz%d" % size
+    doc = upload(fresh, data, name="dl-%d.bin" % size, ctype=ctype)
+    assert doc["content_type"] == ctype
+    r = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    assert r.content == data
+    check_download_headers(r, doc)
+    assert r.headers["Content-Disposition"].startswith("attachment")
+
+
+def test_download_64mib_streamed(fresh):
+    total, piece = 64 * MIB, MIB
+    want = hashlib.sha256()
+
+    def body():
+        for _ in range(total // piece):
+            chunk = os.urandom(piece)
+            want.update(chunk)
+            yield chunk
+
+    r = requests.post(fresh.url(), data=body(), timeout=300, headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": 'attachment; filename="big64.bin"'})
+    assert r.status_code == 201, r.text[:300]
+    doc = r.json()
+    assert doc["size"] == total and doc["sha256"] == want.hexdigest(), doc
+    try:
+        got, n = hashlib.sha256(), 0
+        with requests.get(files_url(fresh, doc["id"]), stream=True,
+                          timeout=300) as g:
+            assert g.status_code == 200, g.text[:300]
+            check_download_headers(g, doc)
+            for chunk in g.iter_content(chunk_size=MIB):
+                got.update(chunk)
+                n += len(chunk)
+        assert n == total
+        assert got.hexdigest() == want.hexdigest()
+    finally:
+        requests.delete(files_url(fresh, doc["id"]), timeout=60)
+
+
+@pytest.mark.parametrize("name", [
+    "r\u00e9sum\u00e9 \"final\" \u20ac 2024.pdf",
+    "\u65e5\u672c\u8a9e\u306e\u30d5\u30a1\u30a4\u30eb.txt",
+    "emoji \U0001f600;name=x.bin",
+    "plain-ascii_name.txt",
+    "per%cent 'quote' a=b,c.txt",
+])
+def test_content_disposition_names(fresh, name):
+    data = b"named " + name.encode("utf-8")
+    doc = upload(fresh, data, name=name, ctype="text/plain")
+    assert doc["name"] == name, doc
+    r = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert r.status_code == 200 and r.content == data
+    check_disposition(r.headers["Content-Disposition"], name)
+    # what a mainstream parser makes of it: the RFC 2231/5987 name wins
+    from email.message import Message
+    m = Message()
+    m["Content-Disposition"] = r.headers["Content-Disposition"]
+    assert m.get_filename() == name, r.headers["Content-Disposition"]
+
+
+def test_unnamed_file_is_plain_attachment(fresh):
+    data = b"no name given"
+    r = fresh.post(data, {"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201
+    doc = r.json()
+    g = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert g.status_code == 200 and g.content == data
+    check_disposition(g.headers["Content-Disposition"], doc["name"])
+
+
+@pytest.mark.parametrize("rng", ["bytes=0-9", "bytes=-5", "bytes=10-",
+                                 "bytes=0-0,5-6", "bytes=999999-"])
+def test_range_gets_whole_file(fresh, rng):
+    data = secrets.token_bytes(1000)
+    doc = upload(fresh, data, name="r.bin")
+    r = requests.get(files_url(fresh, doc["id"]), headers={"Range": rng},
+                     timeout=60)
+    assert r.status_code == 200, (r.status_code, r.headers)
+    assert r.content == data
+    check_download_headers(r, doc)
+    assert r.headers.get("Accept-Ranges") == "none", r.headers
+
+
+def test_head_same_headers_no_body(fresh):
+    data = secrets.token_bytes(3000)
+    doc = upload(fresh, data, name="head.bin", ctype="image/png")
+    path = "/api/files/" + doc["id"]
+    c = H.RawConn(fresh.apache.port)
+    try:
+        # HEAD then GET on one connection: a body after the HEAD would be
+        # read as the GET's status line
+        c.send(H.request_head("HEAD", path, []))
+        head = c.read_response(head_request=True)
+        c.send(H.request_head("GET", path, [("Connection", "close")]))
+        get = c.read_response()
+    finally:
+        c.close()
+    assert head.status == 200 and get.status == 200, (head, get)
+    assert get.body == data
+    skip = {"date", "connection", "keep-alive"}
+    hh = {k: v for k, v in head.headers.items() if k not in skip}
+    gh = {k: v for k, v in get.headers.items() if k not in skip}
+    assert hh == gh, (hh, gh)
+    assert hh["content-length"] == str(len(data))
+    assert hh["content-type"] == "image/png"
+    # and with requests, as a client would
+    r = requests.head(files_url(fresh, doc["id"]), timeout=60)
+    assert r.status_code == 200 and r.content == b""
+    check_download_headers(r, doc)
+
+
+# ------------------------------------------------------------------ /meta
+
+def test_meta(fresh):
+    data = secrets.token_bytes(777)
+    doc = upload(fresh, data, name="m\u00e9ta.bin", ctype="application/x-m")
+    fid = doc["id"]
+    r = requests.get(files_url(fresh, fid, "/meta"), timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].split(";")[0] == "application/json"
+    m = r.json()
+    assert META_FIELDS <= set(m), "missing: %r" % (META_FIELDS - set(m))
+    assert "path" not in m, m
+    assert not [k for k in m if re.search(r"wrap|kek|secret|data_key|mac",
+                                          k)], m
+    assert not any(fid[:2] + "/" in str(v) or ".enc" in str(v)
+                   for v in m.values()), m
+    assert isinstance(m["size"], int) and not isinstance(m["size"], bool)
+    assert m["size"] == len(data)
+    assert m["id"] == fid and m["name"] == doc["name"]
+    assert m["sha256"] == hashlib.sha256(data).hexdigest()
+    assert m["content_type"] == "application/x-m"
+    assert m["key_id"] == H.key_id(fresh.kek1).hex()
+    assert H.RFC3339_UTC_RE.match(m["created"]), m
+    assert m["client_ip"] == "127.0.0.1" and m["user"] == ""
+    stored = fresh.rv.meta(fid)
+    for k, v in m.items():
+        assert str(v) == stored.get(k), (k, v, stored.get(k))
+    # HEAD of /meta: headers only
+    h = requests.head(files_url(fresh, fid, "/meta"), timeout=60)
+    assert h.status_code == 200 and h.content == b""
+    assert h.headers.get("Content-Length") == r.headers.get("Content-Length")
+
+
+# ------------------------------------------------------------------ DELETE
+
+def test_delete(fresh):
+    data = secrets.token_bytes(4321)
+    doc = upload(fresh, data, name="del.bin")
+    fid = doc["id"]
+    path = enc_path(fresh.site.storage, fid)
+    assert os.path.exists(path)
+    rv = fresh.rv
+    mark = rv.audit_mark()
+    r = requests.delete(files_url(fresh, fid), timeout=60)
+    assert r.status_code == 204, r.text
+    assert r.content == b""
+    assert not os.path.exists(path)
+    assert rv.meta(fid) == {}
+    e = audit_entries(rv, mark, "file.deleted", fid)
+    assert len(e) == 1, rv.audit_since(mark)
+    check_audit(e[0], 204)
+    assert e[0]["bytes"] in ("0", str(len(data))), e[0]
+    assert_json_error(requests.get(files_url(fresh, fid), timeout=60),
+                      404, "not_found")
+    assert_json_error(requests.get(files_url(fresh, fid, "/meta"),
+                                   timeout=60), 404, "not_found")
+    assert_json_error(requests.delete(files_url(fresh, fid), timeout=60),
+                      404, "not_found")
+    assert not H.stray_files(fresh.site.storage)
+
+
+# ------------------------------------------------- unknown, malformed, 405
+
+def test_unknown_id(fresh):
+    fid = secrets.token_hex(16)
+    for suffix in ("", "/meta"):
+        assert_json_error(requests.get(files_url(fresh, fid, suffix),
+                                       timeout=60), 404, "not_found")
+    assert_json_error(requests.delete(files_url(fresh, fid), timeout=60),
+                      404, "not_found")
+    h = requests.head(files_url(fresh, fid), timeout=60)
+    assert h.status_code == 404 and h.content == b""
+    assert h.headers["Content-Type"].split(";")[0] == "application/json"
+
+
+@pytest.fixture
+def known(fresh):
+    """A stored file whose id the malformed variants are made from."""
+    data = b"KNOWN-FILE-CONTENT " * 50
+    doc = upload(fresh, data, name="known.txt", ctype="text/plain")
+    return doc["id"], data
+
+
+@pytest.mark.parametrize("variant", [
+    "empty", "short", "31hex", "33hex", "upper", "nonhex", "trailing-slash",
+    "meta-slash", "backslash-traversal", "dots32", "nul", "space",
+    "meta-extra",
+])
+def test_malformed_id(fresh, known, variant):
+    fid, data = known
+    p = {
+        "empty": "",
+        "short": fid[:8],
+        "31hex": fid[:31],
+        "33hex": fid + "0",
+        "upper": fid.upper(),
+        "nonhex": "g" + fid[1:],
+        "trailing-slash": fid + "/",
+        "meta-slash": fid + "/meta/",
+        "backslash-traversal": "..%5c..%5c" + fid[:22],
+        "dots32": "." * 32,
+        "nul": fid[:16] + "%00" + fid[17:],
+        "space": fid[:16] + "%20" + fid[17:],
+        "meta-extra": fid + "/meta/x",
+    }[variant]
+    for method in ("GET", "DELETE"):
+        r = raw_get(fresh.apache.port, "/api/files/" + p, method)
+        if variant == "nul" and r.status in (400, 404) and \
+                r.headers.get("content-type", "").startswith("text/html"):
+            continue  # Apache itself refuses %00 before any handler runs
+        assert_json_error(r, 404, "not_found")
+        assert data not in r.body
+    # nothing was deleted on the way
+    assert os.path.exists(enc_path(fresh.site.storage, fid))
+    assert fresh.rv.meta(fid)
+
+
+@pytest.mark.parametrize("path", [
+    "/api/files/..%2f..%2fetc%2fpasswd",
+    "/api/files/%2e%2e/%2e%2e/etc/passwd",
+    "/api/files/../../etc/passwd",
+    "/api/files/..%2f..%2fhello.txt",
+])
+def test_traversal_never_reads_outside(fresh, path):
+    r = raw_get(fresh.apache.port, path)
+    assert r.status in (400, 404), r
+    assert b"root:" not in r.body and b"hello from the harness" not in \
+        r.body, r
+    if r.headers.get("content-type", "").startswith("application/json"):
+        assert_json_error(r, 404, "not_found")
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST", "PATCH", "OPTIONS"])
+def test_other_methods_405(fresh, known, method):
+    fid, data = known
+    r = requests.request(method, files_url(fresh, fid), data=b"REPLACED",
+                         timeout=60)
+    assert_json_error(r, 405, "method_not_allowed")
+    allow = {m.strip() for m in r.headers.get("Allow", "").split(",")}
+    assert allow == {"GET", "HEAD", "DELETE"}, r.headers
+    g = requests.get(files_url(fresh, fid), timeout=60)
+    assert g.status_code == 200 and g.content == data
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "POST"])
+def test_meta_only_reads(fresh, known, method):
+    fid, data = known
+    r = requests.request(method, files_url(fresh, fid, "/meta"), timeout=60)
+    assert_json_error(r, 405, "method_not_allowed")
+    allow = {m.strip() for m in r.headers.get("Allow", "").split(",")}
+    assert allow == {"GET", "HEAD"}, r.headers
+    assert fresh.rv.meta(fid)
+    assert os.path.exists(enc_path(fresh.site.storage, fid))
+
+
+# ------------------------------------------------------------------ audit
+
+def test_read_is_audited(fresh):
+    data = secrets.token_bytes(2500)
+    doc = upload(fresh, data, name="a.bin")
+    rv = fresh.rv
+    mark = rv.audit_mark()
+    r = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert r.status_code == 200 and r.content == data
+    e = audit_entries(rv, mark, "file.read", doc["id"])
+    assert len(e) == 1, rv.audit_since(mark)
+    check_audit(e[0], 200)
+    assert e[0]["bytes"] == str(len(data)), e[0]
+    fresh.assert_logged(e[0]["request_id"], doc["id"])
+
+
+# ------------------------------------------------------- tampered storage
+
+def _marker_plain(size):
+    line = b"PLAINTEXT-MARKER-%08d|"
+    out = b"".join(line % i for i in range(size // len(line % 0) + 1))
+    return out[:size]
+
+
+def _tamper(path, how):
+    with open(path, "rb") as f:
+        blob = bytearray(f.read())
+    n = len(blob)
+    flips = {"magic": 3, "key_id": 10, "wrapped_key": 50, "iv": 95,
+             "cipher_first": H.HEADER_LEN,
+             "cipher_middle": H.HEADER_LEN + (n - H.HEADER_LEN - H.TAG_LEN)
+             // 2,
+             "cipher_last": n - H.TAG_LEN - 1,
+             "tag_first": n - H.TAG_LEN, "tag_last": n - 1}
+    if how in flips:
+        blob[flips[how]] ^= 0x01
+    elif how.startswith("truncate"):
+        del blob[n - int(how[len("truncate"):]):]
+    elif how == "append1":
+        blob += b"\0"
+    elif how == "append16":
+        blob += bytes(16)
+    elif how == "empty":
+        blob = bytearray()
+    else:
+        raise ValueError(how)
+    # keep owner and mode: only the content changes
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        f.write(blob)
+
+
+def _expect_read_failure(s, fid, marker, rv):
+    mark = rv.audit_mark()
+    r = requests.get(files_url(s, fid), timeout=60)
+    assert_json_error(r, 500, "internal_error")
+    assert json.loads(r.content) == INTERNAL_ERROR, r.content
+    assert marker not in r.content
+    h = requests.head(files_url(s, fid), timeout=60)
+    assert h.status_code == 500 and h.content == b"", (h.status_code,
+                                                       h.headers)
+    assert h.headers["Content-Type"].split(";")[0] == "application/json"
+    e = audit_entries(rv, mark, "file.read", fid)
+    assert len(e) == 2, rv.audit_since(mark)
+    for entry in e:
+        check_audit(entry, 500, reason="internal_error")
+    assert not [x for x in rv.audit_since(mark)
+                if x.get("id") == fid and x.get("status") == "200"]
+    s.assert_logged(e[0]["request_id"], fid)
+    return r
+
+
+@pytest.mark.parametrize("how,size", [
+    ("cipher_middle", 100000), ("cipher_first", 100000),
+    ("cipher_last", 100000), ("tag_first", 100000), ("tag_last", 100000),
+    ("truncate1", 100000), ("truncate32", 100000), ("truncate16", 100000),
+    ("append1", 100000), ("append16", 100000), ("empty", 100000),
+    ("magic", 100000), ("key_id", 100000), ("wrapped_key", 100000),
+    ("iv", 100000),
+    ("cipher_middle", 16), ("tag_last", 0), ("truncate32", 0),
+    ("cipher_last", 3 * MIB), ("tag_last", 3 * MIB),
+])
+def test_tampered_file_is_500(fresh, how, size):
+    plain = _marker_plain(size)
+    doc = upload(fresh, plain, name="secret.txt", ctype="text/plain")
+    fid = doc["id"]
+    _tamper(enc_path(fresh.site.storage, fid), how)
+    _expect_read_failure(fresh, fid, b"PLAINTEXT-MARKER", fresh.rv)
+    # the broken file can still be deleted
+    d = requests.delete(files_url(fresh, fid), timeout=60)
+    assert d.status_code == 204, d.text
+    assert not os.path.exists(enc_path(fresh.site.storage, fid))
+
+
+def test_missing_enc_file_is_500(fresh):
+    plain = _marker_plain(5000)
+    doc = upload(fresh, plain, name="gone.txt", ctype="text/plain")
+    fid = doc["id"]
+    os.unlink(enc_path(fresh.site.storage, fid))
+    _expect_read_failure(fresh, fid, b"PLAINTEXT-MARKER", fresh.rv)
+    d = requests.delete(files_url(fresh, fid), timeout=60)
+    assert d.status_code == 204, d.text
+    assert fresh.rv.meta(fid) == {}
+
+
+def test_size_mismatch_with_metadata_is_500(fresh):
+    plain = _marker_plain(5000)
+    doc = upload(fresh, plain, name="sz.txt", ctype="text/plain")
+    fid = doc["id"]
+    fresh.redis.client().hset(fresh.prefix + "file:" + fid, "size", "5001")
+    _expect_read_failure(fresh, fid, b"PLAINTEXT-MARKER", fresh.rv)
+    requests.delete(files_url(fresh, fid), timeout=60)
+
+
+def test_swapped_files_are_500(fresh):
+    """A valid file of another id put in place: still the wrong file for
+    this metadata (different size), and never served as this one."""
+    a = upload(fresh, _marker_plain(3000), name="a.txt", ctype="text/plain")
+    b = upload(fresh, b"other content", name="b.txt", ctype="text/plain")
+    pa, pb = (enc_path(fresh.site.storage, x["id"]) for x in (a, b))
+    with open(pa, "rb") as f:
+        blob_a = f.read()
+    with open(pb, "r+b") as f:
+        f.truncate(0)
+        f.write(blob_a)
+    _expect_read_failure(fresh, b["id"], b"PLAINTEXT-MARKER", fresh.rv)
+    for x in (a, b):
+        requests.delete(files_url(fresh, x["id"]), timeout=60)
+
+
+# -------------------------------------------------------------- owner only
+
+def test_owner_only(fresh):
+    data = b"ALICE-PRIVATE " + secrets.token_bytes(500)
+    doc = upload(fresh, data, name="alice.bin", path="/auth/", auth=ALICE)
+    fid = doc["id"]
+    assert fresh.rv.meta(fid).get("user") == "alice"
+    url = files_url(fresh, fid, base="/ofiles/")
+    murl = files_url(fresh, fid, "/meta", base="/ofiles/")
+
+    r = requests.get(url, auth=ALICE, timeout=60)
+    assert r.status_code == 200 and r.content == data
+    check_download_headers(r, doc)
+    m = requests.get(murl, auth=ALICE, timeout=60)
+    assert m.status_code == 200 and m.json()["user"] == "alice"
+
+    rv = fresh.rv
+    mark = rv.audit_mark()
+    unknown = requests.get(files_url(fresh, secrets.token_hex(16),
+                                     base="/ofiles/"), auth=BOB, timeout=60)
+    for resp in (requests.get(url, auth=BOB, timeout=60),
+                 requests.get(murl, auth=BOB, timeout=60),
+                 requests.delete(url, auth=BOB, timeout=60)):
+        assert_json_error(resp, 404, "not_found")
+        assert b"ALICE-PRIVATE" not in resp.content
+        # indistinguishable from a file that does not exist
+        assert resp.content == unknown.content
+    h = requests.head(url, auth=BOB, timeout=60)
+    assert h.status_code == 404 and h.content == b""
+    assert os.path.exists(enc_path(fresh.site.storage, fid))
+    assert fresh.rv.meta(fid)
+    denied = audit_entries(rv, mark, "file.denied", fid)
+    assert len(denied) == 4, rv.audit_since(mark)
+    for e in denied:
+        check_audit(e, 404, user="bob")
+    assert not [e for e in rv.audit_since(mark) if e.get("id") == fid
+                and e.get("event") != "file.denied"], rv.audit_since(mark)
+
+    for auth in (None, ("bob", "wrong"), ("mallory", "x")):
+        u = requests.get(url, auth=auth, timeout=60)
+        assert u.status_code == 401, u.status_code
+        assert b"ALICE-PRIVATE" not in u.content
+        assert "Basic" in u.headers.get("WWW-Authenticate", "")
+
+    # still there for its owner, who may delete it
+    assert requests.get(url, auth=ALICE, timeout=60).content == data
+    d = requests.delete(url, auth=ALICE, timeout=60)
+    assert d.status_code == 204
+    assert not os.path.exists(enc_path(fresh.site.storage, fid))
+    assert fresh.rv.meta(fid) == {}
+
+
+def test_owner_only_anonymous_upload_is_nobodys(fresh):
+    data = b"anonymous upload"
+    doc = upload(fresh, data, name="anon.bin")
+    rv = fresh.rv
+    mark = rv.audit_mark()
+    r = requests.get(files_url(fresh, doc["id"], base="/ofiles/"),
+                     auth=ALICE, timeout=60)
+    assert_json_error(r, 404, "not_found")
+    denied = audit_entries(rv, mark, "file.denied", doc["id"])
+    assert denied and denied[0].get("user") == "alice", denied
+    # without SecUploadOwnerOnly, the same file is served
+    g = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert g.status_code == 200 and g.content == data
+
+
+# ------------------------------------------------------------ key rotation
+
+class Rotation:
+    """Its own storage, Redis and key files; Apache restarted with the key
+    list each step asks for."""
+
+    def __init__(self):
+        self.site = H.Site("rotate")
+        self.redis = H.RedisServer(self.site.root)
+        self.prefix = "rot%s:" % secrets.token_hex(3)
+        self.k1, self.kek1 = self.site.make_key("k1.key")
+        self.k2, self.kek2 = self.site.make_key("k2.key")
+        self.apache = None
+        self.apaches = []
+        self.n = 0
+
+    def serve(self, keyfiles):
+        self.stop_apache()
+        lines = ['SecUploadStorageDir "%s"' % self.site.storage]
+        lines += ['SecUploadKeyFile "%s"' % k for k in keyfiles]
+        lines += ["SecUploadRedisServer 127.0.0.1:%d" % self.redis.port,
+                  'SecUploadRedisPrefix "%s"' % self.prefix]
+        body = "\n".join(lines) + "\n" + upload_locations()
+        self.n += 1
+        conf = self.site.write_conf(self.site.conf_text(body),
+                                    name="httpd-%d.conf" % self.n)
+        self.apache = H.Apache(self.site, conf).start()
+        self.apaches.append(self.apache)
+        return self
+
+    def stop_apache(self):
+        if self.apache is not None:
+            self.apache.stop()
+            self.apache = None
+
+    def url(self, path):
+        return self.apache.url(path)
+
+    def meta(self, fid):
+        return self.redis.client().hgetall(self.prefix + "file:" + fid)
+
+    def blob(self, fid):
+        with open(enc_path(self.site.storage, fid), "rb") as f:
+            return f.read()
+
+    def read(self, fid):
+        return requests.get(self.url("/api/files/" + fid), timeout=60)
+
+    def stop(self):
+        problems = []
+        try:
+            self.stop_apache()
+            for a in self.apaches:
+                problems += a.take_problems()
+        finally:
+            self.redis.stop()
+        if not problems:
+            self.site.cleanup()
+        return problems
+
+
+def cli_path():
+    return os.environ.get("SECUPLOAD_CLI") or os.path.join(H.REPO,
+                                                           "secupload")
+
+
+def cli_unavailable():
+    """Why the rewrap CLI cannot be used here, or None."""
+    path = cli_path()
+    if not os.access(path, os.X_OK):
+        return "no secupload CLI at %s (set SECUPLOAD_CLI)" % path
+    try:
+        p = subprocess.run([path, "rewrap", "--help"], capture_output=True,
+                           timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "secupload rewrap --help failed: %s" % e
+    out = (p.stdout + p.stderr).decode("utf-8", "replace")
+    if p.returncode != 0 or "--from" not in out or "--to" not in out:
+        return "secupload rewrap is not implemented (exit %d): %s" % (
+            p.returncode, out[:200])
+    return None
+
+
+@pytest.fixture
+def rot(module_so, request):
+    r = Rotation()
+    try:
+        r.redis.start()
+        yield r
+    finally:
+        from secupload_stack import report_shutdown
+        report_shutdown(request, r.stop())
+
+
+def _rotate_to_k2(rot):
+    """K1 only: A; then K2 before K1: B under K2, A and B both readable."""
+    a_plain = b"FILE-A " + secrets.token_bytes(70000)
+    b_plain = b"FILE-B " + secrets.token_bytes(12345)
+    rot.serve([rot.k1])
+    a = upload(rot, a_plain, name="a.bin")
+    assert rot.blob(a["id"])[8:16] == H.key_id(rot.kek1)
+    assert rot.meta(a["id"])["key_id"] == H.key_id(rot.kek1).hex()
+    r = rot.read(a["id"])
+    assert r.status_code == 200 and r.content == a_plain
+
+    rot.serve([rot.k2, rot.k1])
+    b = upload(rot, b_plain, name="b.bin")
+    blob_b = rot.blob(b["id"])
+    assert blob_b[8:16] == H.key_id(rot.kek2), "B not under the first key"
+    assert rot.meta(b["id"])["key_id"] == H.key_id(rot.kek2).hex()
+    assert H.decrypt_blob(blob_b, [rot.kek2]) == (b_plain, rot.kek2)
+    assert rot.blob(a["id"])[8:16] == H.key_id(rot.kek1)
+    for doc, plain in ((a, a_plain), (b, b_plain)):
+        r = rot.read(doc["id"])
+        assert r.status_code == 200, r.text[:300]
+        assert r.content == plain
+    return (a, a_plain), (b, b_plain)
+
+
+def test_key_rotation_in_apache(rot):
+    _rotate_to_k2(rot)
+
+
+def test_key_rotation_rewrap_cli(rot):
+    why = cli_unavailable()
+    if why:
+        pytest.skip(why)
+    (a, a_plain), (b, b_plain) = _rotate_to_k2(rot)
+    blob_b = rot.blob(b["id"])
+
+    # K2 alone cannot open A yet
+    rot.serve([rot.k2])
+    assert_json_error(rot.read(a["id"]), 500, "internal_error")
+    assert rot.read(b["id"]).content == b_plain
+
+    # rewrap while that server runs: files are replaced atomically
+    p = subprocess.run([cli_path(), "rewrap", "--storage", rot.site.storage,
+                        "--from", rot.k1, "--to", rot.k2],
+                       capture_output=True, timeout=120)
+    out = (p.stdout + p.stderr).decode("utf-8", "replace")
+    assert p.returncode == 0, out
+    blob_a = rot.blob(a["id"])
+    assert blob_a[8:16] == H.key_id(rot.kek2), out
+    assert H.decrypt_blob(blob_a, [rot.kek2]) == (a_plain, rot.kek2)
+    assert rot.blob(b["id"]) == blob_b, "a file already under K2 changed"
+    st = os.stat(enc_path(rot.site.storage, a["id"]))
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == H.server_uid()
+    assert not H.stray_files(rot.site.storage), H.stray_files(
+        rot.site.storage)
+    for doc, plain in ((a, a_plain), (b, b_plain)):
+        r = rot.read(doc["id"])
+        assert r.status_code == 200, r.text[:300]
+        assert r.content == plain
+
+    # and a freshly started K2-only server reads both
+    rot.serve([rot.k2])
+    for doc, plain in ((a, a_plain), (b, b_plain)):
+        r = rot.read(doc["id"])
+        assert r.status_code == 200, r.text[:300]
+        assert r.content == plain
