@@ -1,0 +1,76 @@
+"""`make install` and Debian's a2enmod: the installed files, enabled in a copy
+of Debian's /etc/apache2, make a configuration Apache accepts."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+import secupload_harness as H
+
+BUILD = os.path.dirname(os.path.dirname(os.path.abspath(H.module_path())))
+
+
+def _run(cmd, env=None, **kw):
+    return subprocess.run(cmd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120, **kw)
+
+
+@pytest.fixture
+def staged(module_so):
+    if not os.path.isdir("/etc/apache2/mods-available"):
+        pytest.skip("Debian's /etc/apache2 is not installed")
+    root = tempfile.mkdtemp(prefix="secupload-install-")
+    try:
+        r = _run(["make", "-C", BUILD, "install", "DESTDIR=" + root])
+        assert r.returncode == 0, r.stdout[-3000:]
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_make_install_lays_out_files(staged):
+    lib = _run(["apxs", "-q", "LIBEXECDIR"]).stdout.strip()
+    so = staged + lib + "/mod_secupload.so"
+    assert os.path.isfile(so)
+    avail = staged + "/etc/apache2/mods-available"
+    with open(avail + "/secupload.load") as f:
+        assert f.read().strip() == \
+            "LoadModule secupload_module %s/mod_secupload.so" % lib
+    assert os.path.isfile(avail + "/secupload.conf")
+    tools = [os.path.join(d, "secupload") for d, _, fs in os.walk(staged)
+             if "secupload" in fs and d.endswith("/bin")]
+    assert tools, "the secupload tool was not installed"
+    assert os.access(tools[0], os.X_OK)
+
+
+def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
+    work = tempfile.mkdtemp(prefix="secupload-etc-")
+    try:
+        conf = work + "/apache2"
+        shutil.copytree("/etc/apache2", conf, symlinks=True)
+        avail = staged + "/etc/apache2/mods-available"
+        for name in ("secupload.load", "secupload.conf"):
+            shutil.copy(avail + "/" + name, conf + "/mods-available/" + name)
+        # load the module under test rather than a system-wide install
+        with open(conf + "/mods-available/secupload.load", "w") as f:
+            f.write("LoadModule secupload_module %s\n" % module_so)
+        env = dict(os.environ, APACHE_CONFDIR=conf)
+        r = _run(["a2enmod", "-q", "secupload.load"], env=env)
+        assert r.returncode == 0, r.stdout
+        for name in ("secupload.load", "secupload.conf"):
+            assert os.path.islink(conf + "/mods-enabled/" + name)
+        # Debian's apache2ctl reads envvars from APACHE_CONFDIR
+        r = _run(["bash", "-c", ". %s/envvars && /usr/sbin/apache2 -d %s -t"
+                  % (conf, conf)], env=env)
+        assert r.returncode == 0 and "Syntax OK" in r.stdout, r.stdout
+        r = _run(["bash", "-c", ". %s/envvars && /usr/sbin/apache2 -d %s -M"
+                  % (conf, conf)], env=env)
+        assert "secupload_module" in r.stdout, r.stdout
+        r = _run(["a2dismod", "-q", "secupload.load"], env=env)
+        assert r.returncode == 0, r.stdout
+        assert not os.path.exists(conf + "/mods-enabled/secupload.load")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
