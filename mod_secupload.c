@@ -518,11 +518,13 @@ static int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
 
 static void su_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    int threads = 1;
+    int threads = 1, conns;
 
     ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
     if (threads < 1)
         threads = 1;
+    /* mod_http2 runs requests on workers of its own, beyond ThreadsPerChild */
+    conns = threads * 2 + 16;
     for (; s; s = s->next) {
         su_srv_conf_t *c = su_srv(s);
         int i;
@@ -531,7 +533,7 @@ static void su_child_init(apr_pool_t *pchild, server_rec *s)
         for (i = 0; i < c->keks->nelts; i++)
             su_key_relock(APR_ARRAY_IDX(c->keks, i, const su_kek_t *));
         c->rt = apr_pcalloc(pchild, sizeof(*c->rt));
-        if (su_redis_pool_create(pchild, &c->redis, threads, &c->rt->redis) != SU_OK) {
+        if (su_redis_pool_create(pchild, &c->redis, conns, &c->rt->redis) != SU_OK) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00006)
                          "cannot create the Redis connection pool");
             c->rt = NULL;
@@ -835,10 +837,12 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     }
     rv = su_upload_commit(u, sync);
     if (rv != SU_OK) {
-        /* the metadata must not outlive the file it describes */
+        /* the metadata must not outlive the file it describes; the delete
+         * writes the upload.rejected entry */
         su_redis_delete(q->redis, r->pool, in->id,
                         su_audit(q, "upload.rejected", su_err_status(rv), in->id,
                                  su_err_code(rv), in->size));
+        q->fail_event = NULL;
         return su_fail(q, rv, su_upload_message(u), su_upload_detail(u), in->id,
                        in->size);
     }

@@ -528,6 +528,8 @@ class Bench:
         rows = []
         for system in (MODULE_ON, MODULE_OFF, DAV, DJANGO):
             runs = []
+            # one second untimed first: connections, threads and caches warm
+            self.guard(f"small uploads warm-up, {system}", self._wrk_one, system, a.conns, 1, "w-")
             for i in range(a.runs):
                 r = self.guard(f"small uploads, {system}", self._wrk_one, system, a.conns,
                                a.wrk_seconds, f"s{i}-")
@@ -584,6 +586,40 @@ class Bench:
                 f"{r['system']} {r['rps']:.0f} req/s" for r in rows[-2:] if r["rps"]))
         self.res["scaling"] = {"seconds": a.scale_seconds, "rows": rows}
 
+    # where the upload path spends its time (optional: --only profile)
+    def profile(self):
+        a, st = self.a, self.st
+        if not shutil.which("perf"):
+            raise BenchError("perf is not installed (Debian package linux-perf)")
+        size = a.large_bytes
+        path = st.path("profile.bin")
+        sha = make_file(path, size)
+        out = {}
+        for label, system in (("upload", MODULE_OFF), ("download", None)):
+            data = st.path(f"perf-{label}.data")
+            pids = ",".join(map(str, st.serving_pids(DAV)))
+            rec = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", pids],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+            try:
+                time.sleep(0.5)
+                if system:
+                    _, ident = upload(st, system, path, size, sha, max(120, size / 5e6), "p")
+                    self.profile_id = ident
+                else:
+                    download(f"{st.apache['url']}/api/files/{self.profile_id}", size,
+                             max(120, size / 5e6))
+            finally:
+                rec.send_signal(signal.SIGINT)
+                rec.wait(timeout=60)
+            rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                       "--percent-limit", "0.5", "--sort", "dso,symbol"], 300)
+            lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
+            out[label] = lines[:30]
+            log(f"profile of one {size >> 20} MiB {label} (mod_secupload, Sync Off):\n"
+                + "\n".join(lines[:30]))
+        self.res["profile"] = out
+
     # 5. memory
     def memory(self):
         a, st = self.a, self.st
@@ -598,15 +634,10 @@ class Bench:
 
     def _memory_runs(self, srv, kids):
         a, st = self.a, self.st
-        # warm the child up: modules, Redis connection, OpenSSL tables
-        tiny = st.path("tiny.bin")
-        tsha = make_file(tiny, 4096)
-        code, *_, body = curl(["-F", f"file=@{tiny}", srv["url"] + "/api/upload-nosync/"], 30)
-        if code != 201:
-            raise BenchError(f"warm-up upload answered {code} {body[:200]}")
-        download_check(f"{srv['url']}/api/files/{json.loads(body)['id']}", 4096, tsha, 30)
+        # warm the child up with the smallest size (modules, Redis connection,
+        # OpenSSL tables, the thread's allocator), then the sizes to compare
         rows = []
-        for size in a.mem_sizes:
+        for n, size in enumerate([a.mem_sizes[0]] + a.mem_sizes):
             if size == self.large_file[1]:
                 path, _, sha = self.large_file
             else:
@@ -637,10 +668,13 @@ class Bench:
             os.unlink(os.path.join(srv["storage"], js["id"][:2], js["id"] + ".enc"))
             if path != self.large_file[0]:
                 os.unlink(path)
+            if n == 0:
+                continue
             rows.append(row)
             log(f"memory {size >> 20} MiB: upload peak {row['upload_hwm_mib']:.1f} MiB, "
                 f"download peak {row['download_hwm_mib']:.1f} MiB")
-        return {"mpm": "event, StartServers 1, ServerLimit 1, ThreadsPerChild 8 (one child)",
+        return {"mpm": "event, StartServers 1, ServerLimit 1, ThreadsPerChild 1 (one child, "
+                       "one worker thread: every request runs on the same thread)",
                 "measure": "VmHWM of the child, reset through /proc/PID/clear_refs before "
                            "each request; VmRSS sampled every 10 ms as a floor",
                 "rows": rows}
@@ -796,7 +830,9 @@ def parse_args(argv):
     p.add_argument("--workdir", default=None, help="parent of the temporary directory")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--only", default="limit,large,small,scaling,memory",
-                   help="comma-separated parts to run (large includes download)")
+                   help="comma-separated parts to run (large includes download); 'profile' "
+                        "(not run by default) records perf profiles of one large upload and "
+                        "download")
     a = p.parse_args(argv)
     if a.quick:
         a.runs = a.runs or 1
@@ -844,7 +880,7 @@ def main(argv):
     try:
         st.start_all()
         steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
-                 ("scaling", b.scaling), ("memory", b.memory)]
+                 ("scaling", b.scaling), ("memory", b.memory), ("profile", b.profile)]
         b.large_file = (None, 0, None)
         for name, fn in steps:
             if name in a.only:

@@ -24,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "su_format.h"
+#include "su_fault.h"
 
 #define SU_FMT_ENC_KEY_LEN 32
 #define SU_FMT_MAC_KEY_LEN 32
@@ -191,7 +192,7 @@ static su_err_t su_enc_build_header(su_enc_t *enc, const su_kek_t *kek,
                                     unsigned char datakey[SU_FMT_DATAKEY_LEN],
                                     unsigned char *h)
 {
-    if (RAND_bytes(datakey, SU_FMT_DATAKEY_LEN) != 1 ||
+    if (su_fault("rand") || RAND_bytes(datakey, SU_FMT_DATAKEY_LEN) != 1 ||
         RAND_bytes(h + SU_FMT_OFF_IV, SU_FMT_IV_LEN) != 1)
         return SU_ERR_INTERNAL;
     memcpy(h, SU_FMT_MAGIC, SU_FMT_MAGIC_LEN);

@@ -1,4 +1,5 @@
 #include "su_store.h"
+#include "su_fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,8 @@ struct su_store_file {
     apr_pool_t *pool;
     int fd;
     int committed;
+    int new_subdir;          /* created here: its entry needs an fsync too */
+    const char *dir;
     const char *subdir;
     const char *tmp_path;
     const char *final_path;
@@ -43,7 +46,7 @@ su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1])
     unsigned char raw[SU_ID_HEX_LEN / 2];
     int i;
 
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
+    if (su_fault("rand") || RAND_bytes(raw, sizeof(raw)) != 1)
         return SU_ERR_INTERNAL;
     for (i = 0; i < (int)sizeof(raw); i++) {
         buf[2 * i] = hex[raw[i] >> 4];
@@ -119,7 +122,10 @@ su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
     f->fd = -1;
     f->subdir = apr_psprintf(p, "%s/%.2s", dir, id);
     f->final_path = apr_psprintf(p, "%s/%s.enc", f->subdir, id);
-    if (mkdir(f->subdir, 0700) != 0 && errno != EEXIST)
+    f->dir = dir;
+    if (mkdir(f->subdir, 0700) == 0)
+        f->new_subdir = 1;
+    else if (errno != EEXIST)
         return su_store_errno(p, errno, "cannot create directory", f->subdir, err);
 
     f->tmp_path = apr_psprintf(p, "%s/" SU_STORE_TMP_PREFIX "%s", f->subdir, id);
@@ -191,6 +197,10 @@ su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err)
     f->used = 0;
     if (rv != SU_OK)
         return rv;
+    if (sync && su_fault("fsync")) {
+        errno = EIO;
+        return su_store_errno(f->pool, errno, "cannot fsync", f->tmp_path, err);
+    }
     if (sync && fsync(f->fd) != 0)
         return su_store_errno(f->pool, errno, "cannot fsync", f->tmp_path, err);
     return SU_OK;
@@ -210,7 +220,8 @@ su_err_t su_store_commit(su_store_file_t *f, int sync, const char **err)
     if (rename(f->tmp_path, f->final_path) != 0)
         return su_store_errno(f->pool, errno, "cannot rename into", f->final_path, err);
     f->committed = 1;
-    if (sync && su_store_fsync_dir(f->subdir) != 0) {
+    if (sync && (su_store_fsync_dir(f->subdir) != 0
+                 || (f->new_subdir && su_store_fsync_dir(f->dir) != 0))) {
         /* the rename may not survive a crash: do not claim success */
         int e = errno;
         unlink(f->final_path);

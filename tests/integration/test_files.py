@@ -273,6 +273,91 @@ def test_head_same_headers_no_body(fresh):
     check_download_headers(r, doc)
 
 
+@pytest.mark.parametrize("ctype", [
+    "text/plain; charset=utf-8", "Text/HTML", 'application/json;charset="x"',
+    "image/svg+xml", "application/pdf",
+])
+def test_content_type_as_stored(fresh, ctype):
+    data = b"<html><script>alert(1)</script></html>"
+    doc = upload(fresh, data, name="t.html", ctype=ctype)
+    stored = fresh.rv.meta(doc["id"])["content_type"]
+    r = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["Content-Type"] == stored == doc["content_type"]
+    # stored markup is never rendered inline under the site's origin
+    assert r.headers.get("X-Content-Type-Options") == "nosniff"
+    assert parse_disposition(r.headers["Content-Disposition"])[0] == \
+        "attachment"
+
+
+def _stream_with_pause(s, fid, during):
+    """GET fid, read 64 KiB (verification is over by then), call during(),
+    read the rest. Returns (body, declared length, clean end)."""
+    g = requests.get(files_url(s, fid), stream=True, timeout=60)
+    assert g.status_code == 200, g.text[:300]
+    declared = int(g.headers["Content-Length"])
+    first = g.raw.read(65536)
+    during()
+    try:
+        rest, clean = g.raw.read(), True
+    except Exception:  # an aborted body: what a changed file must cause
+        rest, clean = b"", False
+    finally:
+        g.close()
+    body = first + rest
+    return body, declared, clean and len(body) == declared
+
+
+def test_delete_during_download(fresh):
+    data = os.urandom(16 * MIB)
+    doc = upload(fresh, data, name="dd.bin")
+    fid = doc["id"]
+
+    def delete():
+        d = requests.delete(files_url(fresh, fid), timeout=60)
+        assert d.status_code == 204
+
+    body, declared, complete = _stream_with_pause(fresh, fid, delete)
+    assert declared == len(data) and complete
+    same = body == data
+    assert same, "the body changed when the file was deleted meanwhile"
+    assert not os.path.exists(enc_path(fresh.site.storage, fid))
+    assert fresh.rv.meta(fid) == {}
+
+
+def test_change_after_verification_never_delivered_whole(fresh):
+    """Bytes changed on disk while the answer streams were never verified:
+    they must not arrive as a complete 200 (the body has to be cut short)."""
+    data = os.urandom(32 * MIB)
+    doc = upload(fresh, data, name="race.bin")
+    fid = doc["id"]
+    path = enc_path(fresh.site.storage, fid)
+    # far beyond what socket buffers can have read ahead
+    off = H.HEADER_LEN + 30 * MIB + 5
+
+    def flip():
+        with open(path, "r+b") as f:
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0x01]))
+
+    try:
+        body, declared, complete = _stream_with_pause(fresh, fid, flip)
+        assert declared == len(data)
+        same = body == data
+        if complete and not same:
+            diff = [i for i in range(30 * MIB - 64, 30 * MIB + 64)
+                    if body[i] != data[i]]
+            pytest.fail(
+                "ciphertext changed after verification was decrypted and "
+                "sent as a complete 200: %d plaintext bytes differ near "
+                "offset %d (first %r)" % (len(diff), 30 * MIB, diff[:3]),
+                pytrace=False)
+    finally:
+        requests.delete(files_url(fresh, fid), timeout=60)
+
+
 # ------------------------------------------------------------------ /meta
 
 def test_meta(fresh):
@@ -719,12 +804,14 @@ def rot(module_so, request):
         report_shutdown(request, r.stop())
 
 
-def _rotate_to_k2(rot):
-    """K1 only: A; then K2 before K1: B under K2, A and B both readable."""
+def _rotate_to_k2(rot, big=None):
+    """K1 only: A (and `big`, if given); then K2 before K1: B under K2, A and
+    B both readable."""
     a_plain = b"FILE-A " + secrets.token_bytes(70000)
     b_plain = b"FILE-B " + secrets.token_bytes(12345)
     rot.serve([rot.k1])
     a = upload(rot, a_plain, name="a.bin")
+    c = upload(rot, big, name="c.bin") if big is not None else None
     assert rot.blob(a["id"])[8:16] == H.key_id(rot.kek1)
     assert rot.meta(a["id"])["key_id"] == H.key_id(rot.kek1).hex()
     r = rot.read(a["id"])
@@ -741,47 +828,61 @@ def _rotate_to_k2(rot):
         r = rot.read(doc["id"])
         assert r.status_code == 200, r.text[:300]
         assert r.content == plain
-    return (a, a_plain), (b, b_plain)
+    return (a, a_plain), (b, b_plain), c
 
 
 def test_key_rotation_in_apache(rot):
     _rotate_to_k2(rot)
 
 
-def test_key_rotation_rewrap_cli(rot):
-    why = cli_unavailable()
-    if why:
-        pytest.skip(why)
-    (a, a_plain), (b, b_plain) = _rotate_to_k2(rot)
-    blob_b = rot.blob(b["id"])
-
-    # K2 alone cannot open A yet
-    rot.serve([rot.k2])
-    assert_json_error(rot.read(a["id"]), 500, "internal_error")
-    assert rot.read(b["id"]).content == b_plain
-
-    # rewrap while that server runs: files are replaced atomically
+def _rewrap(rot):
     p = subprocess.run([cli_path(), "rewrap", "--storage", rot.site.storage,
                         "--from", rot.k1, "--to", rot.k2],
                        capture_output=True, timeout=120)
     out = (p.stdout + p.stderr).decode("utf-8", "replace")
-    assert p.returncode == 0, out
-    blob_a = rot.blob(a["id"])
-    assert blob_a[8:16] == H.key_id(rot.kek2), out
-    assert H.decrypt_blob(blob_a, [rot.kek2]) == (a_plain, rot.kek2)
+    assert p.returncode == 0, "rewrap exit %d: %s" % (p.returncode, out)
+    return out
+
+
+def test_key_rotation_rewrap_cli(rot):
+    why = cli_unavailable()
+    if why:
+        pytest.skip(why)
+    c_plain = os.urandom(16 * MIB)
+    (a, a_plain), (b, b_plain), c = _rotate_to_k2(rot, big=c_plain)
+    files = ((a, a_plain), (b, b_plain), (c, c_plain))
+    blob_b = rot.blob(b["id"])
+
+    # K2 alone cannot open A yet: 500, not garbage
+    rot.serve([rot.k2])
+    assert_json_error(rot.read(a["id"]), 500, "internal_error")
+    assert rot.read(b["id"]).content == b_plain
+
+    # rewrap while K2,K1 serve, one download running: files are replaced
+    # atomically, and the running answer is not disturbed
+    rot.serve([rot.k2, rot.k1])
+    out = []
+    body, declared, complete = _stream_with_pause(
+        rot, c["id"], lambda: out.append(_rewrap(rot)))
+    assert declared == len(c_plain) and complete
+    same = body == c_plain
+    assert same, "a download running during rewrap changed"
+    for doc, plain in files:
+        blob = rot.blob(doc["id"])
+        assert blob[8:16] == H.key_id(rot.kek2), (doc["id"], out)
+        st = os.stat(enc_path(rot.site.storage, doc["id"]))
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert st.st_uid == H.server_uid()
+    ok, kek = H.decrypt_blob(rot.blob(a["id"]), [rot.kek2])
+    assert ok == a_plain and kek == rot.kek2
     assert rot.blob(b["id"]) == blob_b, "a file already under K2 changed"
-    st = os.stat(enc_path(rot.site.storage, a["id"]))
-    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == H.server_uid()
     assert not H.stray_files(rot.site.storage), H.stray_files(
         rot.site.storage)
-    for doc, plain in ((a, a_plain), (b, b_plain)):
-        r = rot.read(doc["id"])
-        assert r.status_code == 200, r.text[:300]
-        assert r.content == plain
 
-    # and a freshly started K2-only server reads both
+    # a server with only K2 reads everything
     rot.serve([rot.k2])
-    for doc, plain in ((a, a_plain), (b, b_plain)):
+    for doc, plain in files:
         r = rot.read(doc["id"])
         assert r.status_code == 200, r.text[:300]
-        assert r.content == plain
+        same = r.content == plain
+        assert same, doc["id"]

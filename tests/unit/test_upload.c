@@ -392,6 +392,43 @@ START_TEST(test_part_digest)
 }
 END_TEST
 
+#ifdef SU_FAULT_INJECTION
+/* The CSPRNG failing: no file is started, nothing is written. */
+START_TEST(test_fault_rand)
+{
+    su_upload_t *u;
+
+    setenv("SECUPLOAD_FAULTS", "rand", 1);
+    ck_assert_int_eq(su_upload_begin(pool, &conf, NULL, NULL, NULL, NULL, &u),
+                     SU_ERR_INTERNAL);
+    unsetenv("SECUPLOAD_FAULTS");
+    expect_nothing_kept(u);
+}
+END_TEST
+
+/* fsync failing: the upload fails at once and leaves nothing. */
+START_TEST(test_fault_fsync)
+{
+    su_upload_t *u;
+
+    ck_assert_int_eq(su_upload_begin(pool, &conf, NULL, NULL, NULL, NULL, &u), SU_OK);
+    ck_assert_int_eq(su_upload_feed(u, "abc", 3), SU_OK);
+    setenv("SECUPLOAD_FAULTS", "x,fsync", 1);
+    ck_assert_int_eq(su_upload_finish(u, 1), SU_ERR_INTERNAL);
+    unsetenv("SECUPLOAD_FAULTS");
+    ck_assert_ptr_nonnull(strstr(su_upload_detail(u), "fsync"));
+    expect_nothing_kept(u);
+    /* without sync there is no fsync to fail */
+    setenv("SECUPLOAD_FAULTS", "fsync", 1);
+    ck_assert_int_eq(su_upload_begin(pool, &conf, NULL, NULL, NULL, NULL, &u), SU_OK);
+    ck_assert_int_eq(su_upload_feed(u, "abc", 3), SU_OK);
+    ck_assert_int_eq(su_upload_finish(u, 0), SU_OK);
+    unsetenv("SECUPLOAD_FAULTS");
+    su_upload_discard(u);
+}
+END_TEST
+#endif
+
 int main(void)
 {
     Suite *s = suite_create("su_upload");
@@ -411,6 +448,10 @@ int main(void)
     tcase_add_test(tc, test_types);
     tcase_add_test(tc, test_body_digest);
     tcase_add_test(tc, test_part_digest);
+#ifdef SU_FAULT_INJECTION
+    tcase_add_test(tc, test_fault_rand);
+    tcase_add_test(tc, test_fault_fsync);
+#endif
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,224 @@
+/*
+ * libFuzzer target: the client header parsers (su_hdr.h).
+ *
+ * Input: a header value, then optionally a NUL and a second string (the
+ * pattern for su_hdr_type_matches). Every parser runs on the first string.
+ *
+ * Invariants:
+ *   su_hdr_params      value and parameter names lowercased, at most 64
+ *   su_hdr_ext_value   the result is well-formed UTF-8
+ *   su_hdr_disposition the type is lowercased; a filename* result is UTF-8
+ *   su_hdr_digest / su_hdr_content_md5  the length fits the algorithm;
+ *                      a failure leaves nothing behind
+ *   su_hdr_safe_name   at most 255 bytes, no control characters, no '/'
+ *                      or '\\', well-formed UTF-8, not "." or "..", and
+ *                      applying it twice changes nothing
+ *   su_hdr_attachment  printable ASCII only (no CR, LF, NUL), and it
+ *                      parses back to the same name
+ *   su_hdr_type_matches "*" patterns and the type itself agree
+ */
+#include <string.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+
+#include "fz_common.h"
+#include "su_hdr.h"
+
+static int fz_has_upper(const char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            return 1;
+    return 0;
+}
+
+static void fz_params(apr_pool_t *p, const char *s)
+{
+    const char *v = NULL;
+    apr_table_t *t = NULL;
+    const apr_array_header_t *a;
+    const apr_table_entry_t *e;
+    int i;
+
+    if (su_hdr_params(p, s, &v, &t) != SU_OK)
+        return;
+    FZ_CHECK(v != NULL && t != NULL && v[0] != '\0', "params: no value");
+    FZ_CHECK(!fz_has_upper(v), "params: value not lowercased");
+    a = apr_table_elts(t);
+    FZ_CHECK(a->nelts <= 64, "params: over 64 parameters");
+    e = (const apr_table_entry_t *)a->elts;
+    for (i = 0; i < a->nelts; i++) {
+        FZ_CHECK(e[i].key != NULL && e[i].val != NULL, "params: NULL entry");
+        FZ_CHECK(e[i].key[0] != '\0' && !fz_has_upper(e[i].key),
+                 "params: name empty or not lowercased");
+    }
+}
+
+static void fz_ext(apr_pool_t *p, const char *s)
+{
+    const char *out = NULL;
+
+    if (su_hdr_ext_value(p, s, &out) != SU_OK)
+        return;
+    FZ_CHECK(out != NULL, "ext_value: NULL");
+    FZ_CHECK(fz_utf8_valid((const unsigned char *)out, strlen(out)),
+             "ext_value: not UTF-8");
+}
+
+static void fz_disposition(apr_pool_t *p, const char *s)
+{
+    const char *disp = NULL, *fn = NULL, *v;
+    apr_table_t *t;
+
+    if (su_hdr_disposition(p, s, &disp, &fn) != SU_OK)
+        return;
+    FZ_CHECK(disp != NULL && !fz_has_upper(disp), "disposition: type");
+    FZ_CHECK(su_hdr_params(p, s, &v, &t) == SU_OK, "disposition ok, params not");
+    if (apr_table_get(t, "filename*") != NULL)
+        FZ_CHECK(fn != NULL && fz_utf8_valid((const unsigned char *)fn, strlen(fn)),
+                 "disposition: filename* not UTF-8");
+    else
+        FZ_CHECK(fn == apr_table_get(t, "filename") ||
+                 (fn != NULL && strcmp(fn, apr_table_get(t, "filename")) == 0),
+                 "disposition: filename differs from the parameter");
+}
+
+static int fz_zero(const su_digest_t *d)
+{
+    static const su_digest_t z;
+    return memcmp(d, &z, sizeof z) == 0;
+}
+
+static void fz_digests(const char *s)
+{
+    su_digest_t d;
+
+    if (su_hdr_digest(s, &d) == SU_OK)
+        FZ_CHECK((d.alg == SU_DIGEST_NONE && d.len == 0) ||
+                 (d.alg == SU_DIGEST_SHA256 && d.len == 32) ||
+                 (d.alg == SU_DIGEST_SHA512 && d.len == 64),
+                 "digest: algorithm and length disagree");
+    else
+        FZ_CHECK(fz_zero(&d), "digest: a failure left a value");
+    if (su_hdr_content_md5(s, &d) == SU_OK)
+        FZ_CHECK(d.alg == SU_DIGEST_MD5 && d.len == 16, "content_md5: length");
+    else
+        FZ_CHECK(fz_zero(&d), "content_md5: a failure left a value");
+}
+
+static const char *fz_safe_name(apr_pool_t *p, const char *s)
+{
+    const char *n = su_hdr_safe_name(p, s);
+    size_t len, i;
+
+    FZ_CHECK(n != NULL, "safe_name: NULL");
+    len = strlen(n);
+    FZ_CHECK(len <= SU_NAME_MAX, "safe_name: over 255 bytes");
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)n[i];
+        FZ_CHECK(c >= 0x20 && c != 0x7f, "safe_name: control character");
+        FZ_CHECK(c != '/' && c != '\\', "safe_name: path separator");
+    }
+    FZ_CHECK(fz_utf8_valid((const unsigned char *)n, len), "safe_name: not UTF-8");
+    FZ_CHECK(strcmp(n, ".") != 0 && strcmp(n, "..") != 0, "safe_name: dot name");
+    FZ_CHECK(strcmp(su_hdr_safe_name(p, n), n) == 0, "safe_name: not idempotent");
+    return n;
+}
+
+static void fz_attachment_chars(const char *a)
+{
+    for (; *a; a++)
+        FZ_CHECK(*a >= 0x20 && *a < 0x7f, "attachment: not printable ASCII");
+}
+
+/* A download header must carry the name back exactly (filename* wins). */
+static void fz_attachment(apr_pool_t *p, const char *name, int roundtrip)
+{
+    const char *a = su_hdr_attachment(p, name), *disp = NULL, *fn = NULL;
+
+    FZ_CHECK(a != NULL, "attachment: NULL");
+    fz_attachment_chars(a);
+    if (name[0] == '\0') {
+        FZ_CHECK(strcmp(a, "attachment") == 0, "attachment: empty name");
+        return;
+    }
+    if (!roundtrip)
+        return;
+    FZ_CHECK(su_hdr_disposition(p, a, &disp, &fn) == SU_OK,
+             "attachment: does not parse");
+    FZ_CHECK(strcmp(disp, "attachment") == 0 && fn != NULL && strcmp(fn, name) == 0,
+             "attachment: does not carry the name back");
+}
+
+/* The "type/subtype" of s, trimmed, if s is exactly that plus parameters. */
+static const char *fz_media_type(apr_pool_t *p, const char *s)
+{
+    size_t b = strspn(s, " \t"), n = strcspn(s + b, "; \t");
+    return apr_pstrmemdup(p, s + b, n);
+}
+
+static void fz_type_matches(apr_pool_t *p, const char *type, const char *pattern)
+{
+    const char *mt, *sl;
+    char *up;
+    size_t i;
+
+    (void)su_hdr_type_matches(type, pattern);
+    if (!su_hdr_type_matches(type, "*/*"))
+        return;
+    mt = fz_media_type(p, type);
+    sl = strchr(mt, '/');
+    FZ_CHECK(sl != NULL, "type_matches: */* matched no type/subtype");
+    FZ_CHECK(su_hdr_type_matches(type, mt), "type_matches: not its own type");
+    up = apr_pstrdup(p, mt);
+    for (i = 0; up[i]; i++)
+        if (up[i] >= 'a' && up[i] <= 'z')
+            up[i] = (char)(up[i] - 32);
+    FZ_CHECK(su_hdr_type_matches(type, up), "type_matches: case-sensitive");
+    FZ_CHECK(su_hdr_type_matches(type, apr_pstrcat(p, apr_pstrmemdup(p, mt,
+                                 (apr_size_t)(sl - mt)), "/*", NULL)),
+             "type_matches: not its own wildcard");
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fz_apr_init();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    apr_pool_t *p = fz_pool_new();
+    /* exact-size copies, so that ASan sees a read past either string */
+    size_t n1 = strnlen((const char *)data, size);
+    const char *rest = n1 < size ? (const char *)data + n1 + 1 : "";
+    size_t n2 = n1 < size ? strnlen(rest, size - n1 - 1) : 0;
+    char *s = malloc(n1 + 1), *s2 = malloc(n2 + 1);
+    const char *name;
+
+    FZ_CHECK(s != NULL && s2 != NULL, "malloc");
+    memcpy(s, data, n1);
+    s[n1] = '\0';
+    memcpy(s2, rest, n2);
+    s2[n2] = '\0';
+
+    fz_params(p, s);
+    fz_ext(p, s);
+    fz_disposition(p, s);
+    fz_digests(s);
+    name = fz_safe_name(p, s);
+    fz_attachment(p, name, 1);
+    fz_attachment(p, s, fz_utf8_valid((const unsigned char *)s, n1) && n1 <= 4000);
+    fz_type_matches(p, s, s2);
+    fz_type_matches(p, s2, s);
+
+    free(s);
+    free(s2);
+    apr_pool_destroy(p);
+    return 0;
+}
