@@ -418,10 +418,10 @@ static int su_dir_writable_by_server(const char *dir, const struct stat *st)
     return (st->st_mode & (S_IWOTH | S_IXOTH)) == (S_IWOTH | S_IXOTH);
 }
 
+/* A section that sets upload directives is where uploads are taken. */
 static int su_dir_conf_used(const su_dir_conf_t *d)
 {
-    return d && (d->max_size_set || d->field_name || d->allowed_types
-                 || d->sync != -1 || d->owner_only != -1);
+    return d && (d->max_size_set || d->field_name || d->allowed_types);
 }
 
 /* Warn when Apache's LimitRequestBody would refuse what SecUploadMaxSize allows. */
