@@ -44,6 +44,7 @@
 #include "su_format.h"
 #include "su_key.h"
 #include "su_redis.h"
+#include "su_util.h"
 #include "su_store.h"
 
 #ifndef PACKAGE_VERSION
@@ -235,15 +236,9 @@ static void su_cli_read_head(const char *path, su_cli_head_t *h)
 
 static const char *su_cli_hex(apr_pool_t *p, const unsigned char *b, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
     char *out = apr_palloc(p, 2 * n + 1);
-    size_t i;
 
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
+    su_util_hex(out, b, n);
     return out;
 }
 

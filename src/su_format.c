@@ -25,6 +25,7 @@
 
 #include "su_format.h"
 #include "su_fault.h"
+#include "su_util.h"
 
 #define SU_FMT_ENC_KEY_LEN 32
 #define SU_FMT_MAC_KEY_LEN 32
@@ -577,12 +578,18 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
     return su_dec_mac_verify(dec, f->tag);
 }
 
-su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
-                            const su_kek_t *const *keks, int nkeks,
-                            uint64_t *plain_size)
+/*
+ * Open a stored file and verify all of it (tag, then padding from the last
+ * two blocks): on success the exact plaintext size is known and not one
+ * byte of plaintext exists yet.
+ */
+static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
+                                     const su_kek_t *const *keks, int nkeks,
+                                     su_fmt_file_t **fo, su_dec_t **deco,
+                                     uint64_t *plain_size)
 {
     su_fmt_file_t *f;
-    su_dec_t *dec;
+    su_dec_t *dec = NULL;
     su_err_t rv;
 
     *plain_size = 0;
@@ -594,62 +601,25 @@ su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
         rv = su_fmt_mac_pass(f, dec, NULL, -1);
     if (rv == SU_OK)
         rv = su_dec_tail_size(dec, f->tail, f->ctlen, plain_size);
-    apr_pool_destroy(f->pool);
-    return rv;
-}
-
-/* Pass 2: the same bytes again, decrypted to sink. */
-static su_err_t su_fmt_decrypt_pass(su_fmt_file_t *f, su_dec_t *dec,
-                                    su_fmt_sink_fn sink, void *ctx)
-{
-    unsigned char *out = apr_palloc(f->pool, SU_FMT_CHUNK + SU_FMT_BLOCK);
-    uint64_t left = f->ctlen, before = f->size;
-    size_t outlen = 0;
-    su_err_t rv = su_fmt_check_size(f);
-
-    if (rv == SU_OK && f->size != before)
-        rv = SU_ERR_INTEGRITY;
-    if (rv == SU_OK && lseek(f->fd, SU_FMT_HEADER_LEN, SEEK_SET) < 0)
-        rv = SU_ERR_INTERNAL;
-    while (rv == SU_OK && left > 0) {
-        size_t n = left < SU_FMT_CHUNK ? (size_t)left : SU_FMT_CHUNK;
-        rv = su_fmt_read_exact(f->fd, f->buf, n);
-        if (rv == SU_OK)
-            rv = su_dec_update(dec, f->buf, n, out, &outlen);
-        if (rv == SU_OK && outlen > 0 && sink(ctx, out, outlen) != 0)
-            rv = SU_ERR_ABORTED;
-        left -= n;
+    if (rv != SU_OK) {
+        apr_pool_destroy(f->pool);
+        return rv;
     }
-    if (rv == SU_OK)
-        rv = su_dec_final(dec, out, &outlen);
-    if (rv == SU_OK && outlen > 0 && sink(ctx, out, outlen) != 0)
-        rv = SU_ERR_ABORTED;
-    OPENSSL_cleanse(out, SU_FMT_CHUNK + SU_FMT_BLOCK);
-    return rv;
+    *fo = f;
+    *deco = dec;
+    return SU_OK;
 }
 
-/*
- * Both passes read through the same open descriptor, so a file renamed over
- * this one meanwhile (a rewrap) does not change what is read; a change of
- * size in between is refused.
- */
-su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
-                             const su_kek_t *const *keks, int nkeks,
-                             su_fmt_sink_fn sink, void *ctx)
+su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
+                            const su_kek_t *const *keks, int nkeks,
+                            uint64_t *plain_size)
 {
     su_fmt_file_t *f;
     su_dec_t *dec;
-    su_err_t rv;
+    su_err_t rv = su_fmt_open_verified(p, path, keks, nkeks, &f, &dec, plain_size);
 
-    rv = su_fmt_file_open(p, path, &f);
-    if (rv != SU_OK)
-        return rv;
-    rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
     if (rv == SU_OK)
-        rv = su_fmt_mac_pass(f, dec, NULL, -1);
-    if (rv == SU_OK)
-        rv = su_fmt_decrypt_pass(f, dec, sink, ctx);
-    apr_pool_destroy(f->pool);
+        apr_pool_destroy(f->pool);
     return rv;
 }
 
@@ -671,6 +641,11 @@ static apr_status_t su_fmt_reader_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/*
+ * Both passes read through the same open descriptor, so a file renamed over
+ * this one meanwhile (a rewrap) does not change what is read; a change of
+ * size in between is refused.
+ */
 su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             su_fmt_reader_t **out, uint64_t *plain_size)
@@ -678,18 +653,17 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
     su_fmt_reader_t *rd;
     su_fmt_file_t *f;
     su_dec_t *dec;
+    uint64_t before;
     su_err_t rv;
 
     *out = NULL;
-    *plain_size = 0;
-    rv = su_fmt_file_open(p, path, &f);
+    rv = su_fmt_open_verified(p, path, keks, nkeks, &f, &dec, plain_size);
     if (rv != SU_OK)
         return rv;
-    rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
-    if (rv == SU_OK)
-        rv = su_fmt_mac_pass(f, dec, NULL, -1);
-    if (rv == SU_OK)
-        rv = su_dec_tail_size(dec, f->tail, f->ctlen, plain_size);
+    before = f->size;
+    rv = su_fmt_check_size(f);
+    if (rv == SU_OK && f->size != before)
+        rv = SU_ERR_INTEGRITY;
     /* the tail check moved the CBC state: start pass 2 from the file's IV */
     if (rv == SU_OK
         && EVP_DecryptInit_ex(dec->cipher, NULL, NULL, NULL, dec->iv) != 1)
@@ -697,6 +671,7 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
     if (rv == SU_OK && lseek(f->fd, SU_FMT_HEADER_LEN, SEEK_SET) < 0)
         rv = SU_ERR_INTERNAL;
     if (rv != SU_OK) {
+        *plain_size = 0;
         apr_pool_destroy(f->pool);
         return rv;
     }
@@ -739,6 +714,27 @@ su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
     }
     *len = outlen;
     return SU_OK;
+}
+
+su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
+                             const su_kek_t *const *keks, int nkeks,
+                             su_fmt_sink_fn sink, void *ctx)
+{
+    su_fmt_reader_t *rd;
+    const unsigned char *data;
+    uint64_t size;
+    size_t len = 0;
+    su_err_t rv = su_fmt_reader_open(p, path, keks, nkeks, &rd, &size);
+
+    if (rv != SU_OK)
+        return rv;
+    do {
+        rv = su_fmt_reader_next(rd, &data, &len);
+        if (rv == SU_OK && len > 0 && sink(ctx, data, len) != 0)
+            rv = SU_ERR_ABORTED;
+    } while (rv == SU_OK && len > 0);
+    su_fmt_reader_close(rd);
+    return rv;
 }
 
 void su_fmt_reader_close(su_fmt_reader_t *rd)
@@ -847,21 +843,6 @@ static void su_fmt_fault_before_rename(void)
         _exit(99);
 }
 
-static su_err_t su_fmt_fsync_dir(apr_pool_t *p, const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    const char *dir = slash == NULL ? "." :
-                      slash == path ? "/" :
-                      apr_pstrndup(p, path, (apr_size_t)(slash - path));
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc;
-
-    if (fd < 0)
-        return SU_ERR_INTERNAL;
-    rc = fsync(fd);
-    close(fd);
-    return rc == 0 ? SU_OK : SU_ERR_INTERNAL;
-}
 
 /* Copy pass (old MAC checked, new MAC computed), then the atomic swap. */
 static su_err_t su_fmt_rewrap_write(su_fmt_rewrap_t *rw, su_dec_t *dec)
@@ -893,7 +874,7 @@ static su_err_t su_fmt_rewrap_write(su_fmt_rewrap_t *rw, su_dec_t *dec)
     if (rename(rw->tmp, rw->path) != 0)
         return su_fmt_errno_kind(errno);
     rw->renamed = 1;
-    return su_fmt_fsync_dir(rw->f->pool, rw->path);
+    return su_util_fsync_parent(rw->f->pool, rw->path) == 0 ? SU_OK : SU_ERR_INTERNAL;
 }
 
 su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,

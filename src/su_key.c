@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "su_key.h"
+#include "su_util.h"
 
 /* A valid file is 64 hex digits and "\r\n" at most; reading a little more
  * than that is enough to tell "too long" without reading a huge file. */
@@ -250,35 +251,7 @@ static int su_key_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-/* A key file that vanishes in a crash would take every file encrypted
- * under it along; make its directory entry durable too. */
-static int su_key_fsync_dir(apr_pool_t *p, const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    const char *dir = slash == NULL ? "." :
-                      slash == path ? "/" :
-                      apr_pstrndup(p, path, (apr_size_t)(slash - path));
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc;
 
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-static void su_key_to_hex(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0x0f];
-    }
-    out[2 * len] = '\0';
-}
 
 static su_err_t su_key_write_new(apr_pool_t *p, const char *path,
                                  const char *text, const char **err)
@@ -304,7 +277,7 @@ static su_err_t su_key_write_new(apr_pool_t *p, const char *path,
         unlink(path);
         return SU_ERR_INTERNAL;
     }
-    if (close(fd) != 0 || su_key_fsync_dir(p, path) != 0) {
+    if (close(fd) != 0 || su_util_fsync_parent(p, path) != 0) {
         su_key_fail(p, err, "key file %s: cannot write: %s", path,
                     strerror(errno));
         unlink(path);
@@ -325,7 +298,7 @@ su_err_t su_key_generate_file(apr_pool_t *p, const char *path, const char **err)
         su_key_fail(p, err, "key file %s: the random generator failed", path);
         return SU_ERR_INTERNAL;
     }
-    su_key_to_hex(raw, sizeof raw, text);
+    su_util_hex(text, raw, sizeof raw);
     OPENSSL_cleanse(raw, sizeof raw);
     text[SU_KEY_HEX_LEN] = '\n';
     text[SU_KEY_HEX_LEN + 1] = '\0';
@@ -345,5 +318,5 @@ void su_key_compute_id(su_kek_t *kek)
         memset(md, 0, sizeof md);
     }
     memcpy(kek->id, md, SU_KEY_ID_LEN);
-    su_key_to_hex(kek->id, SU_KEY_ID_LEN, kek->id_hex);
+    su_util_hex(kek->id_hex, kek->id, SU_KEY_ID_LEN);
 }

@@ -1,5 +1,6 @@
 #include "su_store.h"
 #include "su_fault.h"
+#include "su_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,17 +43,11 @@ int su_store_valid_id(const char *id)
 
 su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char raw[SU_ID_HEX_LEN / 2];
-    int i;
 
     if (su_fault("rand") || RAND_bytes(raw, sizeof(raw)) != 1)
         return SU_ERR_INTERNAL;
-    for (i = 0; i < (int)sizeof(raw); i++) {
-        buf[2 * i] = hex[raw[i] >> 4];
-        buf[2 * i + 1] = hex[raw[i] & 0x0f];
-    }
-    buf[SU_ID_HEX_LEN] = '\0';
+    su_util_hex(buf, raw, sizeof(raw));
     return SU_OK;
 }
 
@@ -97,16 +92,6 @@ void su_store_discard(su_store_file_t *f)
     }
 }
 
-static int su_store_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc;
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
 
 su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
                          su_store_file_t **out, const char **err)
@@ -220,8 +205,8 @@ su_err_t su_store_commit(su_store_file_t *f, int sync, const char **err)
     if (rename(f->tmp_path, f->final_path) != 0)
         return su_store_errno(f->pool, errno, "cannot rename into", f->final_path, err);
     f->committed = 1;
-    if (sync && (su_store_fsync_dir(f->subdir) != 0
-                 || (f->new_subdir && su_store_fsync_dir(f->dir) != 0))) {
+    if (sync && (su_util_fsync_dir(f->subdir) != 0
+                 || (f->new_subdir && su_util_fsync_dir(f->dir) != 0))) {
         /* the rename may not survive a crash: do not claim success */
         int e = errno;
         unlink(f->final_path);
@@ -246,6 +231,6 @@ su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
         return e == ENOENT ? SU_ERR_NOT_FOUND : SU_ERR_INTERNAL;
     }
     if (sync)
-        su_store_fsync_dir(apr_psprintf(p, "%s/%.2s", dir, id));
+        su_util_fsync_dir(apr_psprintf(p, "%s/%.2s", dir, id));
     return SU_OK;
 }

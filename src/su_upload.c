@@ -9,6 +9,7 @@
 #include "su_format.h"
 #include "su_hdr.h"
 #include "su_store.h"
+#include "su_util.h"
 
 /* Encrypt in slices of this size so the scratch buffer stays small. */
 #define SU_UPLOAD_SLICE (64 * 1024)
@@ -362,16 +363,6 @@ su_err_t su_upload_feed(su_upload_t *u, const char *buf, apr_size_t len)
     return u->err;
 }
 
-static void su_upload_hex(char *out, const unsigned char *in, apr_size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    apr_size_t i;
-    for (i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 0x0f];
-    }
-    out[2 * n] = '\0';
-}
 
 static su_err_t su_upload_seal(su_upload_t *u)
 {
@@ -387,7 +378,7 @@ static su_err_t su_upload_seal(su_upload_t *u)
         return u->err;
     su_enc_plain_sha256(u->enc, sha);
     hex = apr_palloc(u->pool, 65);
-    su_upload_hex(hex, sha, sizeof(sha));
+    su_util_hex(hex, sha, sizeof(sha));
     u->info.sha256_hex = hex;
     return SU_OK;
 }

@@ -725,6 +725,7 @@ class Rotation:
         self.apache = None
         self.apaches = []
         self.n = 0
+        self.sent = 0  # requests made through url(), for settle()
 
     def serve(self, keyfiles):
         self.stop_apache()
@@ -740,12 +741,26 @@ class Rotation:
         self.apaches.append(self.apache)
         return self
 
+    def settle(self, timeout=10.0):
+        """Wait until every request made so far is logged as done, so that a
+        stop never lands in a request (that case has a test of its own)."""
+        log = os.path.join(self.site.logs, "access.log")
+
+        def done():
+            text = H.Apache.read(log)
+            return sum(1 for ln in text.splitlines()
+                       if re.search(r'"[A-Z]+ /(api|auth|ofiles)/', ln)) \
+                >= self.sent
+        H._wait_for(done, timeout)
+
     def stop_apache(self):
         if self.apache is not None:
+            self.settle()
             self.apache.stop()
             self.apache = None
 
     def url(self, path):
+        self.sent += 1
         return self.apache.url(path)
 
     def meta(self, fid):
@@ -886,3 +901,24 @@ def test_key_rotation_rewrap_cli(rot):
         assert r.status_code == 200, r.text[:300]
         same = r.content == plain
         assert same, doc["id"]
+
+
+def test_stop_during_download_no_crash(rot):
+    """A hard stop (SIGTERM, `apachectl stop`) while an answer streams: the
+    children exit without a crash."""
+    data = os.urandom(32 * MIB)
+    rot.serve([rot.k1])
+    doc = upload(rot, data, name="stop.bin")
+    rot.settle()
+    apache = rot.apache
+    g = requests.get(files_url(rot, doc["id"]), stream=True, timeout=60)
+    try:
+        assert g.status_code == 200
+        assert len(g.raw.read(65536)) == 65536
+        rot.apache = None
+        apache.stop()
+    finally:
+        g.close()
+    problems = apache.take_problems()
+    assert not problems, "crash on stop during a download:\n" + "\n".join(
+        problems[:10])

@@ -1,0 +1,43 @@
+#include "su_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+
+void su_util_hex(char *out, const unsigned char *in, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+}
+
+int su_util_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc, e;
+
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int su_util_fsync_parent(apr_pool_t *p, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dir = slash == NULL ? "." :
+                      slash == path ? "/" :
+                      apr_pstrndup(p, path, (apr_size_t)(slash - path));
+    return su_util_fsync_dir(dir);
+}

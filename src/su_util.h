@@ -1,0 +1,18 @@
+/* Small helpers shared by the core's files. */
+#ifndef SU_UTIL_H
+#define SU_UTIL_H
+
+#include <stddef.h>
+#include <apr_pools.h>
+
+/* Lowercase hex of n bytes into out, which holds 2n+1 bytes. */
+void su_util_hex(char *out, const unsigned char *in, size_t n);
+
+/* fsync a directory, so that entries made or removed in it are durable.
+ * 0, or -1 with errno set. */
+int su_util_fsync_dir(const char *dir);
+
+/* fsync the directory that holds path. 0, or -1 with errno set. */
+int su_util_fsync_parent(apr_pool_t *p, const char *path);
+
+#endif
