@@ -984,7 +984,7 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
 }
 
 /* Send the plaintext; every byte was authenticated before the first goes out. */
-static int su_files_stream(su_req_t *q, su_fmt_reader_t *rd)
+static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
 {
     request_rec *r = q->r;
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
@@ -1007,9 +1007,13 @@ static int su_files_stream(su_req_t *q, su_fmt_reader_t *rd)
     }
     su_fmt_reader_close(rd);
     if (rv != SU_OK) {
-        /* cannot happen after verification; never end the body as if complete */
+        /* written to in place after verification: the body is cut short,
+         * so the client can tell, rather than ended as if complete */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00041)
-                      "decryption failed after verification");
+                      "file %s changed on disk while being sent; the answer "
+                      "was cut short", id);
+        su_audit_only(q, su_audit(q, "file.read", HTTP_INTERNAL_SERVER_ERROR, id,
+                                  su_err_code(SU_ERR_INTEGRITY), 0));
         r->connection->keepalive = AP_CONN_CLOSE;
         return AP_FILTER_ERROR;
     }
@@ -1058,7 +1062,7 @@ static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
         su_fmt_reader_close(rd);
         return OK;
     }
-    return su_files_stream(q, rd);
+    return su_files_stream(q, id, rd);
 }
 
 static int su_handle_files(su_req_t *q)

@@ -435,6 +435,8 @@ typedef struct su_fmt_file {
     /* the last two cipher blocks (see su_dec_tail_size) */
     unsigned char tail[2 * SU_FMT_BLOCK];
     unsigned char *buf;     /* SU_FMT_CHUNK bytes of ciphertext */
+    struct stat st0;        /* when first opened: any write since shows */
+    int st0_set;
 } su_fmt_file_t;
 
 static apr_status_t su_fmt_fd_cleanup(void *data)
@@ -499,7 +501,34 @@ static su_err_t su_fmt_check_size(su_fmt_file_t *f)
         return SU_ERR_INTEGRITY;
     f->size = (uint64_t)st.st_size;
     f->ctlen = f->size - SU_FMT_OVERHEAD;
+    if (!f->st0_set) {
+        f->st0 = st;
+        f->st0_set = 1;
+    }
     return SU_OK;
+}
+
+static int su_fmt_ts_eq(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/*
+ * Has the file been written to since it was opened? The kernel moves mtime
+ * and ctime on every write before the data changes, so bytes read before a
+ * check that finds them unmoved are the bytes that were verified. ctime
+ * also moves when the file loses a link (a DELETE, or a rewrap renamed over
+ * it), which leaves the data alone; resetting mtime (utimensat) moves ctime
+ * without dropping a link, and is caught.
+ */
+static int su_fmt_unchanged(const su_fmt_file_t *f)
+{
+    struct stat st;
+
+    if (fstat(f->fd, &st) != 0 || (uint64_t)st.st_size != f->size
+        || !su_fmt_ts_eq(&st.st_mtim, &f->st0.st_mtim))
+        return 0;
+    return su_fmt_ts_eq(&st.st_ctim, &f->st0.st_ctim) || st.st_nlink < f->st0.st_nlink;
 }
 
 /* Open a stored file in a subpool of p that owns the fd and the buffer. */
@@ -698,6 +727,9 @@ su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
         if (rd->left > 0) {
             size_t n = rd->left < SU_FMT_CHUNK ? (size_t)rd->left : SU_FMT_CHUNK;
             rv = su_fmt_read_exact(rd->f->fd, rd->f->buf, n);
+            /* nothing written in place since verification may go out */
+            if (rv == SU_OK && !su_fmt_unchanged(rd->f))
+                rv = SU_ERR_INTEGRITY;
             if (rv == SU_OK)
                 rv = su_dec_update(rd->dec, rd->f->buf, n, rd->out, &outlen);
             rd->left -= n;
@@ -708,6 +740,7 @@ su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
             rd->done = 1;
         }
         if (rv != SU_OK) {
+            OPENSSL_cleanse(rd->out, SU_FMT_CHUNK + 2 * SU_FMT_BLOCK);
             rd->done = 1;
             return rv;
         }

@@ -53,7 +53,7 @@ struct su_redis_pool {
     int hmax;
 #if SU_REDIS_RESLIST
     apr_reslist_t *rl;
-    apr_thread_mutex_t *mu;   /* subpool create/destroy and lasterr */
+    apr_thread_mutex_t *mu;   /* lasterr */
     char lasterr[SU_REDIS_ERRLEN];
 #else
     su_redis_t *single;
@@ -832,17 +832,20 @@ static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
     apr_status_t rv;
 
     (void)rp;
-    apr_thread_mutex_lock(pool->mu);
-    rv = apr_pool_create(&sp, pool->p);
-    apr_thread_mutex_unlock(pool->mu);
+    /*
+     * A pool of its own, outside the process pool's tree: only the reslist
+     * destructor frees it, so the reslist can be torn down after the
+     * request pools (which hand their connections back) are gone.
+     */
+    rv = apr_pool_create_unmanaged_ex(&sp, NULL, NULL);
     if (rv != APR_SUCCESS)
         return rv;
     if (su_redis_connect(sp, &pool->conf, &r, &err) != SU_OK) {
         apr_thread_mutex_lock(pool->mu);
         apr_cpystrn(pool->lasterr, err ? err : "redis: cannot connect",
                     sizeof(pool->lasterr));
-        apr_pool_destroy(sp);
         apr_thread_mutex_unlock(pool->mu);
+        apr_pool_destroy(sp);
         return APR_EGENERAL;
     }
     r->own = sp;
@@ -856,9 +859,8 @@ static apr_status_t su_redis_res_free(void *res, void *params, apr_pool_t *rp)
     su_redis_t *r = res;
 
     (void)rp;
-    apr_thread_mutex_lock(pool->mu);
+    (void)pool;
     apr_pool_destroy(r->own);
-    apr_thread_mutex_unlock(pool->mu);
     return APR_SUCCESS;
 }
 
@@ -875,8 +877,8 @@ static su_err_t su_redis_pool_init(su_redis_pool_t *pool)
                            su_redis_res_make, su_redis_res_free, pool, pool->p)
         != APR_SUCCESS)
         return SU_ERR_INTERNAL;
-    /* destructors destroy subpools of p: they must run before p's children go */
-    apr_reslist_cleanup_order_set(pool->rl, APR_RESLIST_CLEANUP_FIRST);
+    /* default order: the reslist goes after p's children (request pools
+     * that still hold a connection return it first) */
     apr_reslist_timeout_set(pool->rl, t);
     return SU_OK;
 }

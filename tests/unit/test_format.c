@@ -689,6 +689,45 @@ START_TEST(streaming_api)
 }
 END_TEST
 
+/* A file written to in place after verification is never read out whole. */
+START_TEST(reader_detects_change_after_verify)
+{
+    size_t n = 3 * 256 * 1024 + 5;
+    unsigned char *data = random_data(n);
+    const char *path = tpath("change.enc");
+    const su_kek_t *keks[1] = { &k1 };
+    su_fmt_reader_t *rd;
+    const unsigned char *d;
+    size_t len, got = 0;
+    uint64_t size;
+    unsigned char b;
+    int fd;
+    su_err_t rv;
+
+    encrypt_file(&k1, data, n, path, NULL, NULL);
+    ck_assert_int_eq(su_fmt_reader_open(pool, path, keks, 1, &rd, &size), SU_OK);
+    ck_assert_int_eq(su_fmt_reader_next(rd, &d, &len), SU_OK);
+    got += len;
+    /* flip a byte far ahead, in place (not by rename) */
+    usleep(20000);
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, &b, 1, 104 + 2 * 256 * 1024), 1);
+    b ^= 1;
+    ck_assert_int_eq(pwrite(fd, &b, 1, 104 + 2 * 256 * 1024), 1);
+    close(fd);
+    do {
+        rv = su_fmt_reader_next(rd, &d, &len);
+        if (rv == SU_OK)
+            got += len;
+    } while (rv == SU_OK && len > 0);
+    ck_assert_int_eq(rv, SU_ERR_INTEGRITY);
+    ck_assert_uint_lt(got, n);
+    su_fmt_reader_close(rd);
+    free(data);
+}
+END_TEST
+
 static Suite *format_suite(void)
 {
     Suite *s = suite_create("su_format");
@@ -707,6 +746,7 @@ static Suite *format_suite(void)
     tcase_add_test(tc, rewrap_crash);
     tcase_add_test(tc, missing_and_abort);
     tcase_add_test(tc, streaming_api);
+    tcase_add_test(tc, reader_detects_change_after_verify);
     suite_add_tcase(s, tc);
     return s;
 }
