@@ -674,6 +674,8 @@ static int su_fail(su_req_t *q, su_err_t e, const char *message,
         r->connection->keepalive = AP_CONN_CLOSE;
     if (e == SU_ERR_ABORTED) {
         r->status = HTTP_BAD_REQUEST;  /* for the access log; nobody is listening */
+        /* nothing is sent, not even to a client that only half-closed */
+        r->connection->aborted = 1;
         return DONE;
     }
     if (e == SU_ERR_METHOD)
@@ -700,27 +702,47 @@ static int su_declared_too_large(request_rec *r, const su_dir_conf_t *d,
     return (apr_uint64_t)len > max;
 }
 
-/* Map an input-filter failure: Apache's own limits, or a client gone. */
-static su_err_t su_read_error(request_rec *r, apr_bucket_brigade *bb,
-                              apr_status_t rv, const char **detail)
+/*
+ * Apache's HTTP input filter answers a malformed body (bad chunked coding)
+ * or one over LimitRequestBody by itself: it sends an error bucket down the
+ * output filters, where the header filter turns it into an HTML page, and
+ * then returns AP_FILTER_ERROR to the reader. While the body is read this
+ * filter takes that bucket (and the EOS behind it) out of the way and keeps
+ * its status, so that the answer is the module's JSON with that status.
+ */
+static ap_filter_rec_t *su_body_error_filter;
+
+static apr_status_t su_catch_body_error(ap_filter_t *f, apr_bucket_brigade *bb)
 {
+    int *caught = f->ctx;
     apr_bucket *e;
 
-    if (rv == AP_FILTER_ERROR) {
-        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
-             e = APR_BUCKET_NEXT(e)) {
-            if (AP_BUCKET_IS_ERROR(e)) {
-                int status = ((ap_bucket_error *)e->data)->status;
-                *detail = status == HTTP_REQUEST_ENTITY_TOO_LARGE
-                    ? "the body exceeds LimitRequestBody (Apache's own limit)"
-                    : apr_psprintf(r->pool, "input filter error %d", status);
-                if (status == HTTP_REQUEST_ENTITY_TOO_LARGE)
-                    return SU_ERR_TOO_LARGE;
-                return status >= 500 ? SU_ERR_INTERNAL : SU_ERR_BAD_REQUEST;
-            }
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        if (AP_BUCKET_IS_ERROR(e)) {
+            *caught = ((ap_bucket_error *)e->data)->status;
+            apr_brigade_cleanup(bb);
+            /* ap_pass_brigade marked the EOS behind it as sent; the real
+             * answer is still to come (as ap_send_error_response does) */
+            f->r->eos_sent = 0;
+            /* the input filter hands this on to the reader: it must fail */
+            return AP_FILTER_ERROR;
         }
-        *detail = "input filter error";
-        return SU_ERR_BAD_REQUEST;
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* Map an input-filter failure: Apache's own limits, or a client gone. */
+static su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
+                              const char **detail)
+{
+    if (rv == AP_FILTER_ERROR) {
+        *detail = caught == HTTP_REQUEST_ENTITY_TOO_LARGE
+            ? "the body exceeds LimitRequestBody (Apache's own limit)"
+            : apr_psprintf(r->pool, "input filter error %d", caught);
+        if (caught == HTTP_REQUEST_ENTITY_TOO_LARGE)
+            return SU_ERR_TOO_LARGE;
+        return caught >= 500 ? SU_ERR_INTERNAL : SU_ERR_BAD_REQUEST;
     }
     if (rv == APR_ENOSPC) {
         *detail = "request body over LimitRequestBody";
@@ -742,16 +764,18 @@ static su_err_t su_read_error(request_rec *r, apr_bucket_brigade *bb,
 static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail)
 {
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    int seen_eos = 0;
+    int seen_eos = 0, caught = 0;
+    ap_filter_t *catcher = ap_add_output_filter_handle(su_body_error_filter, &caught,
+                                                       r, r->connection);
+    su_err_t err = SU_OK;
 
     while (!seen_eos) {
         apr_bucket *e;
         apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
                                          APR_BLOCK_READ, SU_READ_BYTES);
-        if (rv != APR_SUCCESS) {
-            su_err_t err = su_read_error(r, bb, rv, detail);
-            apr_brigade_cleanup(bb);
-            return err;
+        if (rv != APR_SUCCESS || caught) {
+            err = su_read_error(r, caught ? AP_FILTER_ERROR : rv, caught, detail);
+            break;
         }
         for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
              e = APR_BUCKET_NEXT(e)) {
@@ -766,19 +790,21 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail
                 continue;
             rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
             if (rv != APR_SUCCESS) {
-                su_err_t err = su_read_error(r, bb, rv, detail);
-                apr_brigade_cleanup(bb);
-                return err;
+                err = su_read_error(r, rv, caught, detail);
+                break;
             }
-            if (len && (rv = su_upload_feed(u, data, len)) != SU_OK) {
-                apr_brigade_cleanup(bb);
+            if (len && (err = su_upload_feed(u, data, len)) != SU_OK) {
                 *detail = NULL;  /* the upload holds the words for it */
-                return (su_err_t)rv;
+                break;
             }
         }
         apr_brigade_cleanup(bb);
+        if (err != SU_OK)
+            break;
     }
-    return SU_OK;
+    apr_brigade_cleanup(bb);
+    ap_remove_output_filter(catcher);
+    return err;
 }
 
 static apr_array_header_t *su_meta(su_req_t *q, const su_upload_info_t *in)
@@ -1163,6 +1189,9 @@ static void su_register_hooks(apr_pool_t *p)
     ap_hook_check_config(su_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(su_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    su_body_error_filter = ap_register_output_filter("SECUPLOAD_BODY_ERROR",
+                                                     su_catch_body_error, NULL,
+                                                     AP_FTYPE_CONTENT_SET);
 }
 
 AP_DECLARE_MODULE(secupload) = {
