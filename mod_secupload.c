@@ -78,8 +78,20 @@ typedef struct su_dir_conf {
 
 /* ---- runtime state (per child process) ---- */
 
+/*
+ * Ids whose metadata write may have been applied although its answer was
+ * lost (the connection broke after sending): their uploads failed, so
+ * their hashes must go as soon as Redis can be reached again.
+ */
+#define SU_UNSETTLED_MAX 256
+
 struct su_srv_rt {
     su_redis_pool_t *redis;
+#if APR_HAS_THREADS
+    apr_thread_mutex_t *mu;           /* guards the unsettled list */
+#endif
+    int nunsettled;
+    char unsettled[SU_UNSETTLED_MAX][SU_ID_HEX_LEN + 1];
 };
 
 static void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
@@ -533,6 +545,15 @@ static void su_child_init(apr_pool_t *pchild, server_rec *s)
         for (i = 0; i < c->keks->nelts; i++)
             su_key_relock(APR_ARRAY_IDX(c->keks, i, const su_kek_t *));
         c->rt = apr_pcalloc(pchild, sizeof(*c->rt));
+#if APR_HAS_THREADS
+        if (apr_thread_mutex_create(&c->rt->mu, APR_THREAD_MUTEX_DEFAULT, pchild)
+            != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00007)
+                         "cannot create a mutex");
+            c->rt = NULL;
+            continue;
+        }
+#endif
         if (su_redis_pool_create(pchild, &c->redis, conns, &c->rt->redis) != SU_OK) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00006)
                          "cannot create the Redis connection pool");
@@ -598,6 +619,8 @@ static void su_kv(apr_array_header_t *a, const char *k, const char *v)
     kv->v = v ? v : "";
 }
 
+static void su_settle_pending(su_req_t *q);
+
 static su_err_t su_req_redis(su_req_t *q)
 {
     const char *err = NULL;
@@ -610,8 +633,20 @@ static su_err_t su_req_redis(su_req_t *q)
         q->redis = NULL;
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, SU_LOGNO(00010)
                       "Redis is unavailable: %s", err ? err : "unknown error");
+        return rv;
     }
-    return rv;
+    if (q->srv->rt->nunsettled > 0)
+        su_settle_pending(q);
+    return SU_OK;
+}
+
+/* Drop a connection that broke, so the next use takes a fresh one. */
+static void su_req_drop_redis(su_req_t *q)
+{
+    if (q->redis) {
+        su_redis_release(q->srv->rt->redis, q->redis);
+        q->redis = NULL;
+    }
 }
 
 static apr_array_header_t *su_audit(su_req_t *q, const char *event, int status,
@@ -641,6 +676,88 @@ static void su_audit_only(su_req_t *q, apr_array_header_t *audit)
     if (su_redis_audit(q->redis, q->r->pool, audit) != SU_OK)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, SU_LOGNO(00011)
                       "cannot write the audit entry: %s", su_redis_errstr(q->redis));
+}
+
+static void su_unsettled_lock(su_srv_rt_t *rt, int lock)
+{
+#if APR_HAS_THREADS
+    if (lock)
+        apr_thread_mutex_lock(rt->mu);
+    else
+        apr_thread_mutex_unlock(rt->mu);
+#else
+    (void)rt; (void)lock;
+#endif
+}
+
+/* Remove the hash of a failed upload; SU_OK once it surely is not there. */
+static su_err_t su_settle_one(su_req_t *q, const char *id)
+{
+    su_err_t rv = su_redis_delete(q->redis, q->r->pool, id,
+                                  su_audit(q, "upload.rejected", HTTP_SERVICE_UNAVAILABLE,
+                                           id, su_err_code(SU_ERR_UNAVAILABLE), 0));
+    if (rv == SU_ERR_NOT_FOUND)
+        rv = SU_OK;
+    if (rv == SU_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, SU_LOGNO(00012)
+                      "settled the metadata of failed upload %s", id);
+    return rv;
+}
+
+/* Settle what earlier requests of this process could not. */
+static void su_settle_pending(su_req_t *q)
+{
+    su_srv_rt_t *rt = q->srv->rt;
+    char ids[SU_UNSETTLED_MAX][SU_ID_HEX_LEN + 1];
+    int n, i, kept = 0;
+
+    su_unsettled_lock(rt, 1);
+    n = rt->nunsettled;
+    memcpy(ids, rt->unsettled, sizeof(ids[0]) * (apr_size_t)n);
+    rt->nunsettled = 0;
+    su_unsettled_lock(rt, 0);
+    for (i = 0; i < n; i++) {
+        if (q->redis && su_settle_one(q, ids[i]) == SU_OK)
+            continue;
+        if (q->redis && !su_redis_usable(q->redis))
+            su_req_drop_redis(q);
+        memcpy(ids[kept++], ids[i], sizeof(ids[0]));
+    }
+    if (kept == 0)
+        return;
+    su_unsettled_lock(rt, 1);
+    for (i = 0; i < kept && rt->nunsettled < SU_UNSETTLED_MAX; i++)
+        memcpy(rt->unsettled[rt->nunsettled++], ids[i], sizeof(ids[0]));
+    su_unsettled_lock(rt, 0);
+}
+
+/*
+ * The metadata write of upload id failed on a broken connection, so it may
+ * have been applied. Remove it now, retrying within the Redis timeout; what
+ * cannot be removed yet is left to the next request of this process (and,
+ * if the process ends first, to `secupload fsck`, which lists it).
+ */
+static void su_settle(su_req_t *q, const char *id)
+{
+    apr_time_t until = apr_time_now()
+                       + apr_time_from_msec(q->srv->redis.timeout_ms);
+    su_srv_rt_t *rt = q->srv->rt;
+
+    su_req_drop_redis(q);
+    do {
+        if (su_req_redis(q) == SU_OK && su_settle_one(q, id) == SU_OK)
+            return;
+        su_req_drop_redis(q);
+        apr_sleep(apr_time_from_msec(100));
+    } while (apr_time_now() < until);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, SU_LOGNO(00013)
+                  "the metadata of failed upload %s may remain in Redis; it will "
+                  "be removed when Redis answers again (secupload fsck lists it "
+                  "as missing meanwhile)", id);
+    su_unsettled_lock(rt, 1);
+    if (rt->nunsettled < SU_UNSETTLED_MAX)
+        apr_cpystrn(rt->unsettled[rt->nunsettled++], id, SU_ID_HEX_LEN + 1);
+    su_unsettled_lock(rt, 0);
 }
 
 static int su_respond(request_rec *r, int status, const char *json)
@@ -855,8 +972,12 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     audit = su_audit(q, "upload.stored", HTTP_CREATED, in->id, "", in->size);
     if (su_req_redis(q) != SU_OK
         || su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK) {
-        const char *why = q->redis ? su_redis_errstr(q->redis) : "no connection";
+        /* a copy: settling below may free the connection it lives in */
+        const char *why = apr_pstrdup(r->pool, q->redis ? su_redis_errstr(q->redis)
+                                                        : "no connection");
         su_upload_discard(u);
+        if (q->redis && !su_redis_usable(q->redis))
+            su_settle(q, in->id);  /* sent, but was it applied? */
         return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
                        "nothing was kept. Try again later.",
                        apr_pstrcat(r->pool, "Redis: ", why, NULL), in->id, in->size);
