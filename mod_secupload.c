@@ -869,6 +869,10 @@ static su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
         *detail = "malformed request body framing";
         return SU_ERR_BAD_REQUEST;
     }
+    if (APR_STATUS_IS_TIMEUP(rv)) {
+        *detail = "the body came too slowly (Timeout or mod_reqtimeout)";
+        return SU_ERR_TIMEOUT;
+    }
     *detail = apr_psprintf(r->pool, "client connection failed while reading the "
                            "body (%d)", rv);
     return SU_ERR_ABORTED;
@@ -1043,6 +1047,7 @@ static int su_handle_upload(su_req_t *q)
         su_upload_discard(u);
         return su_fail(q, rv, rv == SU_ERR_TOO_LARGE
                        ? "The request body is larger than accepted here."
+                       : rv == SU_ERR_TIMEOUT ? "The request body came too slowly."
                        : "The request body could not be read.",
                        detail, su_upload_id(u), su_upload_received(u));
     }

@@ -13,6 +13,7 @@ typedef enum su_err {
     SU_ERR_BAD_REQUEST,      /* 400 bad_request */
     SU_ERR_NOT_FOUND,        /* 404 not_found */
     SU_ERR_METHOD,           /* 405 method_not_allowed */
+    SU_ERR_TIMEOUT,          /* 408 request_timeout: the body came too slowly */
     SU_ERR_TOO_LARGE,        /* 413 too_large */
     SU_ERR_UNSUPPORTED_TYPE, /* 415 unsupported_type */
     SU_ERR_INTERNAL,         /* 500 internal_error */
