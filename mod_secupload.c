@@ -1121,8 +1121,10 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
      * never metadata that points at nothing */
     rv = su_redis_delete(q->redis, r->pool, id,
                          su_audit(q, "file.deleted", HTTP_NO_CONTENT, id, "", size));
-    if (rv == SU_ERR_NOT_FOUND)
+    if (rv == SU_ERR_NOT_FOUND) {
+        q->fail_event = NULL;  /* the delete wrote its audit entry already */
         return su_fail(q, rv, "No such file.", "deleted meanwhile", id, 0);
+    }
     if (rv != SU_OK)
         return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
                        "Try again later.", su_redis_errstr(q->redis), id, 0);
