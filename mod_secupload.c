@@ -16,6 +16,7 @@
 #include "unixd.h"
 
 #include <apr_lib.h>
+#include <openssl/crypto.h>
 #include <apr_strings.h>
 #include <errno.h>
 #include <sys/stat.h>
@@ -44,7 +45,7 @@
 #define SU_HTTPD_DEFAULT_LIMIT  ((apr_off_t)1 << 30)
 /* room for multipart framing above SecUploadMaxSize in a declared length */
 #define SU_FRAMING_SLACK        ((apr_uint64_t)1 << 20)
-#define SU_READ_BYTES           (128 * 1024)
+#define SU_READ_BYTES           (256 * 1024)
 #define SU_RETRY_AFTER          "5"
 #define SU_FILES_PREFIX         "/api/files/"
 
@@ -1137,23 +1138,44 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
     return OK;
 }
 
+/*
+ * Plaintext pieces travel in bucket memory of their own, decrypted in place
+ * (no copy), and are wiped when the bucket is done with them.
+ */
+static void su_plain_free(void *data)
+{
+    apr_size_t *hdr = (apr_size_t *)data - 2;
+    OPENSSL_cleanse(data, hdr[0]);
+    apr_bucket_free(hdr);
+}
+
+static unsigned char *su_plain_alloc(apr_bucket_alloc_t *ba)
+{
+    apr_size_t *hdr = apr_bucket_alloc(2 * sizeof(apr_size_t) + SU_FMT_READ_MAX, ba);
+    hdr[0] = SU_FMT_READ_MAX;
+    return (unsigned char *)(hdr + 2);
+}
+
 /* Send the plaintext; every byte was authenticated before the first goes out. */
 static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
 {
     request_rec *r = q->r;
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
-    const unsigned char *data;
+    unsigned char *data;
     size_t len;
     apr_status_t st;
     su_err_t rv;
 
     for (;;) {
-        rv = su_fmt_reader_next(rd, &data, &len);
-        if (rv != SU_OK || len == 0)
+        data = su_plain_alloc(ba);
+        rv = su_fmt_reader_next_into(rd, data, &len);
+        if (rv != SU_OK || len == 0) {
+            su_plain_free(data);
             break;
+        }
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create((const char *)data, len,
-                                                           NULL, ba));
+                                                           su_plain_free, ba));
         st = ap_pass_brigade(r->output_filters, bb);
         apr_brigade_cleanup(bb);
         if (st != APR_SUCCESS || r->connection->aborted)

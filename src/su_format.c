@@ -35,6 +35,9 @@
 /* EVP counts in int: feed it bounded slices of size_t lengths. */
 #define SU_FMT_EVP_SLICE   (1u << 30)
 #define SU_FMT_CHUNK       (256u * 1024u)
+/* a reader's piece: one chunk, plus the blocks CBC may hold back and release */
+typedef char su_fmt_read_max_ok[SU_FMT_READ_MAX >= SU_FMT_CHUNK + 2 * SU_FMT_BLOCK
+                                ? 1 : -1];
 #define SU_FMT_OVERHEAD    (SU_FMT_HEADER_LEN + SU_FMT_TAG_LEN)
 
 struct su_enc {
@@ -666,7 +669,7 @@ static apr_status_t su_fmt_reader_cleanup(void *data)
 {
     su_fmt_reader_t *rd = data;
     if (rd->out)
-        OPENSSL_cleanse(rd->out, SU_FMT_CHUNK + 2 * SU_FMT_BLOCK);
+        OPENSSL_cleanse(rd->out, SU_FMT_READ_MAX);
     return APR_SUCCESS;
 }
 
@@ -708,20 +711,19 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
     rd->f = f;
     rd->dec = dec;
     rd->left = f->ctlen;
-    rd->out = apr_palloc(f->pool, SU_FMT_CHUNK + 2 * SU_FMT_BLOCK);
+    rd->out = apr_palloc(f->pool, SU_FMT_READ_MAX);
     apr_pool_cleanup_register(f->pool, rd, su_fmt_reader_cleanup,
                               apr_pool_cleanup_null);
     *out = rd;
     return SU_OK;
 }
 
-su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
-                            size_t *len)
+su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
+                                 size_t *len)
 {
     size_t outlen = 0, fin = 0;
     su_err_t rv = SU_OK;
 
-    *data = rd->out;
     *len = 0;
     while (!rd->done && outlen == 0) {
         if (rd->left > 0) {
@@ -731,22 +733,29 @@ su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
             if (rv == SU_OK && !su_fmt_unchanged(rd->f))
                 rv = SU_ERR_INTEGRITY;
             if (rv == SU_OK)
-                rv = su_dec_update(rd->dec, rd->f->buf, n, rd->out, &outlen);
+                rv = su_dec_update(rd->dec, rd->f->buf, n, out, &outlen);
             rd->left -= n;
         }
         if (rv == SU_OK && rd->left == 0) {
-            rv = su_dec_final(rd->dec, rd->out + outlen, &fin);
+            rv = su_dec_final(rd->dec, out + outlen, &fin);
             outlen += fin;
             rd->done = 1;
         }
         if (rv != SU_OK) {
-            OPENSSL_cleanse(rd->out, SU_FMT_CHUNK + 2 * SU_FMT_BLOCK);
+            OPENSSL_cleanse(out, SU_FMT_READ_MAX);
             rd->done = 1;
             return rv;
         }
     }
     *len = outlen;
     return SU_OK;
+}
+
+su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
+                            size_t *len)
+{
+    *data = rd->out;
+    return su_fmt_reader_next_into(rd, rd->out, len);
 }
 
 su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,

@@ -142,5 +142,10 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
 su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
                             size_t *len);
 void su_fmt_reader_close(su_fmt_reader_t *rd);
+/* The same, decrypting into the caller's buffer of SU_FMT_READ_MAX bytes
+ * (so that an answer can be sent without another copy). */
+#define SU_FMT_READ_MAX (256 * 1024 + 2 * SU_FMT_BLOCK)
+su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
+                                 size_t *len);
 
 #endif

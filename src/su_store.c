@@ -170,6 +170,28 @@ su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
     return SU_OK;
 }
 
+su_err_t su_store_space(su_store_file_t *f, apr_size_t want, unsigned char **at,
+                        const char **err)
+{
+    if (f->fd < 0 || want > SU_STORE_BUF) {
+        *err = "storage file is closed";
+        return SU_ERR_INTERNAL;
+    }
+    if (SU_STORE_BUF - f->used < want) {
+        su_err_t rv = su_store_write_all(f, f->buf, f->used, err);
+        f->used = 0;
+        if (rv != SU_OK)
+            return rv;
+    }
+    *at = f->buf + f->used;
+    return SU_OK;
+}
+
+void su_store_advance(su_store_file_t *f, apr_size_t n)
+{
+    f->used += n;
+}
+
 su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err)
 {
     su_err_t rv;

@@ -35,6 +35,15 @@ su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
 su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
                         const char **err);
 
+/*
+ * Room for up to want bytes (want <= 64 KiB) at the end of the write buffer,
+ * flushing it first if needed, so that ciphertext can be produced in place;
+ * su_store_advance then takes the n bytes written there.
+ */
+su_err_t su_store_space(su_store_file_t *f, apr_size_t want, unsigned char **at,
+                        const char **err);
+void su_store_advance(su_store_file_t *f, apr_size_t n);
+
 /* Flush the buffer and, when sync, fsync the temp file. */
 su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err);
 

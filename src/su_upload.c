@@ -36,7 +36,6 @@ struct su_upload {
 
     su_enc_t *enc;
     su_store_file_t *file;
-    unsigned char *scratch;
     char id[SU_ID_HEX_LEN + 1];
 
     su_upload_check_t body_checks[2];
@@ -180,7 +179,6 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     if (rv != SU_OK)
         return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
                               ? "Insufficient storage." : "Internal error.", err);
-    u->scratch = apr_palloc(u->pool, SU_UPLOAD_SLICE + SU_FMT_BLOCK);
     return SU_OK;
 }
 
@@ -208,14 +206,21 @@ static su_err_t su_upload_plain(su_upload_t *u, const char *buf, apr_size_t len)
     u->info.size += len;
     if (u->has_part_check)
         su_upload_check_update(&u->part_check, buf, len);
+    /* ciphertext is produced straight into the store's write buffer */
     while (len > 0) {
         apr_size_t n = len < SU_UPLOAD_SLICE ? len : SU_UPLOAD_SLICE;
+        unsigned char *at = NULL;
+        const char *err = NULL;
         size_t outlen = 0;
-        if (su_enc_update(u->enc, in, n, u->scratch, &outlen) != SU_OK)
+        su_err_t rv = su_store_space(u->file, n + SU_FMT_BLOCK, &at, &err);
+
+        if (rv != SU_OK)
+            return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
+                                  ? "Insufficient storage." : "Internal error.", err);
+        if (su_enc_update(u->enc, in, n, at, &outlen) != SU_OK)
             return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                                   "encryption failed");
-        if (outlen && su_upload_store(u, u->scratch, outlen) != SU_OK)
-            return u->err;
+        su_store_advance(u->file, outlen);
         in += n;
         len -= n;
     }
