@@ -202,6 +202,13 @@ class Setup:
         self.as_root = os.geteuid() == 0
         self.user = "www-data" if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
         self.failures = []
+        # private copies: a rebuild during the run cannot change what is measured
+        for name in ("mod_secupload.so", "libsecupload.a"):
+            src = os.path.join(TOP, ".libs", name)
+            if not os.path.isfile(src):
+                shutil.rmtree(self.work, ignore_errors=True)
+                raise BenchError(f"{src} is missing: run scripts/build.sh")
+            shutil.copy2(src, self.path(name))
 
     def path(self, *parts):
         return os.path.join(self.work, *parts)
@@ -224,7 +231,7 @@ class Setup:
         flags = run(["pkg-config", "--cflags", "apr-1", "openssl"], 30).split()
         libs = run(["pkg-config", "--libs", "apr-1", "apr-util-1", "openssl"], 30).split()
         run([cc, "-std=gnu99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(TOP, "src"),
-             *flags, os.path.join(BENCH, "limit.c"), os.path.join(TOP, ".libs", "libsecupload.a"),
+             *flags, os.path.join(BENCH, "limit.c"), self.path("libsecupload.a"),
              *libs, "-o", exe], 120)
         return exe
 
@@ -244,7 +251,7 @@ class Setup:
         os.makedirs(rundir)
         env = dict(os.environ,
                    BENCH_RUN_DIR=rundir, BENCH_PORT=str(port),
-                   BENCH_MODULE=os.path.join(TOP, ".libs", "mod_secupload.so"),
+                   BENCH_MODULE=self.path("mod_secupload.so"),
                    BENCH_STORAGE_DIR=self.server_dir(name, "storage"),
                    BENCH_KEY_FILE=self.key_file, BENCH_REDIS_PORT=str(self.redis_port),
                    BENCH_REDIS_PREFIX=f"bench-{name}:",
@@ -309,10 +316,13 @@ class Setup:
 
     def cleanup(self):
         self.procs.stop_all()
-        if not self.args.keep:
-            shutil.rmtree(self.work, ignore_errors=True)
-        else:
+
+    def remove_work(self):
+        if self.args.keep:
             log(f"kept {self.work}")
+        elif os.path.isdir(self.work):
+            log(f"removing {self.work}")
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def make_file(path, size):
@@ -430,17 +440,22 @@ class Bench:
             return None
 
     # 1. the limit
+    def limit_once(self, mode):
+        """One run of bench/limit.c: {mode: MB/s} (decrypt also gives reader)."""
+        args = [self.limit_exe, mode, str(self.a.limit_bytes)]
+        if mode == "decrypt":
+            args.append(self.st.path("limit.enc"))
+        out = run(args, 600)
+        return {js["mode"]: js["mb_per_s"] for js in map(json.loads, out.splitlines())}
+
     def limit(self):
         a = self.a
-        exe = self.st.build_limit()
         enc, dec, rdr = [], [], []
         for _ in range(a.runs):
-            out = run([exe, "encrypt", str(a.limit_bytes)], 600)
-            enc.append(json.loads(out)["mb_per_s"])
-            out = run([exe, "decrypt", str(a.limit_bytes), self.st.path("limit.enc")], 600)
-            for line in out.splitlines():
-                js = json.loads(line)
-                (dec if js["mode"] == "decrypt" else rdr).append(js["mb_per_s"])
+            enc.append(self.limit_once("encrypt")["encrypt"])
+            d = self.limit_once("decrypt")
+            dec.append(d["decrypt"])
+            rdr.append(d["reader"])
         speed = {}
         for label, extra in (("aes-256-cbc encrypt", []), ("aes-256-cbc decrypt", ["-decrypt"])):
             out = run(["openssl", "speed", "-seconds", str(a.speed_seconds), "-bytes", "65536",
@@ -457,32 +472,46 @@ class Bench:
 
     # 2. large uploads, 4. reading back
     def large(self):
+        """Repetition by repetition: the encrypt limit, then every system once,
+        so that each upload's ratio to the limit pairs figures taken moments
+        apart (the machine's load drifts) and the median of those is kept."""
         a, st = self.a, self.st
         size = a.large_bytes
         path = st.path("large.bin")
         sha = make_file(path, size)
         self.large_file = (path, size, sha)
         timeout = max(120, size / 5e6)
-        rows = []
-        ids = {}
-        for system in (MODULE_ON, MODULE_OFF, DAV, DJANGO):
-            speeds, hwm = [], 0
-            for i in range(a.runs):
-                pids = st.serving_pids(system)
-                with RssSampler(pids) as s:
+        systems = (MODULE_ON, MODULE_OFF, DAV, DJANGO)
+        speeds = {s: [] for s in systems}
+        ratios = {s: [] for s in systems}
+        hwm = {s: 0 for s in systems}
+        broken, ids, limits = set(), {}, []
+        for i in range(a.runs):
+            lim = self.limit_once("encrypt")["encrypt"]
+            limits.append(lim)
+            for system in systems:
+                if system in broken:
+                    continue
+                with RssSampler(st.serving_pids(system)) as smp:
                     r = self.guard(f"large upload, {system}", upload, st, system, path, size, sha,
                                    timeout, f"large-{i}")
                 if r is None:
-                    break
-                speeds.append(r[0])
+                    broken.add(system)
+                    continue
+                speeds[system].append(r[0])
+                ratios[system].append(r[0] / lim)
                 self._drop_stored(system, ids.get(system))
                 ids[system] = r[1]
-                hwm = max(hwm, s.hwm)
-            rows.append({"system": system, "mb_s": median(speeds), "runs": speeds,
-                         "peak_rss_mib": hwm / 1024 if speeds else None})
-            if speeds:
-                log(f"large upload {system}: {median(speeds):.0f} MB/s")
-        self.res["large_upload"] = {"bytes": size, "systems": rows}
+                hwm[system] = max(hwm[system], smp.hwm)
+        rows = []
+        for system in systems:
+            rows.append({"system": system, "mb_s": median(speeds[system]), "runs": speeds[system],
+                         "ratio_to_limit": median(ratios[system]),
+                         "peak_rss_mib": hwm[system] / 1024 if speeds[system] else None})
+            if speeds[system]:
+                log(f"large upload {system}: {median(speeds[system]):.0f} MB/s, "
+                    f"{median(ratios[system]):.0%} of the limit")
+        self.res["large_upload"] = {"bytes": size, "encrypt_limit_runs": limits, "systems": rows}
         self._download(ids, size, sha, timeout)
 
     def _drop_stored(self, system, ident):
@@ -496,7 +525,6 @@ class Bench:
 
     def _download(self, ids, size, sha, timeout):
         a, st = self.a, self.st
-        rows = []
         targets = []
         if MODULE_OFF in ids:
             targets.append(("mod_secupload GET /api/files/{id}",
@@ -504,27 +532,37 @@ class Bench:
         if DAV in ids:
             targets.append(("Apache GET of the plain file (/dav/)",
                             f"{st.apache['url']}/dav/{ids[DAV]}"))
-        for system, url in targets:
-            if not self.guard(f"download check, {system}", download_check, url, size, sha,
-                              timeout):
-                continue
-            speeds, hwm = [], 0
-            for _ in range(a.runs):
-                with RssSampler(st.serving_pids(DAV)) as s:
+        targets = [t for t in targets
+                   if self.guard(f"download check, {t[0]}", download_check, t[1], size, sha,
+                                 timeout)]
+        speeds = {t[0]: [] for t in targets}
+        ratios = {t[0]: [] for t in targets}
+        hwm = {t[0]: 0 for t in targets}
+        limits = []
+        for _ in range(a.runs):
+            lim = self.limit_once("decrypt")["decrypt"]
+            limits.append(lim)
+            for system, url in targets:
+                with RssSampler(st.serving_pids(DAV)) as smp:
                     r = self.guard(f"download, {system}", download, url, size, timeout)
                 if r is None:
-                    break
-                speeds.append(r)
-                hwm = max(hwm, s.hwm)
-            rows.append({"system": system, "mb_s": median(speeds), "runs": speeds,
-                         "peak_rss_mib": hwm / 1024 if speeds else None})
-            if speeds:
-                log(f"download {system}: {median(speeds):.0f} MB/s")
-        self.res["download"] = {"bytes": size, "systems": rows}
+                    continue
+                speeds[system].append(r)
+                ratios[system].append(r / lim)
+                hwm[system] = max(hwm[system], smp.hwm)
+        rows = []
+        for system, _ in targets:
+            mine = "secupload" in system
+            rows.append({"system": system, "mb_s": median(speeds[system]), "runs": speeds[system],
+                         "ratio_to_limit": median(ratios[system]) if mine else None,
+                         "peak_rss_mib": hwm[system] / 1024 if speeds[system] else None})
+            if speeds[system]:
+                log(f"download {system}: {median(speeds[system]):.0f} MB/s")
+        self.res["download"] = {"bytes": size, "decrypt_limit_runs": limits, "systems": rows}
 
     # 3. small uploads
     def small(self):
-        a, st = self.a, self.st
+        a = self.a
         rows = []
         for system in (MODULE_ON, MODULE_OFF, DAV, DJANGO):
             runs = []
@@ -595,34 +633,36 @@ class Bench:
         path = st.path("profile.bin")
         sha = make_file(path, size)
         out = {}
-        for label, system in (("upload", MODULE_OFF), ("download", None)):
-            data = st.path(f"perf-{label}.data")
+        for label in ("upload", "download", "small uploads"):
+            data = st.path(f"perf-{label.replace(' ', '-')}.data")
             pids = ",".join(map(str, st.serving_pids(DAV)))
             rec = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", pids],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
             try:
                 time.sleep(0.5)
-                if system:
-                    _, ident = upload(st, system, path, size, sha, max(120, size / 5e6), "p")
-                    self.profile_id = ident
+                if label == "upload":
+                    _, ident = upload(st, MODULE_OFF, path, size, sha, max(120, size / 5e6), "p")
+                elif label == "download":
+                    download(f"{st.apache['url']}/api/files/{ident}", size, max(120, size / 5e6))
                 else:
-                    download(f"{st.apache['url']}/api/files/{self.profile_id}", size,
-                             max(120, size / 5e6))
+                    self._wrk_one(MODULE_OFF, a.conns, a.wrk_seconds, "p-")
             finally:
                 rec.send_signal(signal.SIGINT)
                 rec.wait(timeout=60)
             rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
-                       "--percent-limit", "0.5", "--sort", "dso,symbol"], 300)
-            lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
-            out[label] = lines[:30]
-            log(f"profile of one {size >> 20} MiB {label} (mod_secupload, Sync Off):\n"
-                + "\n".join(lines[:30]))
+                       "--sort", "dso,symbol"], 300)
+            top = summarise_profile(rep)[:25]
+            out[label] = [{"percent": round(pct, 2), "where": where} for where, pct in top]
+            what = f"one {size >> 20} MiB {label}" if label != "small uploads" else \
+                f"4 KiB uploads, {a.conns} connections, {a.wrk_seconds} s"
+            log(f"profile of {what} (mod_secupload, Sync Off, all Apache children):\n"
+                + "\n".join(f"  {pct:6.2f}%  {where}" for where, pct in top))
         self.res["profile"] = out
 
     # 5. memory
     def memory(self):
-        a, st = self.a, self.st
+        st = self.st
         srv = st.start_apache("apache1", one_child=True)
         try:
             kids = children_of(srv["proc"].pid)
@@ -682,6 +722,51 @@ class Bench:
 
 # ---------------------------------------------------------------- report
 
+LIBCRYPTO_KINDS = (("aesenc", "libcrypto: AES-NI encrypt (aesni_cbc_encrypt)"),
+                   ("aesdec", "libcrypto: AES-NI decrypt (aesni_cbc_encrypt)"),
+                   ("sha256rnds2", "libcrypto: SHA-256 with SHA-NI (sha256_block_data_order)"),
+                   ("sha256msg", "libcrypto: SHA-256 with SHA-NI (sha256_block_data_order)"))
+
+
+def classify_stripped(lib, addr, cache):
+    """Debian's libcrypto has no symbols for its assembly: name a sample
+    address by the instructions around it."""
+    key = (lib, addr >> 6)
+    if key not in cache:
+        try:
+            dis = run(["objdump", "-d", "--no-show-raw-insn", f"--start-address={max(0, addr - 48)}",
+                       f"--stop-address={addr + 24}", lib], 30)
+        except (BenchError, OSError, subprocess.SubprocessError):
+            dis = ""
+        cache[key] = next((name for insn, name in LIBCRYPTO_KINDS if insn in dis),
+                          "libcrypto: other")
+    return cache[key]
+
+
+def summarise_profile(report):
+    """perf report --sort dso,symbol → [(where, percent)], stripped libcrypto
+    addresses folded into what they compute."""
+    libs = {}
+    totals, cache = {}, {}
+    for line in report.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(\S+)", line)
+        if not m:
+            continue
+        pct, dso, _, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+        if sym.startswith("0x") and dso.startswith("libcrypto"):
+            lib = libs.setdefault(dso, shutil.which(dso) or
+                                  next((os.path.join(d, dso) for d in
+                                        ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+                                         "/usr/lib64", "/usr/lib")
+                                        if os.path.exists(os.path.join(d, dso))), dso))
+            where = classify_stripped(lib, int(sym, 16), cache)
+        elif dso.startswith("[kernel"):
+            where = f"kernel: {sym}"
+        else:
+            where = f"{dso}: {sym}"
+        totals[where] = totals.get(where, 0.0) + pct
+    return sorted(totals.items(), key=lambda kv: -kv[1])
+
 def ratio(x, base):
     return x / base if x and base else None
 
@@ -707,13 +792,12 @@ def build_table(res):
     lu = res.get("large_upload", {}).get("systems", [])
     dav = next((r["mb_s"] for r in lu if r["system"] == DAV), None)
     for r in lu:
-        add("large upload", r["system"], r["mb_s"], "MB/s", ratio(r["mb_s"], enc),
+        add("large upload", r["system"], r["mb_s"], "MB/s", r.get("ratio_to_limit"),
             ratio(r["mb_s"], dav), rss=r.get("peak_rss_mib"))
     dl = res.get("download", {}).get("systems", [])
     plain = next((r["mb_s"] for r in dl if "plain" in r["system"]), None)
     for r in dl:
-        add("download", r["system"], r["mb_s"], "MB/s",
-            ratio(r["mb_s"], dec) if "secupload" in r["system"] else None,
+        add("download", r["system"], r["mb_s"], "MB/s", r.get("ratio_to_limit"),
             ratio(r["mb_s"], plain), rss=r.get("peak_rss_mib"))
     su = res.get("small_upload", {}).get("systems", [])
     dav = next((r["rps"] for r in su if r["system"] == DAV), None)
@@ -743,17 +827,16 @@ def targets(res):
     def t(name, ok, detail):
         out.append({"target": name, "met": ok, "detail": detail})
 
-    lim = res.get("limit", {})
-    lu = {r["system"]: r["mb_s"] for r in res.get("large_upload", {}).get("systems", [])}
-    for name in (MODULE_ON, MODULE_OFF):
-        if lu.get(name) and lim.get("encrypt_mb_s"):
-            r = lu[name] / lim["encrypt_mb_s"]
-            t(f"large upload >= 85% of the encrypt limit, {name}", r >= 0.85, f"{r:.0%}")
-    dl = {r["system"]: r["mb_s"] for r in res.get("download", {}).get("systems", [])}
-    mod_dl = next((v for k, v in dl.items() if "secupload" in k), None)
-    if mod_dl and lim.get("decrypt_mb_s"):
-        r = mod_dl / lim["decrypt_mb_s"]
-        t("download >= 85% of the decrypt limit", r >= 0.85, f"{r:.0%}")
+    lrows = res.get("large_upload", {}).get("systems", [])
+    lu = {r["system"]: r["mb_s"] for r in lrows}
+    for r in lrows:
+        if r["system"] in (MODULE_ON, MODULE_OFF) and r.get("ratio_to_limit"):
+            q = r["ratio_to_limit"]
+            t(f"large upload >= 85% of the encrypt limit, {r['system']}", q >= 0.85, f"{q:.0%}")
+    for r in res.get("download", {}).get("systems", []):
+        if "secupload" in r["system"] and r.get("ratio_to_limit"):
+            q = r["ratio_to_limit"]
+            t("download >= 85% of the decrypt limit", q >= 0.85, f"{q:.0%}")
     mem = res.get("memory", {}).get("rows", [])
     if len(mem) >= 2:
         d = mem[-1]["upload_hwm_mib"] - mem[0]["upload_hwm_mib"]
@@ -874,10 +957,17 @@ def main(argv):
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
+    # explicit, also where the caller left SIGINT ignored (a background job)
     signal.signal(signal.SIGTERM, on_term)
-    st = Setup(a)
+    signal.signal(signal.SIGINT, on_term)
+    try:
+        st = Setup(a)
+    except BenchError as e:
+        print(f"bench/run: {e}", file=sys.stderr)
+        return 1
     b = Bench(st, a)
     try:
+        b.limit_exe = st.build_limit()
         st.start_all()
         steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
                  ("scaling", b.scaling), ("memory", b.memory), ("profile", b.profile)]
@@ -887,8 +977,10 @@ def main(argv):
                 b.guard(name, fn)
     except KeyboardInterrupt:
         log("interrupted; stopping the servers")
+        st.cleanup()
+        st.remove_work()
         return 130
-    except BenchError as e:
+    except (BenchError, OSError, subprocess.SubprocessError) as e:
         st.fail(str(e))
     finally:
         st.cleanup()
@@ -906,7 +998,8 @@ def main(argv):
         json.dump(res, f, indent=2)
         f.write("\n")
     print_table(rows, tgts, st.failures)
-    print(f"\nresults: {a.json} ({res['meta']['elapsed_s']:.0f} s)")
+    print(f"\nresults: {a.json} ({res['meta']['elapsed_s']:.0f} s)", flush=True)
+    st.remove_work()
     if st.failures:
         print(f"{len(st.failures)} check(s) failed", file=sys.stderr)
         return 1
