@@ -43,7 +43,7 @@ typedef char su_fmt_read_max_ok[SU_FMT_READ_MAX >= SU_FMT_CHUNK + 2 * SU_FMT_BLO
 struct su_enc {
     EVP_CIPHER_CTX *cipher;
     EVP_MAC_CTX *mac;
-    EVP_MD_CTX *sha;
+    EVP_MD_CTX *sha;        /* NULL when the caller hashes the plaintext */
     uint64_t plain_size;
     unsigned char plain_sha256[32];
     int done;
@@ -237,6 +237,12 @@ su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
     return SU_OK;
 }
 
+void su_enc_no_plain_hash(su_enc_t *enc)
+{
+    EVP_MD_CTX_free(enc->sha);
+    enc->sha = NULL;
+}
+
 su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
                        unsigned char *out, size_t *outlen)
 {
@@ -245,7 +251,7 @@ su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
         return SU_ERR_INTERNAL;
     if (len == 0)
         return SU_OK;
-    if (EVP_DigestUpdate(enc->sha, in, len) != 1 ||
+    if ((enc->sha && EVP_DigestUpdate(enc->sha, in, len) != 1) ||
         !su_fmt_cipher_update(enc->cipher, in, len, out, outlen) ||
         EVP_MAC_update(enc->mac, out, *outlen) != 1)
         return SU_ERR_INTERNAL;
@@ -265,7 +271,8 @@ su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen)
     if (EVP_EncryptFinal_ex(enc->cipher, out, &n) == 1 &&
         EVP_MAC_update(enc->mac, out, (size_t)n) == 1 &&
         su_fmt_hmac_final(enc->mac, out + n) &&
-        EVP_DigestFinal_ex(enc->sha, enc->plain_sha256, &mdlen) == 1) {
+        (enc->sha == NULL
+         || EVP_DigestFinal_ex(enc->sha, enc->plain_sha256, &mdlen) == 1)) {
         *outlen = (size_t)n + SU_FMT_TAG_LEN;
         rv = SU_OK;
     }

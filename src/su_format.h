@@ -62,6 +62,11 @@ su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
  */
 su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen);
 
+/* The caller hashes the plaintext itself (on another thread, say): from now
+ * on su_enc_update only encrypts and MACs, and su_enc_plain_sha256 gives
+ * zeros. */
+void su_enc_no_plain_hash(su_enc_t *enc);
+
 /* After final: SHA-256 of the plaintext and its length. */
 void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32]);
 uint64_t su_enc_plain_size(const su_enc_t *enc);

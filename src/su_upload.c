@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "su_format.h"
+#include "su_hasher.h"
 #include "su_hdr.h"
 #include "su_store.h"
 #include "su_util.h"
@@ -35,6 +36,7 @@ struct su_upload {
     apr_uint64_t received;
 
     su_enc_t *enc;
+    su_hasher_t *hasher;         /* SHA-256 of the plaintext, maybe threaded */
     su_store_file_t *file;
     char id[SU_ID_HEX_LEN + 1];
 
@@ -170,9 +172,12 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
         return u->err;
     u->info.name = su_hdr_safe_name(u->pool, filename ? filename : "");
     rv = su_enc_create(u->pool, u->conf->kek, &u->enc, header);
+    if (rv == SU_OK)
+        rv = su_hasher_create(u->pool, &u->hasher);
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                               "cannot start encryption");
+    su_enc_no_plain_hash(u->enc);
     rv = su_store_create(u->pool, u->conf->storage_dir, u->id, &u->file, &err);
     if (rv == SU_OK)
         rv = su_store_write(u->file, header, sizeof(header), &err);
@@ -206,6 +211,9 @@ static su_err_t su_upload_plain(su_upload_t *u, const char *buf, apr_size_t len)
     u->info.size += len;
     if (u->has_part_check)
         su_upload_check_update(&u->part_check, buf, len);
+    if (su_hasher_update(u->hasher, buf, len) != SU_OK)
+        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+                              "digest computation failed");
     /* ciphertext is produced straight into the store's write buffer */
     while (len > 0) {
         apr_size_t n = len < SU_UPLOAD_SLICE ? len : SU_UPLOAD_SLICE;
@@ -381,7 +389,9 @@ static su_err_t su_upload_seal(su_upload_t *u)
                               "encryption failed");
     if (su_upload_store(u, tail, n) != SU_OK)
         return u->err;
-    su_enc_plain_sha256(u->enc, sha);
+    if (su_hasher_final(u->hasher, sha) != SU_OK)
+        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+                              "digest computation failed");
     hex = apr_palloc(u->pool, 65);
     su_util_hex(hex, sha, sizeof(sha));
     u->info.sha256_hex = hex;

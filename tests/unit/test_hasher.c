@@ -1,0 +1,105 @@
+/* Unit tests for the plaintext digest beside the encryption (su_hasher.c). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_general.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "su_hasher.h"
+
+static apr_pool_t *pool;
+
+static void setup(void)
+{
+    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
+}
+
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
+
+/* Feed n random bytes in pieces of the given sizes (cycled); compare. */
+static void check_digest(size_t n, const size_t *steps, int nsteps)
+{
+    unsigned char *d = malloc(n + 1), want[32], got[32];
+    su_hasher_t *h;
+    size_t off = 0;
+    int i = 0;
+
+    ck_assert_ptr_nonnull(d);
+    RAND_bytes(d, (int)n + 1);
+    ck_assert_int_eq(EVP_Digest(d, n, want, NULL, EVP_sha256(), NULL), 1);
+    ck_assert_int_eq(su_hasher_create(pool, &h), SU_OK);
+    while (off < n) {
+        size_t k = steps[i++ % nsteps];
+        if (k > n - off)
+            k = n - off;
+        ck_assert_int_eq(su_hasher_update(h, d + off, k), SU_OK);
+        off += k;
+    }
+    ck_assert_int_eq(su_hasher_final(h, got), SU_OK);
+    ck_assert_mem_eq(got, want, 32);
+    /* used up */
+    ck_assert_int_ne(su_hasher_update(h, d, 1), SU_OK);
+    free(d);
+}
+
+START_TEST(test_small_inline)
+{
+    static const size_t steps[] = { 1, 7, 4096 };
+    check_digest(0, steps, 3);
+    check_digest(1, steps, 3);
+    check_digest(100000, steps, 3);
+    check_digest(1024 * 1024, steps, 3);
+}
+END_TEST
+
+START_TEST(test_large_threaded)
+{
+    /* across the inline limit, ring buffers filled partly and exactly */
+    static const size_t odd[] = { 8000, 262144, 3, 131072, 65537 };
+    static const size_t big[] = { 4 * 1024 * 1024 };
+    check_digest(1024 * 1024 + 1, odd, 5);
+    check_digest(9 * 1024 * 1024 + 12345, odd, 5);
+    check_digest(12 * 1024 * 1024, big, 1);
+}
+END_TEST
+
+START_TEST(test_abandoned)
+{
+    unsigned char *d = calloc(1, 3 * 1024 * 1024);
+    apr_pool_t *sub;
+    su_hasher_t *h;
+
+    /* an upload that fails mid-way: the thread is stopped by the pool */
+    apr_pool_create(&sub, pool);
+    ck_assert_int_eq(su_hasher_create(sub, &h), SU_OK);
+    ck_assert_int_eq(su_hasher_update(h, d, 3 * 1024 * 1024), SU_OK);
+    apr_pool_destroy(sub);
+    free(d);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("su_hasher");
+    TCase *tc = tcase_create("hasher");
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_small_inline);
+    tcase_add_test(tc, test_large_threaded);
+    tcase_add_test(tc, test_abandoned);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
