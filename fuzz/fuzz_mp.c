@@ -2,10 +2,13 @@
  * libFuzzer target: the streaming multipart/form-data parser (su_mp.h).
  *
  * Input layout:
- *   byte 0      control: bits 0-1 split mode, bits 2-5 split seed,
- *               bit 6 a callback refuses a part, bit 7 small limits
- *   bytes 1..   the boundary, up to the first '\n' (at most 70 bytes;
- *               bytes that are not bchars are mapped onto bchars)
+ *   byte 0      control: bits 0-1 split mode, bits 2-5 split seed;
+ *               bit 6: on_part_begin refuses part 1 or 2 (bit 4);
+ *               bit 7: small limits (1-4 parts by bits 2-3, preamble
+ *               0 or 8 bytes by bit 4)
+ *   bytes 1..   the boundary, up to a '\n' among the next 71 bytes (else
+ *               the first 16 bytes); bytes that are not bchars are mapped
+ *               onto bchars, an empty boundary becomes "b"
  *   the rest    the body
  *
  * The body is parsed twice: fed whole, then in pieces of sizes drawn from

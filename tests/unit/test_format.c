@@ -442,10 +442,15 @@ START_TEST(tampering)
 }
 END_TEST
 
-/* A valid MAC over bad padding: built by hand with the data key. */
+/* A valid MAC over bad padding: built by hand with the data key. With more
+ * than one block, the good blocks before the bad last one must not be handed
+ * out either: the file fails as a whole, before any plaintext. */
+static const size_t pad_blocks[] = { 1, 3 };
+
 START_TEST(bad_padding_under_valid_mac)
 {
-    unsigned char dk[64], block[16], ct[32], tag[32];
+    size_t ctlen = 16 * pad_blocks[_i];
+    unsigned char dk[64], pt[48], ct[48], tag[32];
     unsigned char *file;
     size_t flen, tlen = 0;
     int l = 0, l2 = 0;
@@ -458,30 +463,33 @@ START_TEST(bad_padding_under_valid_mac)
     uint64_t size = 0;
     const char *path = tpath("pad.enc");
 
-    encrypt_file(&k1, (const unsigned char *)"x", 1, path, NULL, NULL);
+    /* a real file of ctlen cipher bytes, for its header and data key */
+    memset(pt, 0x41, sizeof pt);
+    encrypt_file(&k1, pt, ctlen - 8, path, NULL, NULL);
     file = read_file(path, &flen);
-    ck_assert_uint_eq(flen, 152);
+    ck_assert_uint_eq(flen, 104 + ctlen + 32);
     unwrap_independently(&k1, file, dk);
-    /* one block ending in padding byte 0x00: invalid PKCS#7 */
-    memset(block, 0x41, sizeof block);
-    block[15] = 0;
+    /* the last block ends in padding byte 0x00: invalid PKCS#7 */
+    pt[ctlen - 1] = 0;
     ck_assert_int_eq(EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, dk,
                                         file + 88), 1);
     EVP_CIPHER_CTX_set_padding(ctx, 0);
-    ck_assert_int_eq(EVP_EncryptUpdate(ctx, ct, &l, block, 16), 1);
+    ck_assert_int_eq(EVP_EncryptUpdate(ctx, ct, &l, pt, (int)ctlen), 1);
     ck_assert_int_eq(EVP_EncryptFinal_ex(ctx, ct + l, &l2), 1);
-    ck_assert_int_eq(l + l2, 16);
-    memcpy(file + 104, ct, 16);
+    ck_assert_int_eq(l + l2, (int)ctlen);
+    memcpy(file + 104, ct, ctlen);
     params[0] = OSSL_PARAM_construct_utf8_string("digest", digest, 0);
     params[1] = OSSL_PARAM_construct_end();
     ck_assert_int_eq(EVP_MAC_init(mctx, dk + 32, 32, params), 1);
-    ck_assert_int_eq(EVP_MAC_update(mctx, file, 120), 1);
+    ck_assert_int_eq(EVP_MAC_update(mctx, file, 104 + ctlen), 1);
     ck_assert_int_eq(EVP_MAC_final(mctx, tag, &tlen, 32), 1);
-    memcpy(file + 120, tag, 32);
+    memcpy(file + 104 + ctlen, tag, 32);
     write_file(path, file, flen);
 
     ck_assert_int_eq(verify_with(path, &k1, &size), SU_ERR_INTEGRITY);
     ck_assert_int_eq(decrypt_with(path, &k1, NULL, &c), SU_ERR_INTEGRITY);
+    ck_assert_int_eq(c.len, 0);
+    ck_assert_int_eq(read_with(path, &k1, &size, &c), SU_ERR_INTEGRITY);
     ck_assert_int_eq(c.len, 0);
 
     OPENSSL_cleanse(dk, sizeof dk);
@@ -740,7 +748,8 @@ static Suite *format_suite(void)
     tcase_add_test(tc, fresh_key_and_iv);
     tcase_add_test(tc, openssl_cli);
     tcase_add_test(tc, tampering);
-    tcase_add_test(tc, bad_padding_under_valid_mac);
+    tcase_add_loop_test(tc, bad_padding_under_valid_mac, 0,
+                        (int)(sizeof pad_blocks / sizeof pad_blocks[0]));
     tcase_add_test(tc, rotation);
     tcase_add_test(tc, wrong_key);
     tcase_add_test(tc, rewrap_crash);
