@@ -79,20 +79,15 @@ typedef struct su_dir_conf {
 
 /* ---- runtime state (per child process) ---- */
 
-/*
- * Ids whose metadata write may have been applied although its answer was
- * lost (the connection broke after sending): their uploads failed, so
- * their hashes must go as soon as Redis can be reached again.
- */
-#define SU_UNSETTLED_MAX 256
-
 struct su_srv_rt {
     su_redis_pool_t *redis;
 #if APR_HAS_THREADS
-    apr_thread_mutex_t *mu;           /* guards the unsettled list */
+    apr_thread_mutex_t *mu;           /* guards unsettled_seen */
 #endif
-    int nunsettled;
-    char unsettled[SU_UNSETTLED_MAX][SU_ID_HEX_LEN + 1];
+    /* mtime of DIR/.unsettled when this process last settled it: uploads
+     * whose metadata write may have been applied although its answer was
+     * lost are marked there, and their hashes go once Redis answers */
+    apr_int64_t unsettled_seen;
 };
 
 static void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
@@ -636,8 +631,7 @@ static su_err_t su_req_redis(su_req_t *q)
                       "Redis is unavailable: %s", err ? err : "unknown error");
         return rv;
     }
-    if (q->srv->rt->nunsettled > 0)
-        su_settle_pending(q);
+    su_settle_pending(q);
     return SU_OK;
 }
 
@@ -705,45 +699,49 @@ static su_err_t su_settle_one(su_req_t *q, const char *id)
     return rv;
 }
 
-/* Settle what earlier requests of this process could not. */
+/*
+ * Settle what earlier requests (of any process) could not: one stat of the
+ * marker directory per request, read only when it changed.
+ */
 static void su_settle_pending(su_req_t *q)
 {
     su_srv_rt_t *rt = q->srv->rt;
-    char ids[SU_UNSETTLED_MAX][SU_ID_HEX_LEN + 1];
-    int n, i, kept = 0;
+    apr_array_header_t *ids;
+    apr_int64_t seen;
+    int i, left = 0;
 
     su_unsettled_lock(rt, 1);
-    n = rt->nunsettled;
-    memcpy(ids, rt->unsettled, sizeof(ids[0]) * (apr_size_t)n);
-    rt->nunsettled = 0;
+    seen = rt->unsettled_seen;
+    ids = su_store_unsettled(q->r->pool, q->srv->storage_dir, &rt->unsettled_seen);
     su_unsettled_lock(rt, 0);
-    for (i = 0; i < n; i++) {
-        if (q->redis && su_settle_one(q, ids[i]) == SU_OK)
+    for (i = 0; ids && i < ids->nelts; i++) {
+        const char *id = APR_ARRAY_IDX(ids, i, const char *);
+        if (q->redis && su_settle_one(q, id) == SU_OK) {
+            su_store_clear_unsettled(q->r->pool, q->srv->storage_dir, id);
             continue;
+        }
+        left = 1;
         if (q->redis && !su_redis_usable(q->redis))
             su_req_drop_redis(q);
-        memcpy(ids[kept++], ids[i], sizeof(ids[0]));
     }
-    if (kept == 0)
-        return;
-    su_unsettled_lock(rt, 1);
-    for (i = 0; i < kept && rt->nunsettled < SU_UNSETTLED_MAX; i++)
-        memcpy(rt->unsettled[rt->nunsettled++], ids[i], sizeof(ids[0]));
-    su_unsettled_lock(rt, 0);
+    if (left) {
+        /* look again next time */
+        su_unsettled_lock(rt, 1);
+        rt->unsettled_seen = seen;
+        su_unsettled_lock(rt, 0);
+    }
 }
 
 /*
  * The metadata write of upload id failed on a broken connection, so it may
  * have been applied. Remove it now, retrying within the Redis timeout; what
- * cannot be removed yet is left to the next request of this process (and,
- * if the process ends first, to `secupload fsck`, which lists it).
+ * cannot be removed yet is marked on disk for the next request that reaches
+ * Redis, in any process (`secupload fsck` lists it as missing meanwhile).
  */
 static void su_settle(su_req_t *q, const char *id)
 {
     apr_time_t until = apr_time_now()
                        + apr_time_from_msec(q->srv->redis.timeout_ms);
-    su_srv_rt_t *rt = q->srv->rt;
-
     su_req_drop_redis(q);
     do {
         if (su_req_redis(q) == SU_OK && su_settle_one(q, id) == SU_OK)
@@ -755,10 +753,10 @@ static void su_settle(su_req_t *q, const char *id)
                   "the metadata of failed upload %s may remain in Redis; it will "
                   "be removed when Redis answers again (secupload fsck lists it "
                   "as missing meanwhile)", id);
-    su_unsettled_lock(rt, 1);
-    if (rt->nunsettled < SU_UNSETTLED_MAX)
-        apr_cpystrn(rt->unsettled[rt->nunsettled++], id, SU_ID_HEX_LEN + 1);
-    su_unsettled_lock(rt, 0);
+    if (su_store_mark_unsettled(q->r->pool, q->srv->storage_dir, id) != SU_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, q->r, SU_LOGNO(00014)
+                      "cannot mark upload %s as unsettled under %s/"
+                      SU_STORE_UNSETTLED, id, q->srv->storage_dir);
 }
 
 static int su_respond(request_rec *r, int status, const char *json)
@@ -1111,6 +1109,32 @@ static int su_files_meta(su_req_t *q, apr_table_t *meta)
     return su_respond(q->r, HTTP_OK, su_json_table(q->r->pool, meta, numeric, hidden));
 }
 
+/*
+ * The delete of id's metadata was sent on a connection that then broke: did
+ * it run? Ask again on fresh connections within the Redis timeout. The
+ * deadline in the write means a delete not applied by now never will be.
+ * SU_OK: it ran; SU_ERR_UNAVAILABLE: it did not, or nobody can tell.
+ */
+static su_err_t su_delete_outcome(su_req_t *q, const char *id)
+{
+    apr_time_t until = apr_time_now()
+                       + apr_time_from_msec(q->srv->redis.timeout_ms);
+    apr_table_t *meta;
+
+    do {
+        su_req_drop_redis(q);
+        apr_sleep(apr_time_from_msec(q->srv->redis.timeout_ms / 2 + 1));
+        if (su_req_redis(q) == SU_OK) {
+            su_err_t rv = su_redis_get_meta(q->redis, q->r->pool, id, &meta);
+            if (rv == SU_ERR_NOT_FOUND)
+                return SU_OK;
+            if (rv == SU_OK)
+                return SU_ERR_UNAVAILABLE;
+        }
+    } while (apr_time_now() < until);
+    return SU_ERR_UNAVAILABLE;
+}
+
 static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
 {
     request_rec *r = q->r;
@@ -1125,6 +1149,15 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
     if (rv == SU_ERR_NOT_FOUND) {
         q->fail_event = NULL;  /* the delete wrote its audit entry already */
         return su_fail(q, rv, "No such file.", "deleted meanwhile", id, 0);
+    }
+    if (rv != SU_OK && q->redis && !su_redis_usable(q->redis)) {
+        /* sent, but was it applied? a file must not outlive its metadata
+         * unnoticed, nor be removed while its metadata stays */
+        const char *why = apr_pstrdup(r->pool, su_redis_errstr(q->redis));
+        if (su_delete_outcome(q, id) != SU_OK)
+            return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
+                           "Try again later.", why, id, 0);
+        rv = SU_OK;
     }
     if (rv != SU_OK)
         return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "

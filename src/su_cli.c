@@ -660,6 +660,10 @@ static int su_cli_walk_top_entry(su_cli_walk_t *w, int dfd, const char *name)
         return SU_CLI_EXIT_OK;
     if (S_ISDIR(st.st_mode) && su_cli_is_hex2(name))
         return su_cli_walk_subdir(w, name);
+    /* the module's markers of metadata to remove: their hashes show as
+     * "missing" until the module (or an operator) removes them */
+    if (S_ISDIR(st.st_mode) && strcmp(name, SU_STORE_UNSETTLED) == 0)
+        return SU_CLI_EXIT_OK;
     return su_cli_walk_add(w, SU_CLI_UNEXPECTED, NULL,
                            apr_pstrcat(w->p, w->dir, "/", name, NULL),
                            st.st_mtime);

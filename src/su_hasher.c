@@ -51,7 +51,6 @@ static void *APR_THREAD_FUNC su_hasher_main(apr_thread_t *t, void *data)
         /* the producer never touches a published buffer */
         if (EVP_DigestUpdate(h->ctx, h->ring[slot], h->len[slot]) != 1)
             h->failed = 1;
-        OPENSSL_cleanse(h->ring[slot], h->len[slot]);
         apr_thread_mutex_lock(h->mu);
         h->head = (h->head + 1) % SU_HASHER_NBUF;
         h->count--;

@@ -2,6 +2,7 @@
 #include "su_fault.h"
 #include "su_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -255,4 +256,56 @@ su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
     if (sync)
         su_util_fsync_dir(apr_psprintf(p, "%s/%.2s", dir, id));
     return SU_OK;
+}
+
+su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id)
+{
+    const char *mdir = apr_pstrcat(p, dir, "/" SU_STORE_UNSETTLED, NULL);
+    int fd;
+
+    if (!su_store_valid_id(id))
+        return SU_ERR_INTERNAL;
+    if (mkdir(mdir, 0700) != 0 && errno != EEXIST)
+        return SU_ERR_INTERNAL;
+    fd = open(apr_pstrcat(p, mdir, "/", id, NULL),
+              O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return SU_ERR_INTERNAL;
+    close(fd);
+    su_util_fsync_dir(mdir);
+    return SU_OK;
+}
+
+void su_store_clear_unsettled(apr_pool_t *p, const char *dir, const char *id)
+{
+    if (su_store_valid_id(id))
+        unlink(apr_pstrcat(p, dir, "/" SU_STORE_UNSETTLED "/", id, NULL));
+}
+
+apr_array_header_t *su_store_unsettled(apr_pool_t *p, const char *dir,
+                                       apr_int64_t *seen)
+{
+    const char *mdir = apr_pstrcat(p, dir, "/" SU_STORE_UNSETTLED, NULL);
+    apr_array_header_t *ids;
+    struct dirent *e;
+    struct stat st;
+    apr_int64_t m;
+    DIR *dh;
+
+    /* one stat per call: the directory is read only when it changed */
+    if (stat(mdir, &st) != 0)
+        return NULL;
+    m = (apr_int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (m == *seen)
+        return NULL;
+    *seen = m;
+    dh = opendir(mdir);
+    if (dh == NULL)
+        return NULL;
+    ids = apr_array_make(p, 4, sizeof(const char *));
+    while ((e = readdir(dh)) != NULL && ids->nelts < 1024)
+        if (su_store_valid_id(e->d_name))
+            APR_ARRAY_PUSH(ids, const char *) = apr_pstrdup(p, e->d_name);
+    closedir(dh);
+    return ids->nelts ? ids : NULL;
 }

@@ -7,6 +7,7 @@
 #define SU_STORE_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include "su_common.h"
 
 #define SU_ID_HEX_LEN 32
@@ -55,6 +56,19 @@ void su_store_discard(su_store_file_t *f);
 
 /* Bytes written so far (header, ciphertext, tag). */
 apr_off_t su_store_written(const su_store_file_t *f);
+
+/*
+ * Markers of uploads whose metadata may linger in Redis although the upload
+ * failed (DIR/.unsettled/<id>): kept on disk so that any process, of any
+ * server generation, can remove that metadata once Redis answers again.
+ */
+#define SU_STORE_UNSETTLED ".unsettled"
+su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id);
+void su_store_clear_unsettled(apr_pool_t *p, const char *dir, const char *id);
+/* The marked ids (const char *), if the marker directory changed since
+ * *seen (its mtime, in ns; updated); NULL if unchanged, absent or empty. */
+apr_array_header_t *su_store_unsettled(apr_pool_t *p, const char *dir,
+                                       apr_int64_t *seen);
 
 /* Remove a stored file (and fsync its directory when sync). */
 su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,

@@ -14,6 +14,10 @@ Environment:
   SECUPLOAD_LD_PRELOAD  put into Apache's environment as LD_PRELOAD
   SECUPLOAD_APACHE      the httpd binary (default /usr/sbin/apache2)
   SECUPLOAD_KEEP_TMP    1: keep the temporary server roots for inspection
+  SECUPLOAD_VALGRIND    1: run each Apache as one process (-X) under
+                        valgrind memcheck, logging to
+                        SECUPLOAD_VALGRIND_LOGDIR/vg-<pid>.log, with
+                        SECUPLOAD_VALGRIND_SUPP as suppressions (tests/valgrind)
 """
 
 import base64
@@ -108,8 +112,28 @@ def _add_opts(opts, pairs):
 
 
 def startup_timeout():
-    # sanitizer builds start (and stop) noticeably slower
+    # sanitizer builds start (and stop) noticeably slower; valgrind more so
+    if os.environ.get("SECUPLOAD_VALGRIND") == "1":
+        return 180.0
     return 60.0 if os.environ.get("SECUPLOAD_LD_PRELOAD") else 20.0
+
+
+def valgrind_argv():
+    """The valgrind prefix of Apache's command line, or [] unless
+    SECUPLOAD_VALGRIND=1."""
+    if os.environ.get("SECUPLOAD_VALGRIND") != "1":
+        return []
+    logdir = os.environ.get("SECUPLOAD_VALGRIND_LOGDIR") or \
+        "/tmp/secupload-valgrind"
+    os.makedirs(logdir, exist_ok=True)
+    argv = ["valgrind", "--tool=memcheck", "--leak-check=full",
+            "--errors-for-leak-kinds=definite", "--error-exitcode=99",
+            "--num-callers=40", "--vgdb=no",
+            "--log-file=%s/vg-%%p.log" % logdir]
+    supp = os.environ.get("SECUPLOAD_VALGRIND_SUPP")
+    if supp:
+        argv.append("--suppressions=" + supp)
+    return argv
 
 
 def _chown_server_user(path):
@@ -358,8 +382,10 @@ class Apache:
         """Start the process without waiting for it to serve."""
         out = open(self.outlog, "ab")
         try:
+            vg = valgrind_argv()
             self.proc = subprocess.Popen(
-                [APACHE_BIN, "-f", self.conf_path, "-DFOREGROUND"],
+                vg + [APACHE_BIN, "-f", self.conf_path, "-DFOREGROUND"]
+                + (["-X"] if vg else []),
                 env=server_env(), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, cwd=self.site.root,
                 # prefork signals its whole process group on shutdown: give
@@ -499,10 +525,25 @@ def encrypt_blob(plain, kek):
 # Storage and Redis views
 
 
+UNSETTLED = ".unsettled"
+
+
+def unsettled_ids(storage):
+    """Ids the module marked for settling (their metadata write's outcome was
+    unknown): the marker is about a failed upload, not a kept file."""
+    try:
+        return sorted(os.listdir(os.path.join(storage, UNSETTLED)))
+    except FileNotFoundError:
+        return []
+
+
 def storage_files(storage):
-    """Every regular file under storage: {relative path: size}."""
+    """Every regular file under storage but the module's settle markers:
+    {relative path: size}."""
     out = {}
-    for dirpath, _dirs, files in os.walk(storage):
+    for dirpath, dirs, files in os.walk(storage):
+        if dirpath == storage and UNSETTLED in dirs:
+            dirs.remove(UNSETTLED)
         for fn in files:
             full = os.path.join(dirpath, fn)
             try:
