@@ -62,12 +62,14 @@ def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
         assert r.returncode == 0, r.stdout
         for name in ("secupload.load", "secupload.conf"):
             assert os.path.islink(conf + "/mods-enabled/" + name)
-        # Debian's apache2ctl reads envvars from APACHE_CONFDIR
-        r = _run(["bash", "-c", ". %s/envvars && /usr/sbin/apache2 -d %s -t"
-                  % (conf, conf)], env=env)
+        # Debian's apache2ctl reads envvars from APACHE_CONFDIR; the server
+        # gets the sanitizer runtime when the module was built with it
+        senv = dict(H.server_env(), APACHE_CONFDIR=conf)
+        r = _run(["bash", "-c", ". %s/envvars && exec /usr/sbin/apache2 -d %s -t"
+                  % (conf, conf)], env=senv)
         assert r.returncode == 0 and "Syntax OK" in r.stdout, r.stdout
-        r = _run(["bash", "-c", ". %s/envvars && /usr/sbin/apache2 -d %s -M"
-                  % (conf, conf)], env=env)
+        r = _run(["bash", "-c", ". %s/envvars && exec /usr/sbin/apache2 -d %s -M"
+                  % (conf, conf)], env=senv)
         assert "secupload_module" in r.stdout, r.stdout
         r = _run(["a2dismod", "-q", "secupload.load"], env=env)
         assert r.returncode == 0, r.stdout
