@@ -955,6 +955,7 @@ static void su_upload_conf(const su_req_t *q, su_upload_conf_t *uc)
     uc->field_name = q->dir->field_name ? q->dir->field_name : SU_DEFAULT_FIELD;
     uc->allowed_types = q->dir->allowed_types;
     su_mp_limits_default(&uc->limits);
+    uc->sync = q->dir->sync != 0;   /* On unless set Off */
 }
 
 /* The upload failed inside the core: answer with its own words. */
@@ -1230,6 +1231,13 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
     return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
 }
 
+/* Apache's own switch for mapping files (e.g. Off for storage on NFS). */
+static int su_files_map_flags(request_rec *r)
+{
+    const core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    return d->enable_mmap == ENABLE_MMAP_OFF ? SU_FMT_NO_MAP : 0;
+}
+
 static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
 {
     request_rec *r = q->r;
@@ -1239,7 +1247,8 @@ static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
     uint64_t size = 0;
     su_err_t rv;
 
-    rv = su_fmt_reader_open(r->pool, path, keks, q->srv->keks->nelts, &rd, &size);
+    rv = su_fmt_reader_open_ex(r->pool, path, keks, q->srv->keks->nelts,
+                               su_files_map_flags(r), &rd, &size);
     if (rv == SU_OK && size != (uint64_t)apr_atoi64(su_meta_get(meta, "size"))) {
         su_fmt_reader_close(rd);
         rv = SU_ERR_INTEGRITY;

@@ -26,6 +26,7 @@
 
 #include "su_format.h"
 #include "su_fault.h"
+#include "su_hasher.h"
 #include "su_util.h"
 
 #define SU_FMT_ENC_KEY_LEN 32
@@ -45,6 +46,8 @@ struct su_enc {
     EVP_CIPHER_CTX *cipher;
     EVP_MAC_CTX *mac;
     EVP_MD_CTX *sha;        /* NULL when the caller hashes the plaintext */
+    su_hasher_t *mac_pipe;  /* feeds mac on a thread of its own, if set */
+    apr_pool_t *pool;
     uint64_t plain_size;
     unsigned char plain_sha256[32];
     int done;
@@ -184,6 +187,10 @@ static apr_status_t su_enc_cleanup(void *data)
 {
     su_enc_t *enc = data;
 
+    /* the MAC's thread lets go of it before it is freed */
+    if (enc->mac_pipe != NULL)
+        (void)su_hasher_drain(enc->mac_pipe);
+    enc->mac_pipe = NULL;
     EVP_CIPHER_CTX_free(enc->cipher);
     EVP_MAC_CTX_free(enc->mac);
     EVP_MD_CTX_free(enc->sha);
@@ -223,6 +230,7 @@ su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
     su_err_t rv = SU_ERR_INTERNAL;
 
     *out = NULL;
+    enc->pool = p;
     apr_pool_cleanup_register(p, enc, su_enc_cleanup, apr_pool_cleanup_null);
     enc->cipher = EVP_CIPHER_CTX_new();
     enc->sha = EVP_MD_CTX_new();
@@ -244,6 +252,28 @@ void su_enc_no_plain_hash(su_enc_t *enc)
     enc->sha = NULL;
 }
 
+static int su_enc_mac_update(void *ctx, const void *buf, apr_size_t len)
+{
+    return EVP_MAC_update(ctx, buf, len) == 1;
+}
+
+su_err_t su_enc_mac_beside(su_enc_t *enc)
+{
+    if (enc->done || enc->mac == NULL || enc->mac_pipe != NULL
+        || enc->plain_size != 0)
+        return SU_ERR_INTERNAL;
+    /* the same pool as enc: the pipe is gone no earlier than enc is */
+    return su_hasher_create_fn(enc->pool, su_enc_mac_update, enc->mac,
+                               &enc->mac_pipe);
+}
+
+static int su_enc_mac(su_enc_t *enc, const unsigned char *ct, size_t len)
+{
+    if (enc->mac_pipe != NULL)
+        return su_hasher_update(enc->mac_pipe, ct, len) == SU_OK;
+    return EVP_MAC_update(enc->mac, ct, len) == 1;
+}
+
 su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
                        unsigned char *out, size_t *outlen)
 {
@@ -254,7 +284,7 @@ su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
         return SU_OK;
     if ((enc->sha && EVP_DigestUpdate(enc->sha, in, len) != 1) ||
         !su_fmt_cipher_update(enc->cipher, in, len, out, outlen) ||
-        EVP_MAC_update(enc->mac, out, *outlen) != 1)
+        !su_enc_mac(enc, out, *outlen))
         return SU_ERR_INTERNAL;
     enc->plain_size += len;
     return SU_OK;
@@ -270,7 +300,8 @@ su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen)
     if (enc->done || enc->cipher == NULL)
         return SU_ERR_INTERNAL;
     if (EVP_EncryptFinal_ex(enc->cipher, out, &n) == 1 &&
-        EVP_MAC_update(enc->mac, out, (size_t)n) == 1 &&
+        su_enc_mac(enc, out, (size_t)n) &&
+        (enc->mac_pipe == NULL || su_hasher_drain(enc->mac_pipe) == SU_OK) &&
         su_fmt_hmac_final(enc->mac, out + n) &&
         (enc->sha == NULL
          || EVP_DigestFinal_ex(enc->sha, enc->plain_sha256, &mdlen) == 1)) {
@@ -448,6 +479,7 @@ typedef struct su_fmt_file {
     unsigned char *buf;     /* SU_FMT_CHUNK bytes of ciphertext */
     struct stat st0;        /* when first opened: any write since shows */
     int st0_set;
+    int no_map;             /* read(2), never mmap(2) */
 } su_fmt_file_t;
 
 static apr_status_t su_fmt_fd_cleanup(void *data)
@@ -477,6 +509,24 @@ static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
         if (r == 0)
             return SU_ERR_INTEGRITY;
         buf += r;
+        len -= (size_t)r;
+    }
+    return SU_OK;
+}
+
+static su_err_t su_fmt_pread_exact(int fd, unsigned char *buf, size_t len,
+                                   uint64_t at)
+{
+    while (len > 0) {
+        ssize_t r = pread(fd, buf, len, (off_t)at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return SU_ERR_INTERNAL;
+        if (r == 0)
+            return SU_ERR_INTEGRITY;
+        buf += r;
+        at += (uint64_t)r;
         len -= (size_t)r;
     }
     return SU_OK;
@@ -638,7 +688,8 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
     uint64_t left = f->ctlen;
     su_err_t rv;
 
-    if (copy_mac == NULL && copy_fd < 0 && su_fmt_mac_mapped(f, dec, &rv) == 0)
+    if (copy_mac == NULL && copy_fd < 0 && !f->no_map
+        && su_fmt_mac_mapped(f, dec, &rv) == 0)
         return rv;
 
     memset(f->tail, 0, SU_FMT_BLOCK);
@@ -669,8 +720,8 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
  */
 static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
                                      const su_kek_t *const *keks, int nkeks,
-                                     su_fmt_file_t **fo, su_dec_t **deco,
-                                     uint64_t *plain_size)
+                                     int flags, su_fmt_file_t **fo,
+                                     su_dec_t **deco, uint64_t *plain_size)
 {
     su_fmt_file_t *f;
     su_dec_t *dec = NULL;
@@ -680,6 +731,7 @@ static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
     rv = su_fmt_file_open(p, path, &f);
     if (rv != SU_OK)
         return rv;
+    f->no_map = (flags & SU_FMT_NO_MAP) != 0;
     rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
     if (rv == SU_OK)
         rv = su_fmt_mac_pass(f, dec, NULL, -1);
@@ -700,7 +752,8 @@ su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
 {
     su_fmt_file_t *f;
     su_dec_t *dec;
-    su_err_t rv = su_fmt_open_verified(p, path, keks, nkeks, &f, &dec, plain_size);
+    su_err_t rv = su_fmt_open_verified(p, path, keks, nkeks, 0, &f, &dec,
+                                       plain_size);
 
     if (rv == SU_OK)
         apr_pool_destroy(f->pool);
@@ -713,16 +766,60 @@ struct su_fmt_reader {
     su_fmt_file_t *f;
     su_dec_t *dec;
     uint64_t left;          /* ciphertext bytes not yet decrypted */
+    uint64_t pos;           /* file offset of the next of them */
     int done;
+    int no_map;             /* mapping failed: read(2) from pos on */
+    unsigned char *map;     /* the mapped window holding pos, if any */
+    uint64_t map_at;
+    size_t map_len;
     unsigned char *out;     /* SU_FMT_CHUNK + 2 blocks of plaintext */
 };
+
+static void su_fmt_reader_unmap(su_fmt_reader_t *rd)
+{
+    if (rd->map != NULL)
+        munmap(rd->map, rd->map_len);
+    rd->map = NULL;
+}
 
 static apr_status_t su_fmt_reader_cleanup(void *data)
 {
     su_fmt_reader_t *rd = data;
+    su_fmt_reader_unmap(rd);
     if (rd->out)
         OPENSSL_cleanse(rd->out, SU_FMT_READ_MAX);
     return APR_SUCCESS;
+}
+
+/*
+ * The next ciphertext piece (at most n bytes) straight from a mapped window
+ * of the page cache, like pass 1: no copy before decryption. NULL when the
+ * file cannot be mapped; the caller then reads from rd->pos instead.
+ */
+static const unsigned char *su_fmt_reader_mapped(su_fmt_reader_t *rd, size_t *n)
+{
+    su_fmt_file_t *f = rd->f;
+    uint64_t end;
+
+    if (rd->no_map)
+        return NULL;
+    if (rd->map == NULL || rd->pos >= rd->map_at + rd->map_len) {
+        su_fmt_reader_unmap(rd);
+        rd->map_at = rd->pos - rd->pos % SU_FMT_WINDOW;
+        rd->map_len = f->size - rd->map_at < SU_FMT_WINDOW
+                      ? (size_t)(f->size - rd->map_at) : SU_FMT_WINDOW;
+        rd->map = mmap(NULL, rd->map_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
+                       f->fd, (off_t)rd->map_at);
+        if (rd->map == MAP_FAILED) {
+            rd->map = NULL;
+            rd->no_map = 1;
+            return NULL;
+        }
+    }
+    end = rd->map_at + rd->map_len;
+    if (*n > end - rd->pos)
+        *n = (size_t)(end - rd->pos);
+    return rd->map + (rd->pos - rd->map_at);
 }
 
 /*
@@ -734,6 +831,13 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             su_fmt_reader_t **out, uint64_t *plain_size)
 {
+    return su_fmt_reader_open_ex(p, path, keks, nkeks, 0, out, plain_size);
+}
+
+su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
+                               const su_kek_t *const *keks, int nkeks, int flags,
+                               su_fmt_reader_t **out, uint64_t *plain_size)
+{
     su_fmt_reader_t *rd;
     su_fmt_file_t *f;
     su_dec_t *dec;
@@ -741,7 +845,7 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
     su_err_t rv;
 
     *out = NULL;
-    rv = su_fmt_open_verified(p, path, keks, nkeks, &f, &dec, plain_size);
+    rv = su_fmt_open_verified(p, path, keks, nkeks, flags, &f, &dec, plain_size);
     if (rv != SU_OK)
         return rv;
     before = f->size;
@@ -752,8 +856,6 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
     if (rv == SU_OK
         && EVP_DecryptInit_ex(dec->cipher, NULL, NULL, NULL, dec->iv) != 1)
         rv = SU_ERR_INTERNAL;
-    if (rv == SU_OK && lseek(f->fd, SU_FMT_HEADER_LEN, SEEK_SET) < 0)
-        rv = SU_ERR_INTERNAL;
     if (rv != SU_OK) {
         *plain_size = 0;
         apr_pool_destroy(f->pool);
@@ -763,6 +865,8 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
     rd->f = f;
     rd->dec = dec;
     rd->left = f->ctlen;
+    rd->pos = SU_FMT_HEADER_LEN;
+    rd->no_map = f->no_map;
     rd->out = apr_palloc(f->pool, SU_FMT_READ_MAX);
     apr_pool_cleanup_register(f->pool, rd, su_fmt_reader_cleanup,
                               apr_pool_cleanup_null);
@@ -780,13 +884,21 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
     while (!rd->done && outlen == 0) {
         if (rd->left > 0) {
             size_t n = rd->left < SU_FMT_CHUNK ? (size_t)rd->left : SU_FMT_CHUNK;
-            rv = su_fmt_read_exact(rd->f->fd, rd->f->buf, n);
-            /* nothing written in place since verification may go out */
+            const unsigned char *in = su_fmt_reader_mapped(rd, &n);
+
+            if (in == NULL) {
+                rv = su_fmt_pread_exact(rd->f->fd, rd->f->buf, n, rd->pos);
+                in = rd->f->buf;
+            }
+            if (rv == SU_OK)
+                rv = su_dec_update(rd->dec, in, n, out, &outlen);
+            /* Nothing written in place since verification may go out: the
+             * check comes after the bytes were read (by the decryption, for
+             * a mapped window). */
             if (rv == SU_OK && !su_fmt_unchanged(rd->f))
                 rv = SU_ERR_INTEGRITY;
-            if (rv == SU_OK)
-                rv = su_dec_update(rd->dec, rd->f->buf, n, out, &outlen);
             rd->left -= n;
+            rd->pos += n;
         }
         if (rv == SU_OK && rd->left == 0) {
             rv = su_dec_final(rd->dec, out + outlen, &fin);

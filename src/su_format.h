@@ -67,6 +67,15 @@ su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen);
  * zeros. */
 void su_enc_no_plain_hash(su_enc_t *enc);
 
+/*
+ * Compute the HMAC of the ciphertext beside the encryption (su_hasher.h: on
+ * a thread of its own once the file is past its first MiB), so that a large
+ * file's AES-CBC chain has a core to itself. Before the first update only;
+ * the thread ends at su_enc_final at the latest, or when enc's pool goes. The bytes and the tag are the same as
+ * without it.
+ */
+su_err_t su_enc_mac_beside(su_enc_t *enc);
+
 /* After final: SHA-256 of the plaintext and its length. */
 void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32]);
 uint64_t su_enc_plain_size(const su_enc_t *enc);
@@ -144,6 +153,18 @@ typedef struct su_fmt_reader su_fmt_reader_t;
 su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             su_fmt_reader_t **out, uint64_t *plain_size);
+/*
+ * Both passes read mapped 4 MiB windows of the file (no copy). Like
+ * Apache's own EnableMMAP, that assumes files are not truncated in place
+ * while read (the module never does: it replaces files by rename); a
+ * truncation by someone else would end the reading process with SIGBUS.
+ * SU_FMT_NO_MAP reads with pread(2) instead (for EnableMMAP Off, e.g.
+ * storage on NFS), where a truncation is only an integrity error.
+ */
+#define SU_FMT_NO_MAP 1
+su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
+                               const su_kek_t *const *keks, int nkeks, int flags,
+                               su_fmt_reader_t **out, uint64_t *plain_size);
 su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
                             size_t *len);
 void su_fmt_reader_close(su_fmt_reader_t *rd);

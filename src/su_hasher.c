@@ -14,9 +14,12 @@
 
 struct su_hasher {
     apr_pool_t *pool;
-    EVP_MD_CTX *ctx;
+    EVP_MD_CTX *ctx;                    /* the SHA-256 of su_hasher_create */
+    su_hasher_fn fn;
+    void *fn_ctx;
     apr_uint64_t total;
     int failed;
+    int drained;
 #if APR_HAS_THREADS
     apr_pool_t *tpool;                  /* unmanaged: the thread's own */
     apr_thread_t *thread;
@@ -49,7 +52,7 @@ static void *APR_THREAD_FUNC su_hasher_main(apr_thread_t *t, void *data)
         slot = h->head;
         apr_thread_mutex_unlock(h->mu);
         /* the producer never touches a published buffer */
-        if (EVP_DigestUpdate(h->ctx, h->ring[slot], h->len[slot]) != 1)
+        if (!h->fn(h->fn_ctx, h->ring[slot], h->len[slot]))
             h->failed = 1;
         apr_thread_mutex_lock(h->mu);
         h->head = (h->head + 1) % SU_HASHER_NBUF;
@@ -149,27 +152,44 @@ static apr_status_t su_hasher_cleanup(void *data)
 #endif
     EVP_MD_CTX_free(h->ctx);
     h->ctx = NULL;
+    h->fn = NULL;
     return APR_SUCCESS;
 }
 
-su_err_t su_hasher_create(apr_pool_t *p, su_hasher_t **out)
+static int su_hasher_sha256_update(void *ctx, const void *buf, apr_size_t len)
+{
+    return EVP_DigestUpdate(ctx, buf, len) == 1;
+}
+
+su_err_t su_hasher_create_fn(apr_pool_t *p, su_hasher_fn fn, void *ctx,
+                             su_hasher_t **out)
 {
     su_hasher_t *h = apr_pcalloc(p, sizeof(*h));
 
     h->pool = p;
-    h->ctx = EVP_MD_CTX_new();
-    if (h->ctx == NULL || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h->ctx);
-        return SU_ERR_INTERNAL;
-    }
+    h->fn = fn;
+    h->fn_ctx = ctx;
     apr_pool_cleanup_register(p, h, su_hasher_cleanup, apr_pool_cleanup_null);
     *out = h;
     return SU_OK;
 }
 
+su_err_t su_hasher_create(apr_pool_t *p, su_hasher_t **out)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return SU_ERR_INTERNAL;
+    }
+    su_hasher_create_fn(p, su_hasher_sha256_update, ctx, out);
+    (*out)->ctx = ctx;
+    return SU_OK;
+}
+
 su_err_t su_hasher_update(su_hasher_t *h, const void *buf, apr_size_t len)
 {
-    if (h->ctx == NULL)
+    if (h->fn == NULL || h->drained)
         return SU_ERR_INTERNAL;
     h->total += len;
 #if APR_HAS_THREADS
@@ -182,7 +202,21 @@ su_err_t su_hasher_update(su_hasher_t *h, const void *buf, apr_size_t len)
         return SU_OK;
     }
 #endif
-    return EVP_DigestUpdate(h->ctx, buf, len) == 1 ? SU_OK : SU_ERR_INTERNAL;
+    if (len > 0 && !h->fn(h->fn_ctx, buf, len))
+        h->failed = 1;
+    return h->failed ? SU_ERR_INTERNAL : SU_OK;
+}
+
+su_err_t su_hasher_drain(su_hasher_t *h)
+{
+#if APR_HAS_THREADS
+    if (h->thread) {
+        su_hasher_publish(h);
+        su_hasher_join(h);
+    }
+#endif
+    h->drained = 1;
+    return h->failed || h->fn == NULL ? SU_ERR_INTERNAL : SU_OK;
 }
 
 su_err_t su_hasher_final(su_hasher_t *h, unsigned char out[32])
@@ -192,15 +226,11 @@ su_err_t su_hasher_final(su_hasher_t *h, unsigned char out[32])
 
     if (h->ctx == NULL)
         return SU_ERR_INTERNAL;
-#if APR_HAS_THREADS
-    if (h->thread) {
-        su_hasher_publish(h);
-        su_hasher_join(h);
-    }
-#endif
-    rv = !h->failed && EVP_DigestFinal_ex(h->ctx, out, &n) == 1 && n == 32
-         ? SU_OK : SU_ERR_INTERNAL;
+    rv = su_hasher_drain(h);
+    if (rv == SU_OK && (EVP_DigestFinal_ex(h->ctx, out, &n) != 1 || n != 32))
+        rv = SU_ERR_INTERNAL;
     EVP_MD_CTX_free(h->ctx);
     h->ctx = NULL;
+    h->fn = NULL;
     return rv;
 }

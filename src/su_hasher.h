@@ -1,11 +1,12 @@
 /*
- * SHA-256 of an upload's plaintext, computed beside the encryption.
+ * A digest computed beside the encryption: the SHA-256 of an upload's
+ * plaintext, or any other running digest (the HMAC of the ciphertext).
  *
- * AES-CBC and its HMAC form one serial chain per file, but the plaintext
- * digest does not depend on it: past the first MiB the digest moves to a
- * thread of its own, fed copies of the plaintext through a small ring of
- * buffers (constant memory, wiped when done), so that a large upload uses
- * a second core. Small uploads are hashed in place, with no thread.
+ * AES-CBC is one serial chain per file, but the digests only read what it
+ * takes in or gives out: past the first MiB a digest moves to a thread of
+ * its own, fed copies of the bytes through a small ring of buffers
+ * (constant memory, wiped when done), so that a large upload spreads over
+ * the cores. Small uploads are hashed in place, with no thread.
  */
 #ifndef SU_HASHER_H
 #define SU_HASHER_H
@@ -15,10 +16,23 @@
 
 typedef struct su_hasher su_hasher_t;
 
-/* A hasher whose thread (if any) is stopped and joined by a cleanup on p. */
+/* A SHA-256 hasher whose thread (if any) is stopped and joined by a
+ * cleanup on p. */
 su_err_t su_hasher_create(apr_pool_t *p, su_hasher_t **out);
 su_err_t su_hasher_update(su_hasher_t *h, const void *buf, apr_size_t len);
 /* Wait for the digest of everything given. */
 su_err_t su_hasher_final(su_hasher_t *h, unsigned char out[32]);
+
+/*
+ * The same for a digest the caller owns: fn(ctx, buf, len) (1 on success)
+ * is called with every byte given, in order, in place or on the thread.
+ * su_hasher_drain waits until all of it went through fn; after it, and
+ * after p's cleanup, ctx is the caller's alone again. Draining twice is
+ * harmless; nothing may be given after it.
+ */
+typedef int (*su_hasher_fn)(void *ctx, const void *buf, apr_size_t len);
+su_err_t su_hasher_create_fn(apr_pool_t *p, su_hasher_fn fn, void *ctx,
+                             su_hasher_t **out);
+su_err_t su_hasher_drain(su_hasher_t *h);
 
 #endif

@@ -14,6 +14,9 @@
 
 /* Large enough that a multi-GB upload costs few write(2) calls. */
 #define SU_STORE_BUF (256 * 1024)
+/* With writeback on, each this many bytes written are handed to the disk
+ * at once, so that the final fsync finds little left to do. */
+#define SU_STORE_WB_STEP ((apr_off_t)8 * 1024 * 1024)
 
 struct su_store_file {
     apr_pool_t *pool;
@@ -27,6 +30,8 @@ struct su_store_file {
     unsigned char *buf;
     apr_size_t used;
     apr_off_t written;
+    int writeback;
+    apr_off_t wb_start;      /* first byte not yet handed to the disk */
 };
 
 int su_store_valid_id(const char *id)
@@ -128,6 +133,29 @@ su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
     return SU_OK;
 }
 
+void su_store_writeback(su_store_file_t *f)
+{
+    f->writeback = 1;
+}
+
+/*
+ * Start (not wait for) the write-out of what was written since the last
+ * call. A failure here is not reported: the fsync before commit reports
+ * any write error, and it is the one that counts.
+ */
+static void su_store_kick(su_store_file_t *f)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (f->writeback && f->written - f->wb_start >= SU_STORE_WB_STEP) {
+        (void)sync_file_range(f->fd, f->wb_start, f->written - f->wb_start,
+                              SYNC_FILE_RANGE_WRITE);
+        f->wb_start = f->written;
+    }
+#else
+    (void)f;
+#endif
+}
+
 static su_err_t su_store_write_all(su_store_file_t *f, const unsigned char *buf,
                                    apr_size_t len, const char **err)
 {
@@ -142,6 +170,7 @@ static su_err_t su_store_write_all(su_store_file_t *f, const unsigned char *buf,
         len -= (apr_size_t)n;
         f->written += n;
     }
+    su_store_kick(f);
     return SU_OK;
 }
 

@@ -32,6 +32,13 @@ const char *su_store_path(apr_pool_t *p, const char *dir, const char *id);
 su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
                          su_store_file_t **out, const char **err);
 
+/*
+ * For files that will be fsynced: hand what is written to the disk as the
+ * file grows (sync_file_range where the system has it), so that the fsync
+ * at the end waits for the last few megabytes rather than the whole file.
+ */
+void su_store_writeback(su_store_file_t *f);
+
 /* Append (buffered). ENOSPC/EDQUOT give SU_ERR_NO_SPACE. */
 su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
                         const char **err);

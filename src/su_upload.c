@@ -171,14 +171,21 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     if (su_upload_content_type(u, content_type, &u->info.content_type) != SU_OK)
         return u->err;
     u->info.name = su_hdr_safe_name(u->pool, filename ? filename : "");
+    /* AES-CBC, its HMAC and the plaintext digest: three cores' worth of
+     * work for a large file, when there are cores to spare */
     rv = su_enc_create(u->pool, u->conf->kek, &u->enc, header);
     if (rv == SU_OK)
         rv = su_hasher_create(u->pool, &u->hasher);
+    if (rv == SU_OK) {
+        su_enc_no_plain_hash(u->enc);
+        rv = su_enc_mac_beside(u->enc);
+    }
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                               "cannot start encryption");
-    su_enc_no_plain_hash(u->enc);
     rv = su_store_create(u->pool, u->conf->storage_dir, u->id, &u->file, &err);
+    if (rv == SU_OK && u->conf->sync)
+        su_store_writeback(u->file);
     if (rv == SU_OK)
         rv = su_store_write(u->file, header, sizeof(header), &err);
     if (rv != SU_OK)

@@ -19,6 +19,7 @@ typedef struct su_upload_conf {
     const char *field_name;                /* multipart field of the file */
     const apr_array_header_t *allowed_types; /* const char *; NULL/empty: any */
     su_mp_limits_t limits;
+    int sync;                              /* the file will be fsynced */
 } su_upload_conf_t;
 
 typedef struct su_upload_info {

@@ -44,6 +44,10 @@ LimitRequestBody 0
 <Location /api/files/>
     SetHandler secupload-files
 </Location>
+<Location /nommap-files/>
+    SetHandler secupload-files
+    EnableMMAP Off
+</Location>
 """
     if htpasswd:
         text += """

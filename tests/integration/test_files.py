@@ -359,6 +359,52 @@ def test_change_after_verification_never_delivered_whole(fresh):
         requests.delete(files_url(fresh, fid), timeout=60)
 
 
+@pytest.mark.parametrize("base", ["/api/files/", "/nommap-files/"])
+def test_download_with_and_without_mmap(fresh, base):
+    data = os.urandom(9 * MIB + 5)
+    doc = upload(fresh, data, name="map.bin")
+    r = requests.get(files_url(fresh, doc["id"], base=base), timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    check_download_headers(r, doc)
+    assert r.content == data
+
+
+def test_truncated_while_read_without_mmap(fresh):
+    """With EnableMMAP Off the file is read, not mapped: a file truncated in
+    place while it is sent cuts the answer short and the child lives on
+    (a mapped read would end it with SIGBUS, as Apache's own EnableMMAP
+    warns)."""
+    data = os.urandom(32 * MIB)
+    doc = upload(fresh, data, name="trunc.bin")
+    fid = doc["id"]
+    path = enc_path(fresh.site.storage, fid)
+
+    def truncate():
+        os.truncate(path, H.HEADER_LEN + 4 * MIB)
+
+    try:
+        g = requests.get(files_url(fresh, fid, base="/nommap-files/"),
+                         stream=True, timeout=60)
+        assert g.status_code == 200, g.text[:300]
+        first = g.raw.read(65536)
+        truncate()
+        try:
+            rest, clean = g.raw.read(), True
+        except Exception:
+            rest, clean = b"", False
+        finally:
+            g.close()
+        body = first + rest
+        assert not (clean and len(body) == len(data)), \
+            "a file truncated while read was sent as complete"
+        # the same server answers the next request
+        again = upload(fresh, b"after", name="after.bin")
+        r = requests.get(files_url(fresh, again["id"]), timeout=60)
+        assert r.status_code == 200 and r.content == b"after"
+    finally:
+        requests.delete(files_url(fresh, fid), timeout=60)
+
+
 # ------------------------------------------------------------------ /meta
 
 def test_meta(fresh):

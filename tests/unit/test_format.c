@@ -102,6 +102,9 @@ static void write_file(const char *path, const unsigned char *d, size_t len)
 
 /* Encrypt data in random-size pieces to path; returns the plaintext digest
  * and size su_enc reported. */
+/* encrypt_file computes the HMAC beside the encryption (su_enc_mac_beside) */
+static int mac_beside;
+
 static void encrypt_file(const su_kek_t *kek, const unsigned char *data,
                          size_t n, const char *path, unsigned char sha[32],
                          uint64_t *size)
@@ -117,6 +120,8 @@ static void encrypt_file(const su_kek_t *kek, const unsigned char *data,
     ck_assert_ptr_nonnull(out);
     ck_assert_int_eq(apr_pool_create(&sub, pool), APR_SUCCESS);
     ck_assert_int_eq(su_enc_create(sub, kek, &enc, header), SU_OK);
+    if (mac_beside)
+        ck_assert_int_eq(su_enc_mac_beside(enc), SU_OK);
     ck_assert_uint_eq(fwrite(header, 1, sizeof header, fp), sizeof header);
     while (off < n) {
         size_t piece = 1 + rng() % 70000;
@@ -245,13 +250,20 @@ END_TEST
 
 /* ---- (b), (f) round trips and layout ---- */
 
+/* The last three put the tag across, then just before, the edge of the
+ * readers' 4 MiB mapped windows, and cross several windows. */
 static const size_t sizes[] = {
-    0, 1, 15, 16, 17, 65535, 65536, 65537, 1024 * 1024 + 3
+    0, 1, 15, 16, 17, 65535, 65536, 65537, 1024 * 1024 + 3,
+    4 * 1024 * 1024 - 104 - 16, 4 * 1024 * 1024 - 104 - 32 - 16,
+    9 * 1024 * 1024 + 1
 };
 
+#define NSIZES (sizeof sizes / sizeof sizes[0])
+
+/* Each size twice: the HMAC in line, then beside the encryption. */
 START_TEST(round_trip)
 {
-    size_t n = sizes[_i];
+    size_t n = sizes[(size_t)_i % NSIZES];
     unsigned char *data = random_data(n);
     const char *path = tpath("rt.enc");
     unsigned char sha[32], expect_sha[32], *file;
@@ -259,7 +271,9 @@ START_TEST(round_trip)
     size_t flen;
     collect_t c = { 0 };
 
+    mac_beside = (size_t)_i >= NSIZES;
     encrypt_file(&k1, data, n, path, sha, &size);
+    mac_beside = 0;
 
     /* (f) what su_enc reports */
     ck_assert_uint_eq(size, n);
@@ -649,6 +663,34 @@ START_TEST(missing_and_abort)
 }
 END_TEST
 
+/* The HMAC's thread: only before the first update; an encryption given up
+ * half-way stops it with its pool. */
+START_TEST(mac_beside_lifetime)
+{
+    size_t n = 3 * 1024 * 1024;
+    unsigned char header[SU_FMT_HEADER_LEN], *data = random_data(n);
+    unsigned char *out = malloc(n + SU_FMT_BLOCK);
+    size_t outlen = 0;
+    apr_pool_t *sub;
+    su_enc_t *enc;
+
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(su_enc_create(pool, &k1, &enc, header), SU_OK);
+    ck_assert_int_eq(su_enc_update(enc, data, 16, out, &outlen), SU_OK);
+    ck_assert_int_eq(su_enc_mac_beside(enc), SU_ERR_INTERNAL);
+
+    ck_assert_int_eq(apr_pool_create(&sub, pool), APR_SUCCESS);
+    ck_assert_int_eq(su_enc_create(sub, &k1, &enc, header), SU_OK);
+    ck_assert_int_eq(su_enc_mac_beside(enc), SU_OK);
+    ck_assert_int_eq(su_enc_mac_beside(enc), SU_ERR_INTERNAL);
+    ck_assert_int_eq(su_enc_update(enc, data, n, out, &outlen), SU_OK);
+    ck_assert_uint_eq(outlen, n);
+    apr_pool_destroy(sub);
+    free(out);
+    free(data);
+}
+END_TEST
+
 START_TEST(streaming_api)
 {
     unsigned char header[SU_FMT_HEADER_LEN], out[64 + 16], tail[48];
@@ -697,7 +739,8 @@ START_TEST(streaming_api)
 }
 END_TEST
 
-/* A file written to in place after verification is never read out whole. */
+/* A file written to in place after verification is never read out whole,
+ * whether read from mapped windows (_i 0) or with pread (_i 1). */
 START_TEST(reader_detects_change_after_verify)
 {
     size_t n = 3 * 256 * 1024 + 5;
@@ -713,7 +756,8 @@ START_TEST(reader_detects_change_after_verify)
     su_err_t rv;
 
     encrypt_file(&k1, data, n, path, NULL, NULL);
-    ck_assert_int_eq(su_fmt_reader_open(pool, path, keks, 1, &rd, &size), SU_OK);
+    ck_assert_int_eq(su_fmt_reader_open_ex(pool, path, keks, 1,
+                                           _i ? SU_FMT_NO_MAP : 0, &rd, &size), SU_OK);
     ck_assert_int_eq(su_fmt_reader_next(rd, &d, &len), SU_OK);
     got += len;
     /* flip a byte far ahead, in place (not by rename) */
@@ -736,6 +780,52 @@ START_TEST(reader_detects_change_after_verify)
 }
 END_TEST
 
+/* Without mapping (EnableMMAP Off): the same bytes, and a file truncated
+ * while it is read is an integrity error, not a crash. */
+START_TEST(reader_no_map)
+{
+    size_t n = 9 * 1024 * 1024 + 77;
+    unsigned char *data = random_data(n);
+    const char *path = tpath("nomap.enc");
+    const su_kek_t *keks[1] = { &k1 };
+    su_fmt_reader_t *rd;
+    const unsigned char *d;
+    size_t len, got = 0;
+    uint64_t size;
+    su_err_t rv;
+
+    encrypt_file(&k1, data, n, path, NULL, NULL);
+    ck_assert_int_eq(su_fmt_reader_open_ex(pool, path, keks, 1, SU_FMT_NO_MAP,
+                                           &rd, &size), SU_OK);
+    ck_assert_uint_eq(size, n);
+    do {
+        ck_assert_int_eq(su_fmt_reader_next(rd, &d, &len), SU_OK);
+        ck_assert_uint_le(got + len, n);
+        if (len > 0)
+            ck_assert_mem_eq(d, data + got, len);
+        got += len;
+    } while (len > 0);
+    ck_assert_uint_eq(got, n);
+    su_fmt_reader_close(rd);
+
+    got = 0;
+    ck_assert_int_eq(su_fmt_reader_open_ex(pool, path, keks, 1, SU_FMT_NO_MAP,
+                                           &rd, &size), SU_OK);
+    ck_assert_int_eq(su_fmt_reader_next(rd, &d, &len), SU_OK);
+    got += len;
+    ck_assert_int_eq(truncate(path, 4 * 1024 * 1024), 0);
+    do {
+        rv = su_fmt_reader_next(rd, &d, &len);
+        if (rv == SU_OK)
+            got += len;
+    } while (rv == SU_OK && len > 0);
+    ck_assert_int_eq(rv, SU_ERR_INTEGRITY);
+    ck_assert_uint_lt(got, n);
+    su_fmt_reader_close(rd);
+    free(data);
+}
+END_TEST
+
 static Suite *format_suite(void)
 {
     Suite *s = suite_create("su_format");
@@ -744,7 +834,8 @@ static Suite *format_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, rfc3394_vector);
-    tcase_add_loop_test(tc, round_trip, 0, (int)(sizeof sizes / sizeof sizes[0]));
+    tcase_add_loop_test(tc, round_trip, 0, (int)(2 * NSIZES));
+    tcase_add_test(tc, mac_beside_lifetime);
     tcase_add_test(tc, fresh_key_and_iv);
     tcase_add_test(tc, openssl_cli);
     tcase_add_test(tc, tampering);
@@ -755,7 +846,8 @@ static Suite *format_suite(void)
     tcase_add_test(tc, rewrap_crash);
     tcase_add_test(tc, missing_and_abort);
     tcase_add_test(tc, streaming_api);
-    tcase_add_test(tc, reader_detects_change_after_verify);
+    tcase_add_loop_test(tc, reader_detects_change_after_verify, 0, 2);
+    tcase_add_test(tc, reader_no_map);
     suite_add_tcase(s, tc);
     return s;
 }

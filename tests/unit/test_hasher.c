@@ -83,6 +83,65 @@ START_TEST(test_abandoned)
 }
 END_TEST
 
+/* A digest the caller owns, through su_hasher_create_fn. */
+typedef struct fn_state {
+    EVP_MD_CTX *md;
+    apr_uint64_t seen;
+    apr_uint64_t fail_after;    /* 0: never fail */
+} fn_state_t;
+
+static int fn_update(void *ctx, const void *buf, apr_size_t len)
+{
+    fn_state_t *st = ctx;
+    st->seen += len;
+    if (st->fail_after && st->seen > st->fail_after)
+        return 0;
+    return EVP_DigestUpdate(st->md, buf, len) == 1;
+}
+
+static void check_fn(size_t n, apr_uint64_t fail_after)
+{
+    unsigned char *d = malloc(n + 1), want[32], got[32];
+    fn_state_t st = { EVP_MD_CTX_new(), 0, fail_after };
+    su_hasher_t *h;
+    size_t off;
+
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_nonnull(st.md);
+    RAND_bytes(d, (int)n + 1);
+    ck_assert_int_eq(EVP_Digest(d, n, want, NULL, EVP_sha256(), NULL), 1);
+    ck_assert_int_eq(EVP_DigestInit_ex(st.md, EVP_sha256(), NULL), 1);
+    ck_assert_int_eq(su_hasher_create_fn(pool, fn_update, &st, &h), SU_OK);
+    for (off = 0; off < n; off += 100003) {
+        su_err_t rv = su_hasher_update(h, d + off, n - off < 100003 ? n - off : 100003);
+        if (fail_after == 0)
+            ck_assert_int_eq(rv, SU_OK);
+    }
+    if (fail_after != 0) {
+        /* a failure shows, at the latest, when draining */
+        ck_assert_int_eq(su_hasher_drain(h), SU_ERR_INTERNAL);
+    } else {
+        ck_assert_int_eq(su_hasher_drain(h), SU_OK);
+        /* every byte went through fn, in order, and ctx is ours again */
+        ck_assert_uint_eq(st.seen, n);
+        ck_assert_int_eq(EVP_DigestFinal_ex(st.md, got, NULL), 1);
+        ck_assert_mem_eq(got, want, 32);
+        ck_assert_int_eq(su_hasher_drain(h), SU_OK);
+    }
+    ck_assert_int_ne(su_hasher_update(h, d, 1), SU_OK);
+    EVP_MD_CTX_free(st.md);
+    free(d);
+}
+
+START_TEST(test_fn)
+{
+    check_fn(1000, 0);                  /* in place */
+    check_fn(7 * 1024 * 1024 + 5, 0);   /* on the thread */
+    check_fn(1000, 10);
+    check_fn(7 * 1024 * 1024 + 5, 5 * 1024 * 1024);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("su_hasher");
@@ -95,6 +154,7 @@ int main(void)
     tcase_add_test(tc, test_small_inline);
     tcase_add_test(tc, test_large_threaded);
     tcase_add_test(tc, test_abandoned);
+    tcase_add_test(tc, test_fn);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -110,6 +110,58 @@ START_TEST(test_commit)
 }
 END_TEST
 
+/* Writeback hands ranges to the disk as the file grows: the bytes stored,
+ * through both ways of writing, are exactly those written. */
+START_TEST(test_writeback)
+{
+    const char *id = "00112233445566778899aabbccddeeff", *err = NULL;
+    enum { PIECE = 61 * 1024, PIECES = 400 };    /* about 24 MiB */
+    su_store_file_t *f;
+    unsigned char *at, *back, *want;
+    const char *path;
+    struct stat st;
+    FILE *fp;
+    size_t i, j;
+
+    ck_assert_int_eq(su_store_create(pool, dir, id, &f, &err), SU_OK);
+    su_store_writeback(f);
+    for (i = 0; i < PIECES; i++) {
+        if (i % 2 == 0) {
+            ck_assert_int_eq(su_store_space(f, PIECE, &at, &err), SU_OK);
+            for (j = 0; j < PIECE; j++)
+                at[j] = (unsigned char)(i * 31 + j);
+            su_store_advance(f, PIECE);
+        } else {
+            unsigned char piece[PIECE];
+            for (j = 0; j < PIECE; j++)
+                piece[j] = (unsigned char)(i * 31 + j);
+            ck_assert_int_eq(su_store_write(f, piece, PIECE, &err), SU_OK);
+        }
+    }
+    ck_assert_int_eq(su_store_flush(f, 1, &err), SU_OK);
+    ck_assert_int_eq(su_store_commit(f, 1, &err), SU_OK);
+    path = su_store_path(pool, dir, id);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, (off_t)PIECE * PIECES);
+    back = malloc(PIECE);
+    want = malloc(PIECE);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_ptr_nonnull(want);
+    fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    for (i = 0; i < PIECES; i++) {
+        ck_assert_uint_eq(fread(back, 1, PIECE, fp), PIECE);
+        for (j = 0; j < PIECE; j++)
+            want[j] = (unsigned char)(i * 31 + j);
+        ck_assert_int_eq(memcmp(back, want, PIECE), 0);
+    }
+    ck_assert_uint_eq(fread(back, 1, 1, fp), 0);
+    fclose(fp);
+    free(back);
+    free(want);
+}
+END_TEST
+
 START_TEST(test_cleanup_removes_temp)
 {
     const char *id = "0011223344556677889900aabbccddee", *err = NULL;
@@ -168,6 +220,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_valid_id);
     tcase_add_test(tc, test_commit);
+    tcase_add_test(tc, test_writeback);
     tcase_add_test(tc, test_cleanup_removes_temp);
     tcase_add_test(tc, test_exclusive);
     tcase_add_test(tc, test_unwritable_dir);
