@@ -572,6 +572,7 @@ typedef struct su_req {
     const char *fail_event;   /* audit event of a failure, or NULL for none */
     const char *allow;        /* methods of this handler, for 405 */
     int body_unread;          /* close the connection after an error */
+    int body_untouched;       /* not one body byte read yet */
 } su_req_t;
 
 static apr_status_t su_req_release(void *data)
@@ -770,6 +771,30 @@ static int su_respond(request_rec *r, int status, const char *json)
 }
 
 /*
+ * An HTTP/2 stream answered before the client ended its body is reset
+ * (RST_STREAM, NO_ERROR) right after the answer, and some clients (Debian
+ * 12's curl 7.88) then report a stream error instead of the answer. A small
+ * declared body, refused before any of it was read, is therefore read and
+ * dropped first, so the stream ends cleanly; a large one is not worth the
+ * time and keeps the reset.
+ */
+#define SU_DRAIN_MAX ((apr_off_t)64 * 1024)
+
+static void su_drain_small_h2(su_req_t *q)
+{
+    request_rec *r = q->r;
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t len;
+
+    if (!q->body_untouched || r->proto_num < 2000 || cl == NULL
+        || apr_strtoff(&len, cl, NULL, 10) != APR_SUCCESS
+        || len < 0 || len > SU_DRAIN_MAX)
+        return;
+    q->body_untouched = 0;
+    (void)ap_discard_request_body(r);
+}
+
+/*
  * The one place where an error becomes an answer: status, JSON body, headers,
  * log line and audit entry. The connection is closed after any error, so the
  * unread rest of a body is never taken for a next request.
@@ -786,8 +811,10 @@ static int su_fail(su_req_t *q, su_err_t e, const char *message,
                   detail && *detail ? detail : message);
     if (q->fail_event && e != SU_ERR_UNAVAILABLE)
         su_audit_only(q, su_audit(q, q->fail_event, status, id, su_err_code(e), bytes));
-    if (q->body_unread)
+    if (q->body_unread) {
+        su_drain_small_h2(q);
         r->connection->keepalive = AP_CONN_CLOSE;
+    }
     if (e == SU_ERR_ABORTED) {
         r->status = HTTP_BAD_REQUEST;  /* for the access log; nobody is listening */
         /* nothing is sent, not even to a client that only half-closed */
@@ -1040,6 +1067,7 @@ static int su_handle_upload(su_req_t *q)
     if (rv != SU_OK)
         return su_upload_failed(q, u, rv);
 
+    q->body_untouched = 0;
     rv = su_read_body(r, u, &detail);
     if (rv != SU_OK && detail == NULL)
         return su_upload_failed(q, u, rv);
@@ -1370,6 +1398,7 @@ static int su_handler(request_rec *r)
         q->fail_event = "upload.rejected";
         q->allow = "POST";
         q->body_unread = 1;
+        q->body_untouched = 1;
         return su_handle_upload(q);
     }
     return su_handle_files(q);

@@ -497,11 +497,14 @@ static su_err_t su_fmt_errno_kind(int e)
     return e == ENOSPC || e == EDQUOT ? SU_ERR_NO_SPACE : SU_ERR_INTERNAL;
 }
 
-/* Read exactly len bytes: a short read means the file shrank under us. */
-static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
+/*
+ * Read exactly len bytes, at offset at (pread) or, with at < 0, from the
+ * current offset: a short read means the file shrank under us.
+ */
+static su_err_t su_fmt_read_at(int fd, unsigned char *buf, size_t len, off_t at)
 {
     while (len > 0) {
-        ssize_t r = read(fd, buf, len);
+        ssize_t r = at < 0 ? read(fd, buf, len) : pread(fd, buf, len, at);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -510,26 +513,15 @@ static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
             return SU_ERR_INTEGRITY;
         buf += r;
         len -= (size_t)r;
+        if (at >= 0)
+            at += r;
     }
     return SU_OK;
 }
 
-static su_err_t su_fmt_pread_exact(int fd, unsigned char *buf, size_t len,
-                                   uint64_t at)
+static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
 {
-    while (len > 0) {
-        ssize_t r = pread(fd, buf, len, (off_t)at);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return SU_ERR_INTERNAL;
-        if (r == 0)
-            return SU_ERR_INTEGRITY;
-        buf += r;
-        at += (uint64_t)r;
-        len -= (size_t)r;
-    }
-    return SU_OK;
+    return su_fmt_read_at(fd, buf, len, -1);
 }
 
 static su_err_t su_fmt_write_all(int fd, const unsigned char *buf, size_t len)
@@ -887,7 +879,7 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
             const unsigned char *in = su_fmt_reader_mapped(rd, &n);
 
             if (in == NULL) {
-                rv = su_fmt_pread_exact(rd->f->fd, rd->f->buf, n, rd->pos);
+                rv = su_fmt_read_at(rd->f->fd, rd->f->buf, n, (off_t)rd->pos);
                 in = rd->f->buf;
             }
             if (rv == SU_OK)
