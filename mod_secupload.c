@@ -30,6 +30,7 @@
 #include "su_redis.h"
 #include "su_store.h"
 #include "su_upload.h"
+#include "su_util.h"
 
 /* Stable message ids, so that admins can grep for a message. */
 #define SU_LOGNO(n) "SU" #n ": "
@@ -1202,12 +1203,14 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
 
 /*
  * Plaintext pieces travel in bucket memory of their own, decrypted in place
- * (no copy), and are wiped when the bucket is done with them.
+ * (no copy), and are wiped when the bucket is done with them: the whole
+ * buffer, or once a piece is known to fill only part of it, that part (a
+ * small file's piece does not cost a 1 MiB wipe).
  */
 static void su_plain_free(void *data)
 {
     apr_size_t *hdr = (apr_size_t *)data - 2;
-    OPENSSL_cleanse(data, hdr[0]);
+    su_util_wipe(data, hdr[0]);
     apr_bucket_free(hdr);
 }
 
@@ -1218,30 +1221,51 @@ static unsigned char *su_plain_alloc(apr_bucket_alloc_t *ba)
     return (unsigned char *)(hdr + 2);
 }
 
-/* Send the plaintext; every byte was authenticated before the first goes out. */
+/* The decryption gave len bytes; it may have touched the blocks it held
+ * back just past them, which are wiped too. */
+static void su_plain_used(unsigned char *data, apr_size_t len)
+{
+    apr_size_t *hdr = (apr_size_t *)data - 2;
+    apr_size_t n = len + 2 * SU_FMT_BLOCK;
+    hdr[0] = n < SU_FMT_READ_MAX ? n : SU_FMT_READ_MAX;
+}
+
+/*
+ * Send the plaintext; every byte was authenticated before the first goes
+ * out. Each piece is decrypted (by the reader, on a thread of its own for a
+ * large file) while the one before it is being sent.
+ */
 static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
 {
     request_rec *r = q->r;
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
-    unsigned char *data;
+    unsigned char *data = su_plain_alloc(ba), *next;
     size_t len;
     apr_status_t st;
     su_err_t rv;
 
+    su_fmt_reader_begin(rd, data);
     for (;;) {
-        data = su_plain_alloc(ba);
-        rv = su_fmt_reader_next_into(rd, data, &len);
+        rv = su_fmt_reader_end(rd, &len);
         if (rv != SU_OK || len == 0) {
             su_plain_free(data);
             break;
         }
+        su_plain_used(data, len);
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create((const char *)data, len,
                                                            su_plain_free, ba));
+        /* bucket memory is allocated here, in the request's thread only */
+        next = su_plain_alloc(ba);
+        su_fmt_reader_begin(rd, next);
         st = ap_pass_brigade(r->output_filters, bb);
         apr_brigade_cleanup(bb);
-        if (st != APR_SUCCESS || r->connection->aborted)
+        if (st != APR_SUCCESS || r->connection->aborted) {
+            (void)su_fmt_reader_end(rd, &len);
+            su_plain_free(next);
             return AP_FILTER_ERROR;
+        }
+        data = next;
     }
     su_fmt_reader_close(rd);
     if (rv != SU_OK) {

@@ -141,7 +141,7 @@ static void fz_read_all(su_fmt_reader_t *rd, uint64_t size, fz_sink_t *s)
                  "reader failed after a verified open");
         if (len == 0)
             break;
-        FZ_CHECK(len <= 256 * 1024, "reader piece over 256 KiB");
+        FZ_CHECK(len <= 1024 * 1024, "reader piece over 1 MiB");
         FZ_CHECK(++calls <= 64, "reader does not end");
         fz_sink(s, d, len);
     }

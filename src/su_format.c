@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 
 #include "su_format.h"
+#include "su_async.h"
 #include "su_fault.h"
 #include "su_hasher.h"
 #include "su_util.h"
@@ -36,7 +37,7 @@
 #define SU_FMT_OFF_IV      88
 /* EVP counts in int: feed it bounded slices of size_t lengths. */
 #define SU_FMT_EVP_SLICE   (1u << 30)
-#define SU_FMT_CHUNK       (256u * 1024u)
+#define SU_FMT_CHUNK       (1024u * 1024u)
 /* a reader's piece: one chunk, plus the blocks CBC may hold back and release */
 typedef char su_fmt_read_max_ok[SU_FMT_READ_MAX >= SU_FMT_CHUNK + 2 * SU_FMT_BLOCK
                                 ? 1 : -1];
@@ -476,7 +477,7 @@ typedef struct su_fmt_file {
     unsigned char tag[SU_FMT_TAG_LEN];
     /* the last two cipher blocks (see su_dec_tail_size) */
     unsigned char tail[2 * SU_FMT_BLOCK];
-    unsigned char *buf;     /* SU_FMT_CHUNK bytes of ciphertext */
+    unsigned char *buf;     /* SU_FMT_CHUNK bytes of ciphertext, when read */
     struct stat st0;        /* when first opened: any write since shows */
     int st0_set;
     int no_map;             /* read(2), never mmap(2) */
@@ -605,7 +606,6 @@ static su_err_t su_fmt_file_open(apr_pool_t *p, const char *path,
         return rv;
     }
     apr_pool_cleanup_register(sub, f, su_fmt_fd_cleanup, apr_pool_cleanup_null);
-    f->buf = apr_palloc(sub, SU_FMT_CHUNK + SU_FMT_BLOCK);
     rv = su_fmt_check_size(f);
     if (rv == SU_OK)
         rv = su_fmt_read_exact(f->fd, f->header, SU_FMT_HEADER_LEN);
@@ -615,6 +615,14 @@ static su_err_t su_fmt_file_open(apr_pool_t *p, const char *path,
     }
     *out = f;
     return SU_OK;
+}
+
+/* The ciphertext buffer, made the first time a file is read, not mapped. */
+static unsigned char *su_fmt_file_buf(su_fmt_file_t *f)
+{
+    if (f->buf == NULL)
+        f->buf = apr_palloc(f->pool, SU_FMT_CHUNK + SU_FMT_BLOCK);
+    return f->buf;
 }
 
 static void su_fmt_tail_push(unsigned char tail[2 * SU_FMT_BLOCK],
@@ -688,7 +696,7 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
     memcpy(f->tail + SU_FMT_BLOCK, f->header + SU_FMT_OFF_IV, SU_FMT_IV_LEN);
     while (left > 0) {
         size_t n = left < SU_FMT_CHUNK ? (size_t)left : SU_FMT_CHUNK;
-        rv = su_fmt_read_exact(f->fd, f->buf, n);
+        rv = su_fmt_read_exact(f->fd, su_fmt_file_buf(f), n);
         if (rv != SU_OK)
             return rv;
         su_dec_mac_update(dec, f->buf, n);
@@ -764,7 +772,13 @@ struct su_fmt_reader {
     unsigned char *map;     /* the mapped window holding pos, if any */
     uint64_t map_at;
     size_t map_len;
-    unsigned char *out;     /* SU_FMT_CHUNK + 2 blocks of plaintext */
+    unsigned char *out;     /* SU_FMT_READ_MAX bytes for su_fmt_reader_next */
+    su_async_t *async;      /* decrypts ahead (su_fmt_reader_begin) */
+    int async_tried;
+    int job_busy;           /* begun, not yet ended */
+    unsigned char *job_out;
+    size_t job_len;
+    su_err_t job_rv;
 };
 
 static void su_fmt_reader_unmap(su_fmt_reader_t *rd)
@@ -779,7 +793,7 @@ static apr_status_t su_fmt_reader_cleanup(void *data)
     su_fmt_reader_t *rd = data;
     su_fmt_reader_unmap(rd);
     if (rd->out)
-        OPENSSL_cleanse(rd->out, SU_FMT_READ_MAX);
+        su_util_wipe(rd->out, SU_FMT_READ_MAX);
     return APR_SUCCESS;
 }
 
@@ -859,7 +873,6 @@ su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
     rd->left = f->ctlen;
     rd->pos = SU_FMT_HEADER_LEN;
     rd->no_map = f->no_map;
-    rd->out = apr_palloc(f->pool, SU_FMT_READ_MAX);
     apr_pool_cleanup_register(f->pool, rd, su_fmt_reader_cleanup,
                               apr_pool_cleanup_null);
     *out = rd;
@@ -879,7 +892,8 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
             const unsigned char *in = su_fmt_reader_mapped(rd, &n);
 
             if (in == NULL) {
-                rv = su_fmt_read_at(rd->f->fd, rd->f->buf, n, (off_t)rd->pos);
+                rv = su_fmt_read_at(rd->f->fd, su_fmt_file_buf(rd->f), n,
+                                    (off_t)rd->pos);
                 in = rd->f->buf;
             }
             if (rv == SU_OK)
@@ -898,7 +912,7 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
             rd->done = 1;
         }
         if (rv != SU_OK) {
-            OPENSSL_cleanse(out, SU_FMT_READ_MAX);
+            su_util_wipe(out, SU_FMT_READ_MAX);
             rd->done = 1;
             return rv;
         }
@@ -910,6 +924,9 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
 su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
                             size_t *len)
 {
+    /* made on first use: callers of _into and begin/end bring their own */
+    if (rd->out == NULL)
+        rd->out = apr_palloc(rd->f->pool, SU_FMT_READ_MAX);
     *data = rd->out;
     return su_fmt_reader_next_into(rd, rd->out, len);
 }
@@ -933,6 +950,44 @@ su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
     } while (rv == SU_OK && len > 0);
     su_fmt_reader_close(rd);
     return rv;
+}
+
+/* Below this, a thread costs more than the decryption it would overlap. */
+#define SU_FMT_ASYNC_MIN ((uint64_t)1024 * 1024)
+
+static void su_fmt_reader_job(void *arg)
+{
+    su_fmt_reader_t *rd = arg;
+    rd->job_rv = su_fmt_reader_next_into(rd, rd->job_out, &rd->job_len);
+}
+
+void su_fmt_reader_begin(su_fmt_reader_t *rd, unsigned char *out)
+{
+    rd->job_out = out;
+    rd->job_len = 0;
+    rd->job_busy = 1;
+    if (!rd->async_tried && rd->left > SU_FMT_ASYNC_MIN) {
+        rd->async_tried = 1;
+        /* its cleanup, registered last, runs first: the job ends before
+         * the file, the map and the cipher go */
+        rd->async = su_async_create(rd->f->pool);
+    }
+    if (rd->async != NULL)
+        su_async_start(rd->async, su_fmt_reader_job, rd);
+    else
+        su_fmt_reader_job(rd);
+}
+
+su_err_t su_fmt_reader_end(su_fmt_reader_t *rd, size_t *len)
+{
+    *len = 0;
+    if (!rd->job_busy)
+        return SU_ERR_INTERNAL;
+    if (rd->async != NULL)
+        su_async_wait(rd->async);
+    rd->job_busy = 0;
+    *len = rd->job_len;
+    return rd->job_rv;
 }
 
 void su_fmt_reader_close(su_fmt_reader_t *rd)

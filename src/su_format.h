@@ -144,7 +144,7 @@ su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
  * A stored file read for an answer: su_fmt_reader_open verifies the whole
  * file (tag and padding) and gives the exact plaintext size before any
  * plaintext exists; su_fmt_reader_next then decrypts the next piece (at most
- * 256 KiB, valid until the next call; *len 0 at the end). Both passes read
+ * 1 MiB, valid until the next call; *len 0 at the end). Both passes read
  * one descriptor, so a rewrap renamed over the file meanwhile changes
  * nothing. The reader lives in a subpool of p; su_fmt_reader_close frees it
  * early and wipes the plaintext buffer.
@@ -170,8 +170,19 @@ su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
 void su_fmt_reader_close(su_fmt_reader_t *rd);
 /* The same, decrypting into the caller's buffer of SU_FMT_READ_MAX bytes
  * (so that an answer can be sent without another copy). */
-#define SU_FMT_READ_MAX (256 * 1024 + 2 * SU_FMT_BLOCK)
+#define SU_FMT_READ_MAX (1024 * 1024 + 2 * SU_FMT_BLOCK)
 su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
                                  size_t *len);
+
+/*
+ * The same, split in two so that the next piece is decrypted (on a thread
+ * of the reader's own, for files past their first MiB) while the caller
+ * sends the one before: begin starts decrypting into out (SU_FMT_READ_MAX
+ * bytes), end waits for it and gives what su_fmt_reader_next_into would
+ * have. In between, rd and out are the reader's alone; every begin needs
+ * its end before out is freed or rd closed.
+ */
+void su_fmt_reader_begin(su_fmt_reader_t *rd, unsigned char *out);
+su_err_t su_fmt_reader_end(su_fmt_reader_t *rd, size_t *len);
 
 #endif

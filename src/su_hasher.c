@@ -1,4 +1,5 @@
 #include "su_hasher.h"
+#include "su_util.h"
 
 #include <string.h>
 
@@ -79,7 +80,7 @@ static void su_hasher_join(su_hasher_t *h)
     apr_thread_join(&ts, h->thread);
     h->thread = NULL;
     for (i = 0; i < SU_HASHER_NBUF; i++)
-        OPENSSL_cleanse(h->ring[i], SU_HASHER_BUF);
+        su_util_wipe(h->ring[i], SU_HASHER_BUF);
     apr_pool_destroy(h->tpool);
     h->tpool = NULL;
 }

@@ -6,6 +6,16 @@
 #include <unistd.h>
 
 #include <apr_strings.h>
+#include <openssl/crypto.h>
+
+void su_util_wipe(void *p, size_t n)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
+    explicit_bzero(p, n);
+#else
+    OPENSSL_cleanse(p, n);
+#endif
+}
 
 void su_util_hex(char *out, const unsigned char *in, size_t n)
 {

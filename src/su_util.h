@@ -8,6 +8,14 @@
 /* Lowercase hex of n bytes into out, which holds 2n+1 bytes. */
 void su_util_hex(char *out, const unsigned char *in, size_t n);
 
+/*
+ * Wipe a plaintext buffer before its memory is reused; the compiler may
+ * not drop it. explicit_bzero where the C library has it: it runs at
+ * memset speed, which counts for every piece of a large transfer. (Key
+ * bytes, a few dozen at a time, are wiped with OPENSSL_cleanse.)
+ */
+void su_util_wipe(void *p, size_t n);
+
 /* fsync a directory, so that entries made or removed in it are durable.
  * 0, or -1 with errno set. */
 int su_util_fsync_dir(const char *dir);

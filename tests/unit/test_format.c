@@ -813,6 +813,53 @@ START_TEST(reader_detects_change_after_verify)
 }
 END_TEST
 
+/* Decrypting ahead (begin/end): the same bytes, in place for a small file
+ * and on the reader's thread for a large one; a reader closed with a piece
+ * still being decrypted waits for it. */
+START_TEST(reader_begin_end)
+{
+    static const size_t ns[] = { 100000, 9 * 1024 * 1024 + 77 };
+    size_t n = ns[_i], got = 0, len = 0;
+    unsigned char *data = random_data(n);
+    unsigned char *buf[2];
+    const char *path = tpath("ahead.enc");
+    const su_kek_t *keks[1] = { &k1 };
+    su_fmt_reader_t *rd;
+    uint64_t size;
+    int k = 0;
+
+    buf[0] = malloc(SU_FMT_READ_MAX);
+    buf[1] = malloc(SU_FMT_READ_MAX);
+    ck_assert_ptr_nonnull(buf[0]);
+    ck_assert_ptr_nonnull(buf[1]);
+    encrypt_file(&k1, data, n, path, NULL, NULL);
+    ck_assert_int_eq(su_fmt_reader_open(pool, path, keks, 1, &rd, &size), SU_OK);
+    ck_assert_uint_eq(size, n);
+    ck_assert_int_eq(su_fmt_reader_end(rd, &len), SU_ERR_INTERNAL);  /* nothing begun */
+    su_fmt_reader_begin(rd, buf[0]);
+    for (;;) {
+        ck_assert_int_eq(su_fmt_reader_end(rd, &len), SU_OK);
+        if (len == 0)
+            break;
+        /* the next piece is decrypted into the other buffer meanwhile */
+        su_fmt_reader_begin(rd, buf[1 - k]);
+        ck_assert_uint_le(got + len, n);
+        ck_assert_mem_eq(buf[k], data + got, len);
+        got += len;
+        k = 1 - k;
+    }
+    ck_assert_uint_eq(got, n);
+    su_fmt_reader_close(rd);
+
+    ck_assert_int_eq(su_fmt_reader_open(pool, path, keks, 1, &rd, &size), SU_OK);
+    su_fmt_reader_begin(rd, buf[0]);
+    su_fmt_reader_close(rd);
+    free(buf[0]);
+    free(buf[1]);
+    free(data);
+}
+END_TEST
+
 static Suite *format_suite(void)
 {
     Suite *s = suite_create("su_format");
@@ -834,6 +881,7 @@ static Suite *format_suite(void)
     tcase_add_test(tc, missing_and_abort);
     tcase_add_test(tc, streaming_api);
     tcase_add_loop_test(tc, reader_detects_change_after_verify, 0, 3);
+    tcase_add_loop_test(tc, reader_begin_end, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
