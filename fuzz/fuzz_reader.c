@@ -29,8 +29,9 @@
 #include "fz_common.h"
 #include "su_format.h"
 
-#define FZ_NORIG 7
-static const size_t fz_orig_sizes[FZ_NORIG] = { 0, 1, 15, 16, 33, 4099, 300000 };
+#define FZ_NORIG 8
+static const size_t fz_orig_sizes[FZ_NORIG] = { 0, 1, 15, 16, 33, 4099, 300000,
+                                                1100000 };
 
 static su_kek_t fz_kek, fz_wrong;
 static unsigned char *fz_orig[FZ_NORIG];      /* stored files */
