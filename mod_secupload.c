@@ -1255,6 +1255,9 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
         su_plain_used(data, len);
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create((const char *)data, len,
                                                            su_plain_free, ba));
+        /* written out (and freed) before the next piece is due: two pieces
+         * live at a time, whatever the file's size */
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
         /* bucket memory is allocated here, in the request's thread only */
         next = su_plain_alloc(ba);
         su_fmt_reader_begin(rd, next);
