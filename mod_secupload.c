@@ -785,14 +785,33 @@ static void su_drain_small_h2(su_req_t *q)
 {
     request_rec *r = q->r;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_off_t len;
+    apr_bucket_brigade *bb;
+    apr_off_t len, seen = 0;
+    int eos = 0;
 
     if (!q->body_untouched || r->proto_num < 2000 || cl == NULL
         || apr_strtoff(&len, cl, NULL, 10) != APR_SUCCESS
         || len < 0 || len > SU_DRAIN_MAX)
         return;
     q->body_untouched = 0;
-    (void)ap_discard_request_body(r);
+    /* by hand: ap_discard_request_body was seen to return at once on
+     * HTTP/2 streams, without waiting for the body */
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    while (!eos && seen <= SU_DRAIN_MAX) {
+        apr_bucket *e;
+        if (ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                           APR_BLOCK_READ, 16384) != APR_SUCCESS)
+            break;
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e))
+            if (APR_BUCKET_IS_EOS(e))
+                eos = 1;
+        if (apr_brigade_length(bb, 1, &len) != APR_SUCCESS)
+            break;
+        seen += len;
+        apr_brigade_cleanup(bb);
+    }
+    apr_brigade_destroy(bb);
 }
 
 /*

@@ -234,8 +234,9 @@ def test_h2c_too_large(fresh, scratch):
 
 def test_h2c_early_answers_arrive(fresh, scratch):
     """A small body refused before it is read is read and dropped first, so
-    the stream ends cleanly: without that, Debian 12's curl loses a good
-    share of such answers to the stream reset (exit 92)."""
+    the stream ends cleanly: without that, Debian 12's curl at times loses
+    such an answer to the stream reset that follows it (exit 92), more
+    often on a loaded machine."""
     H.need_h2()
     path = os.path.join(scratch, "in.bin")
     with open(path, "wb") as f:
