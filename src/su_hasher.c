@@ -1,4 +1,5 @@
 #include "su_hasher.h"
+#include "su_algs.h"
 #include "su_util.h"
 
 #include <string.h>
@@ -179,7 +180,7 @@ su_err_t su_hasher_create(apr_pool_t *p, su_hasher_t **out)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, su_algs_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
         return SU_ERR_INTERNAL;
     }

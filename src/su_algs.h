@@ -1,0 +1,21 @@
+/*
+ * The OpenSSL algorithms the core uses, fetched once per process.
+ *
+ * In OpenSSL 3 an implicit fetch (EVP_aes_256_cbc() given to an Init call,
+ * "HMAC" or a digest by name) takes locks and a lookup every time, which is
+ * a sizeable share of a small upload's work. Fetched algorithms are
+ * immutable and may be shared by all threads; these live as long as the
+ * process. Should a fetch fail, the implicit ones are handed out instead.
+ */
+#ifndef SU_ALGS_H
+#define SU_ALGS_H
+
+#include <openssl/evp.h>
+
+const EVP_CIPHER *su_algs_aes_256_cbc(void);
+const EVP_CIPHER *su_algs_aes_256_wrap(void);
+const EVP_MD *su_algs_sha256(void);
+/* NULL if HMAC cannot be fetched at all */
+EVP_MAC *su_algs_hmac(void);
+
+#endif
