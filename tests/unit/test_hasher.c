@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "su_check.h"
 #include "su_hasher.h"
 
 static apr_pool_t *pool;
@@ -142,24 +143,21 @@ START_TEST(test_fn)
 }
 END_TEST
 
-int main(void)
+static Suite *hasher_suite(void)
 {
     Suite *s = suite_create("su_hasher");
     TCase *tc = tcase_create("hasher");
-    SRunner *sr;
-    int failed;
 
-    apr_initialize();
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_small_inline);
     tcase_add_test(tc, test_large_threaded);
     tcase_add_test(tc, test_abandoned);
     tcase_add_test(tc, test_fn);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    apr_terminate();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
+}
+
+int main(void)
+{
+    return su_check_run(hasher_suite);
 }

@@ -22,6 +22,7 @@
 #include <apr_time.h>
 #include <hiredis/hiredis.h>
 
+#include "su_check.h"
 #include "su_redis.h"
 
 #ifndef REDIS_BIN
@@ -967,14 +968,5 @@ static Suite *redis_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    apr_initialize();
-    sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    apr_terminate();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return su_check_run(redis_suite);
 }

@@ -1,6 +1,5 @@
 /* Unit tests for the storage directory (su_store.c): temp files, commit, cleanup. */
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "su_check.h"
 #include "su_store.h"
 
 static apr_pool_t *pool;
@@ -24,36 +24,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-/* Regular files anywhere below d. */
-static int count_files(const char *d)
-{
-    DIR *dh = opendir(d);
-    struct dirent *e;
-    int n = 0;
-
-    if (dh == NULL)
-        return 0;
-    while ((e = readdir(dh)) != NULL) {
-        char path[512];
-        struct stat st;
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", d, e->d_name);
-        if (lstat(path, &st) != 0)
-            continue;
-        if (S_ISDIR(st.st_mode))
-            n += count_files(path);
-        else
-            n++;
-    }
-    closedir(dh);
-    return n;
+    su_check_rm_rf(dir);
 }
 
 START_TEST(test_valid_id)
@@ -92,7 +64,7 @@ START_TEST(test_commit)
     /* not visible under its final name before the commit */
     path = su_store_path(pool, dir, id);
     ck_assert_int_ne(stat(path, &st), 0);
-    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
     ck_assert_int_eq(su_store_flush(f, 1, &err), SU_OK);
     ck_assert_int_eq(su_store_commit(f, 1, &err), SU_OK);
     ck_assert_int_eq(stat(path, &st), 0);
@@ -100,12 +72,12 @@ START_TEST(test_commit)
     ck_assert_int_eq(st.st_mode & 0777, 0600);
     ck_assert_int_eq(stat(apr_pstrcat(pool, dir, "/ab", NULL), &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0700);
-    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
     /* the committed file survives the pool */
     apr_pool_clear(pool);
-    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
     ck_assert_int_eq(su_store_remove(pool, dir, id, 1, &err), SU_OK);
-    ck_assert_int_eq(count_files(dir), 0);
+    ck_assert_int_eq(su_check_count_files(dir), 0);
     ck_assert_int_eq(su_store_remove(pool, dir, id, 1, &err), SU_ERR_NOT_FOUND);
 }
 END_TEST
@@ -172,13 +144,13 @@ START_TEST(test_cleanup_removes_temp)
     ck_assert_int_eq(su_store_create(sub, dir, id, &f, &err), SU_OK);
     ck_assert_int_eq(su_store_write(f, "data", 4, &err), SU_OK);
     ck_assert_int_eq(su_store_flush(f, 0, &err), SU_OK);
-    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
     apr_pool_destroy(sub);       /* e.g. the client went away */
-    ck_assert_int_eq(count_files(dir), 0);
+    ck_assert_int_eq(su_check_count_files(dir), 0);
 
     ck_assert_int_eq(su_store_create(pool, dir, id, &f, &err), SU_OK);
     su_store_discard(f);
-    ck_assert_int_eq(count_files(dir), 0);
+    ck_assert_int_eq(su_check_count_files(dir), 0);
     ck_assert_int_ne(su_store_write(f, "x", 1, &err), SU_OK);
 }
 END_TEST
@@ -192,7 +164,7 @@ START_TEST(test_exclusive)
     /* a second writer of the same id must not take over (or delete) the first */
     ck_assert_int_ne(su_store_create(pool, dir, id, &b, &err), SU_OK);
     ck_assert_ptr_nonnull(err);
-    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
     ck_assert_int_eq(su_store_create(pool, dir, "not-an-id", &b, &err), SU_ERR_INTERNAL);
 }
 END_TEST
@@ -209,14 +181,11 @@ START_TEST(test_unwritable_dir)
 }
 END_TEST
 
-int main(void)
+static Suite *store_suite(void)
 {
     Suite *s = suite_create("su_store");
     TCase *tc = tcase_create("store");
-    SRunner *sr;
-    int failed;
 
-    apr_initialize();
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_valid_id);
     tcase_add_test(tc, test_commit);
@@ -225,10 +194,10 @@ int main(void)
     tcase_add_test(tc, test_exclusive);
     tcase_add_test(tc, test_unwritable_dir);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    apr_terminate();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
+}
+
+int main(void)
+{
+    return su_check_run(store_suite);
 }

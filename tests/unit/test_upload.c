@@ -1,7 +1,6 @@
 /* Unit tests for one upload through the core (su_upload.c): framing, limits,
  * digests, encryption and the storage, without Apache. */
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "su_check.h"
 #include "su_format.h"
 #include "su_store.h"
 #include "su_upload.h"
@@ -42,31 +42,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static int count_files(const char *d)
-{
-    DIR *dh = opendir(d);
-    struct dirent *e;
-    int n = 0;
-
-    if (dh == NULL)
-        return 0;
-    while ((e = readdir(dh)) != NULL) {
-        char path[512];
-        struct stat st;
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", d, e->d_name);
-        if (lstat(path, &st) == 0)
-            n += S_ISDIR(st.st_mode) ? count_files(path) : 1;
-    }
-    closedir(dh);
-    return n;
+    su_check_rm_rf(dir);
 }
 
 typedef struct { unsigned char *buf; size_t len, cap; } sink_t;
@@ -123,13 +100,13 @@ static void expect_stored(su_upload_t *u, const unsigned char *plain, size_t n)
     ck_assert_uint_eq(s.len, n);
     ck_assert(n == 0 || memcmp(s.buf, plain, n) == 0);
     free(s.buf);
-    ck_assert_int_eq(count_files(dir), 1);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
 }
 
 static void expect_nothing_kept(su_upload_t *u)
 {
     su_upload_discard(u);
-    ck_assert_int_eq(count_files(dir), 0);
+    ck_assert_int_eq(su_check_count_files(dir), 0);
 }
 
 static const char *multipart(const char *filepart_hdrs, const char *data, size_t n,
@@ -429,14 +406,11 @@ START_TEST(test_fault_fsync)
 END_TEST
 #endif
 
-int main(void)
+static Suite *upload_suite(void)
 {
     Suite *s = suite_create("su_upload");
     TCase *tc = tcase_create("upload");
-    SRunner *sr;
-    int failed;
 
-    apr_initialize();
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_raw);
     tcase_add_test(tc, test_multipart);
@@ -453,10 +427,10 @@ int main(void)
     tcase_add_test(tc, test_fault_fsync);
 #endif
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    apr_terminate();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
+}
+
+int main(void)
+{
+    return su_check_run(upload_suite);
 }
