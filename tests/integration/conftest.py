@@ -6,7 +6,7 @@ import os
 import pytest
 
 import secupload_harness as H
-from secupload_stack import Stack, report_shutdown
+from secupload_stack import Stack, running
 
 
 def pytest_report_header(config):
@@ -38,13 +38,7 @@ def module_so():
 @pytest.fixture(scope="session")
 def stack(module_so, request):
     s = Stack("main")
-    try:
-        s.start()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    report_shutdown(request, s.stop())
+    yield from running(request, s)
 
 
 @pytest.fixture

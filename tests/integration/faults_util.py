@@ -10,36 +10,17 @@ import signal
 import subprocess
 
 import secupload_harness as H
-from secupload_stack import Stack, report_shutdown
+from secupload_stack import Stack, running
 
 
 class ExtraRedis(H.RedisServer):
     """A redis-server with extra command-line arguments (later arguments
-    override the harness's defaults, e.g. --appendonly yes)."""
+    override the harness's defaults, e.g. --appendonly yes) that can be
+    killed outright."""
 
     def __init__(self, workdir, port, password=None, extra_args=()):
-        super().__init__(workdir, port=port, password=password)
-        self.extra_args = list(extra_args)
-
-    def start(self):
-        argv = [H.REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--dir", self.workdir] + self.extra_args
-        if self.password:
-            argv += ["--requirepass", self.password]
-        log = open(self.logpath, "ab")
-        try:
-            self.proc = subprocess.Popen(argv, stdout=log,
-                                         stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        finally:
-            log.close()
-        if not H._wait_for(self._ping, 10.0):
-            self.stop()
-            raise RuntimeError("redis-server did not come up on port %d: %s"
-                               % (self.port, self._log_tail()))
-        return self
+        super().__init__(workdir, port=port, password=password,
+                         extra_args=extra_args)
 
     def kill(self):
         """SIGKILL by the pid we started: no shutdown, no final save."""
@@ -102,13 +83,7 @@ class FaultStack(Stack):
 def own_stack(request, tag, **kw):
     """Generator body of a module-scoped fixture."""
     s = FaultStack(tag, **kw)
-    try:
-        s.start()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    report_shutdown(request, s.stop())
+    yield from running(request, s)
 
 
 # --------------------------------------------------------------------------

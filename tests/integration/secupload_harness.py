@@ -189,22 +189,46 @@ def _stop_pid(proc, timeout):
         return proc.wait(timeout=10)
 
 
+def child_pids(ppid):
+    """The pids whose parent is ppid (from /proc), sorted."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the command name may hold spaces: fields after the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[1] == str(ppid):
+            out.append(int(name))
+    return sorted(out)
+
+
 # --------------------------------------------------------------------------
 # Redis
 
 
 class RedisServer:
-    def __init__(self, workdir, port=None, password=None):
+    """A redis-server of the test's own on 127.0.0.1. extra_args come after
+    the defaults and so override them (e.g. --appendonly yes)."""
+
+    def __init__(self, workdir, port=None, password=None, extra_args=(),
+                 start_timeout=10.0):
         self.workdir = workdir
         self.port = port or free_port()
         self.password = password
+        self.extra_args = list(extra_args)
+        self.start_timeout = start_timeout
         self.proc = None
         self.logpath = os.path.join(workdir, "redis-%d.log" % self.port)
 
     def start(self):
         argv = [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--dir", self.workdir]
+                "--dir", self.workdir] + self.extra_args
         if self.password:
             argv += ["--requirepass", self.password]
         log = open(self.logpath, "ab")
@@ -215,7 +239,7 @@ class RedisServer:
                                          start_new_session=True)
         finally:
             log.close()
-        ok = _wait_for(self._ping, 10.0)
+        ok = _wait_for(self._ping, self.start_timeout)
         if not ok:
             self.stop()
             raise RuntimeError("redis-server did not come up on port %d: %s"

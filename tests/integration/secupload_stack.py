@@ -138,9 +138,15 @@ class Stack:
         return H.storage_files(self.site.storage)
 
     # ---- requests ----
-    def post(self, body, headers=None, path="/api/upload/", **kw):
+    def post(self, body, headers=None, path="/api/upload/", timeout=120,
+             **kw):
         return requests.post(self.url(path), data=body, headers=headers or {},
-                             timeout=120, **kw)
+                             timeout=timeout, **kw)
+
+    def post_raw(self, data, path="/api/upload/", timeout=120):
+        """A raw upload: the body is the file."""
+        return self.post(data, {"Content-Type": "application/octet-stream"},
+                         path=path, timeout=timeout)
 
     def post_multipart(self, parts, path="/api/upload/", headers=None, **mp):
         body, ctype = H.multipart(parts, **mp)
@@ -288,6 +294,18 @@ class Stack:
         keys = self.rv.file_keys()
         assert keys == keys_before, "metadata left: %r" % sorted(
             keys - keys_before)
+
+
+def running(request, s):
+    """Generator body of a fixture: start s (stopping it again if that
+    fails), yield it, then stop it and fail on log problems."""
+    try:
+        s.start()
+    except Exception:
+        s.stop()
+        raise
+    yield s
+    report_shutdown(request, s.stop())
 
 
 def report_shutdown(request, problems):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import secupload_harness as H
-from secupload_stack import Stack, report_shutdown
+from secupload_stack import Stack, running
 
 TIMEOUT_MS = 500
 
@@ -39,31 +39,20 @@ def fs(module_so, request):
     if s.mounted:
         s.on_stop.append(lambda: subprocess.run(
             ["umount", s.site.storage], timeout=30))
-    try:
-        s.start()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    report_shutdown(request, s.stop())
-
-
-def _raw(s, data, path="/api/upload/"):
-    return s.post(data, {"Content-Type": "application/octet-stream"},
-                  path=path)
+    yield from running(request, s)
 
 
 def test_disk_full_is_507(fs):
     if not fs.mounted:
         pytest.skip(fs.no_mount_reason)
     big = secrets.token_bytes(2 * 1024 * 1024)
-    fs.expect_error(lambda: _raw(fs, big), 507, "insufficient_storage")
+    fs.expect_error(lambda: fs.post_raw(big), 507, "insufficient_storage")
     body, ctype = H.multipart([H.file_part(big, "full.bin")])
     fs.expect_error(lambda: fs.post(body, {"Content-Type": ctype}), 507,
                     "insufficient_storage")
     # space is back: a file that fits is stored
     small = secrets.token_bytes(100 * 1024)
-    fs.check_stored(_raw(fs, small), small)
+    fs.check_stored(fs.post_raw(small), small)
 
 
 def test_disk_full_chunked_is_507(fs):
@@ -97,14 +86,14 @@ def test_storage_not_writable_is_500(fs):
     _set_modes(storage, 0o500)
     try:
         resp, doc = fs.expect_error(
-            lambda: _raw(fs, secrets.token_bytes(5000)), 500,
+            lambda: fs.post_raw(secrets.token_bytes(5000)), 500,
             "internal_error")
         assert storage not in resp.text, "internal detail in the body"
         assert "Permission" not in resp.text and "EACCES" not in resp.text
     finally:
         _set_modes(storage, 0o700)
     data = secrets.token_bytes(5000)
-    fs.check_stored(_raw(fs, data), data)
+    fs.check_stored(fs.post_raw(data), data)
 
 
 def test_redis_refusing_writes_is_503(fs):
@@ -116,14 +105,14 @@ def test_redis_refusing_writes_is_503(fs):
     r.config_set("maxmemory", "1")
     try:
         for data in (secrets.token_bytes(10), secrets.token_bytes(300000)):
-            resp, _ = fs.expect_error(lambda: _raw(fs, data), 503,
+            resp, _ = fs.expect_error(lambda: fs.post_raw(data), 503,
                                       "unavailable", audit=False)
             ra = resp.headers.get("Retry-After", "")
             assert ra.strip().isdigit(), "Retry-After: %r" % ra
     finally:
         r.config_set("maxmemory", old)
     data = secrets.token_bytes(1000)
-    fs.check_stored(_raw(fs, data), data)
+    fs.check_stored(fs.post_raw(data), data)
 
 
 def test_redis_stalled_times_out_and_keeps_nothing(fs):
@@ -133,7 +122,7 @@ def test_redis_stalled_times_out_and_keeps_nothing(fs):
     # make sure pooled connections exist, so the stall hits one mid-use
     for _ in range(4):
         d = secrets.token_bytes(100)
-        fs.check_stored(_raw(fs, d), d)
+        fs.check_stored(fs.post_raw(d), d)
     files_before = fs.files()
     keys_before = fs.rv.file_keys()
     pid = fs.redis.proc.pid
@@ -141,7 +130,7 @@ def test_redis_stalled_times_out_and_keeps_nothing(fs):
     try:
         for _ in range(2):
             t0 = time.monotonic()
-            resp = _raw(fs, secrets.token_bytes(2000))
+            resp = fs.post_raw(secrets.token_bytes(2000))
             took = time.monotonic() - t0
             assert resp.status_code == 503, (resp.status_code, resp.text)
             assert resp.json().get("code") == "unavailable"
@@ -156,6 +145,6 @@ def test_redis_stalled_times_out_and_keeps_nothing(fs):
     # awake again: uploads work (no reply read out of step)
     for i in range(8):
         data = secrets.token_bytes(1500 + i)
-        fs.check_stored(_raw(fs, data), data)
+        fs.check_stored(fs.post_raw(data), data)
     assert not orphans, "metadata without a file, written by commands " \
         "Redis ran after the 503: %r" % orphans

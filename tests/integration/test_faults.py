@@ -26,11 +26,6 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def _raw(s, data, path="/api/upload/", timeout=120):
-    return requests.post(s.url(path), data=data, timeout=timeout,
-                         headers={"Content-Type": "application/octet-stream"})
-
-
 def _assert_unavailable(resp):
     assert resp.status_code == 503, "expected 503, got %d: %s" % (
         resp.status_code, resp.text[:300])
@@ -70,7 +65,7 @@ def aof(module_so, request):
 def test_redis_killed_during_upload_stream(aof):
     s = aof
     warm = secrets.token_bytes(1000)
-    s.check_stored(_raw(s, warm), warm)
+    s.check_stored(s.post_raw(warm), warm)
     apache_pid = s.apache.proc.pid
     files_before, keys_before = _snapshot(s)
     outcomes = []
@@ -156,7 +151,7 @@ def test_redis_killed_during_upload_stream(aof):
     assert s.apache.running and s.apache.proc.pid == apache_pid
     for i in range(4):
         d = secrets.token_bytes(3000 + i)
-        s.check_stored(_raw(s, d), d)
+        s.check_stored(s.post_raw(d), d)
 
 
 # ==========================================================================
@@ -182,14 +177,14 @@ def _stall_case(s, stall, stall_s=3.0):
     appear once Redis runs again. Returns (seconds taken, EVAL ran late)."""
     for _ in range(4):  # pooled connections in the children
         d = secrets.token_bytes(100)
-        s.check_stored(_raw(s, d), d)
+        s.check_stored(s.post_raw(d), d)
     files_before, keys_before = _snapshot(s)
     evals_before = _eval_calls(s.redis.client())
     started = time.monotonic()
     stall()
     data = secrets.token_bytes(4 * KIB)
     t0 = time.monotonic()
-    resp = _raw(s, data, timeout=30)
+    resp = s.post_raw(data, timeout=30)
     took = time.monotonic() - t0
     _assert_unavailable(resp)
     assert took < 2.0, "the 503 took %.2fs (SecUploadRedisTimeout %dms)" % (
@@ -207,7 +202,7 @@ def _stall_case(s, stall, stall_s=3.0):
     # and Redis works again for the same Apache
     for i in range(4):
         d = secrets.token_bytes(2000 + i)
-        s.check_stored(_raw(s, d), d)
+        s.check_stored(s.post_raw(d), d)
     return took, ran_late
 
 
@@ -355,7 +350,7 @@ def test_restart_with_uploads_in_flight(restartable, sig):
             o for o in outcomes if o.status != 201]
     # and the server takes new uploads
     d = secrets.token_bytes(10000)
-    s.check_stored(_raw(s, d), d)
+    s.check_stored(s.post_raw(d), d)
     if unacked:
         warnings.warn("%d uploads stored whose answer was lost" % len(unacked))
 
@@ -453,7 +448,7 @@ def test_client_hangs_up(fresh, stage, framing):
         s.assert_logged(e["request_id"], "aborted")
     # Apache still serves
     d = secrets.token_bytes(2000)
-    s.check_stored(_raw(s, d), d)
+    s.check_stored(s.post_raw(d), d)
 
 
 # ==========================================================================
@@ -495,7 +490,7 @@ def _dribble(port, head, rate_bytes, limit_s, result):
 def test_slow_client_cut_off(reqtimeout):
     s = reqtimeout
     warm = secrets.token_bytes(1000)
-    s.check_stored(_raw(s, warm), warm)
+    s.check_stored(s.post_raw(warm), warm)
     files_before, keys_before = _snapshot(s)
     mark = s.rv.audit_mark()
     declared = 200000
@@ -515,7 +510,7 @@ def test_slow_client_cut_off(reqtimeout):
     while t.is_alive() and len(served) < 20:
         d = secrets.token_bytes(50000)
         t0 = time.monotonic()
-        r = _raw(s, d, timeout=10)
+        r = s.post_raw(d, timeout=10)
         took = time.monotonic() - t0
         assert r.status_code == 201 and took < 2.0, (r.status_code, took)
         served.append((r, d))
@@ -582,7 +577,7 @@ def test_fault_rand_is_500(faulty):
     s = faulty
     if s.apache.extra_env.get("SECUPLOAD_FAULTS") != "rand":
         s.restart_apache({"SECUPLOAD_FAULTS": "rand"})
-    for send in (lambda: _raw(s, secrets.token_bytes(5000)),
+    for send in (lambda: s.post_raw(secrets.token_bytes(5000)),
                  lambda: s.post_multipart(
                      [H.file_part(secrets.token_bytes(5000), "r.bin")])[0]):
         resp, doc = s.expect_error(send, 500, "internal_error")
@@ -600,7 +595,7 @@ def test_fault_rand_is_500(faulty):
 def test_fault_fsync_is_500_once(faulty):
     s = faulty
     s.restart_apache({"SECUPLOAD_FAULTS": "fsync"})
-    resp, doc = s.expect_error(lambda: _raw(s, secrets.token_bytes(300000)),
+    resp, doc = s.expect_error(lambda: s.post_raw(secrets.token_bytes(300000)),
                                500, "internal_error")
     e = [x for x in s.rv.audit_all()
          if x.get("event") == "upload.rejected"][-1]
@@ -612,4 +607,4 @@ def test_fault_fsync_is_500_once(faulty):
         % lines
     # SecUploadSync Off: no fsync, no fault
     d = secrets.token_bytes(300000)
-    s.check_stored(_raw(s, d, path="/nosync/"), d)
+    s.check_stored(s.post_raw(d, path="/nosync/"), d)

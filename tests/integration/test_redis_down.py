@@ -7,25 +7,14 @@ import secrets
 import pytest
 
 import secupload_harness as H
-from secupload_stack import Stack, report_shutdown
+from secupload_stack import Stack, running
 
 
 @pytest.fixture(scope="module")
 def outage(module_so, request):
     s = Stack("outage", redis_password="pw-" + secrets.token_hex(8),
               redis_db=5)
-    try:
-        s.start()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    report_shutdown(request, s.stop())
-
-
-def _raw(s, data, path="/api/upload/"):
-    return s.post(data, {"Content-Type": "application/octet-stream"},
-                  path=path)
+    yield from running(request, s)
 
 
 def _multipart(s, data):
@@ -34,14 +23,14 @@ def _multipart(s, data):
 
 def test_auth_and_select(outage):
     data = secrets.token_bytes(5000)
-    doc = outage.check_stored(_raw(outage, data), data)
+    doc = outage.check_stored(outage.post_raw(data), data)
     # the hash is in database 5, not in 0
     assert not outage.redis.client(db=0).exists(
         outage.prefix + "file:" + doc["id"])
     # warm up pooled connections in every child
     for _ in range(8):
         d = secrets.token_bytes(100)
-        outage.check_stored(_raw(outage, d), d)
+        outage.check_stored(outage.post_raw(d), d)
 
 
 def _assert_unavailable(s, resp, files_before):
@@ -65,7 +54,7 @@ def test_redis_down_then_back(outage):
     try:
         for i in range(6):
             data = secrets.token_bytes(100 * 1024 if i % 2 else 10)
-            r = _multipart(outage, data) if i % 3 == 2 else _raw(outage, data)
+            r = _multipart(outage, data) if i % 3 == 2 else outage.post_raw(data)
             _assert_unavailable(outage, r, files_before)
         assert not H.stray_files(outage.site.storage)
     finally:
@@ -74,5 +63,5 @@ def test_redis_down_then_back(outage):
     assert outage.apache.running
     for i in range(10):
         data = secrets.token_bytes(2000 + i)
-        r = _multipart(outage, data) if i % 2 else _raw(outage, data)
+        r = _multipart(outage, data) if i % 2 else outage.post_raw(data)
         outage.check_stored(r, data)

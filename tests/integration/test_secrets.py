@@ -23,7 +23,7 @@ import redis
 import requests
 
 import secupload_harness as H
-from secupload_stack import Stack, report_shutdown
+from secupload_stack import Stack, report_shutdown, running
 
 MARKER_PREFIX = b"PLAINTEXT-MARKER-"
 
@@ -203,13 +203,7 @@ def core_stack(module_so, request):
             del os.environ["SECUPLOAD_MPM"]
         else:
             os.environ["SECUPLOAD_MPM"] = old
-    try:
-        s.start()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    report_shutdown(request, s.stop())
+    yield from running(request, s)
 
 
 # ------------------------------------------------- logs, Redis and storage
@@ -353,20 +347,6 @@ def test_storage_modes(dbg):
 
 # ------------------------------------------------------------- core dumps
 
-def _children(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(")") + 2:].split()
-        if len(fields) > 1 and fields[1] == str(ppid):
-            out.append(int(name))
-    return sorted(out)
 
 
 def _gcore(pid, path, include_excluded=False):
@@ -457,7 +437,7 @@ def _read_core(path):
 def test_core_dump_holds_no_kek_or_data_key(core_stack, tmp_path,
                                             record_property):
     s = core_stack
-    kids = H._wait_for(lambda: _children(s.apache.proc.pid), 10)
+    kids = H._wait_for(lambda: H.child_pids(s.apache.proc.pid), 10)
     assert kids, "no child process"
     m = marker()
     data = with_marker(m, 300000)
@@ -473,7 +453,7 @@ def test_core_dump_holds_no_kek_or_data_key(core_stack, tmp_path,
     s.expect_error(lambda: s.post(with_marker(m, 50000), {
         "Content-Type": "application/octet-stream", "Connection": "close",
         "Content-Digest": H.content_digest(b"other")}), 400, "bad_request")
-    kids = _children(s.apache.proc.pid)
+    kids = H.child_pids(s.apache.proc.pid)
     assert len(kids) == 1, "expected one child, found %r" % kids
     child, parent = kids[0], s.apache.proc.pid
 

@@ -55,7 +55,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -89,25 +88,12 @@ READ_TIMEOUT = 300
 # Redis with an append-only file, so that a restart keeps the data
 
 
-class AofRedis(H.RedisServer):
-    def start(self):
-        argv = [H.REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "yes",
-                "--appendfsync", "everysec", "--daemonize", "no",
-                "--dir", self.workdir]
-        log = open(self.logpath, "ab")
-        try:
-            self.proc = subprocess.Popen(argv, stdout=log,
-                                         stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        finally:
-            log.close()
-        if not H._wait_for(self._ping, 20.0):
-            self.stop()
-            raise RuntimeError("redis-server did not come up on port %d: %s"
-                               % (self.port, self._log_tail()))
-        return self
+def aof_redis(workdir, port):
+    """A redis-server that keeps an append-only file (so a restart in the
+    middle of the run finds its data again)."""
+    return H.RedisServer(workdir, port=port, start_timeout=20.0,
+                         extra_args=["--appendonly", "yes",
+                                     "--appendfsync", "everysec"])
 
 
 # --------------------------------------------------------------------------
@@ -621,28 +607,13 @@ def _rss_kib(pid):
     return 0
 
 
-def _children(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name may hold spaces: fields after the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and fields[1] == str(ppid):
-            out.append(int(name))
-    return out
 
 
 def sampler(ctx):
     while not ctx.stop.is_set():
         proc = ctx.stack.apache.proc
         if proc is not None:
-            kids = _children(proc.pid)
+            kids = H.child_pids(proc.pid)
             total = sum(_rss_kib(p) for p in kids)
             with ctx.lock:
                 ctx.rss.append((ctx.now(), total, len(kids),
@@ -681,13 +652,13 @@ def controller(ctx):
     if not wait_until(GRACEFUL_AT):
         return
     apid = ctx.stack.apache.proc.pid
-    before = sorted(_children(apid))
+    before = sorted(H.child_pids(apid))
     os.kill(apid, signal.SIGUSR1)
     ctx.graceful_at = ctx.now()
     ctx.event("Apache: SIGUSR1 (graceful) to pid %d, children %s" % (
         apid, before))
-    H._wait_for(lambda: set(_children(apid)) - set(before), 30.0, 0.2)
-    ctx.event("Apache: children after graceful %s" % sorted(_children(apid)))
+    H._wait_for(lambda: set(H.child_pids(apid)) - set(before), 30.0, 0.2)
+    ctx.event("Apache: children after graceful %s" % sorted(H.child_pids(apid)))
 
 
 # --------------------------------------------------------------------------
@@ -1030,7 +1001,7 @@ def run(args, module_sha):
     stack = Stack("soak")
     redis_dir = os.path.join(stack.site.root, "redis")
     os.mkdir(redis_dir, 0o700)
-    stack.redis = AofRedis(redis_dir, port=stack.redis.port)
+    stack.redis = aof_redis(redis_dir, stack.redis.port)
     try:
         stack.start()
     except Exception as e:
