@@ -180,16 +180,7 @@ static void fz_type_matches(apr_pool_t *p, const char *type, const char *pattern
              "type_matches: not its own wildcard");
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    fz_apr_init();
-    return 0;
-}
+FZ_INITIALIZE_APR
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -37,16 +37,7 @@ static int fz_expect_key(const uint8_t *d, size_t n, unsigned char key[SU_KEY_LE
     return 1;
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    fz_apr_init();
-    return 0;
-}
+FZ_INITIALIZE_APR
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -273,16 +273,7 @@ static void fz_check_content_type(const char *boundary)
     apr_pool_destroy(p);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    fz_apr_init();
-    return 0;
-}
+FZ_INITIALIZE_APR
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -67,9 +67,6 @@ static void fz_make_original(int k)
     apr_pool_destroy(p);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     int i;

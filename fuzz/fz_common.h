@@ -12,6 +12,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,5 +166,19 @@ static inline unsigned long long fz_fnv(unsigned long long h, const void *data,
     }
     return h;
 }
+
+/* The libFuzzer entry points. A target whose one-time set-up is
+ * fz_apr_init() alone says FZ_INITIALIZE_APR for its LLVMFuzzerInitialize. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FZ_INITIALIZE_APR                                   \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)       \
+    {                                                       \
+        (void)argc;                                         \
+        (void)argv;                                         \
+        fz_apr_init();                                      \
+        return 0;                                           \
+    }
 
 #endif
