@@ -2,7 +2,8 @@
 
 #include <pthread.h>
 
-/* Written once, under pthread_once, before any reader sees them. */
+/* Written once, under pthread_once, before any reader sees them; cleared
+ * only by su_algs_bind's pool, when no request runs any more. */
 static struct su_algs {
     EVP_CIPHER *cbc;
     EVP_CIPHER *wrap;
@@ -46,4 +47,23 @@ const EVP_MD *su_algs_sha256(void)
 EVP_MAC *su_algs_hmac(void)
 {
     return su_algs_get()->hmac;
+}
+
+static apr_status_t su_algs_free(void *data)
+{
+    (void)data;
+    EVP_CIPHER_free(su_algs.cbc);
+    EVP_CIPHER_free(su_algs.wrap);
+    EVP_MD_free(su_algs.sha256);
+    EVP_MAC_free(su_algs.hmac);
+    su_algs.cbc = su_algs.wrap = NULL;
+    su_algs.sha256 = NULL;
+    su_algs.hmac = NULL;
+    return APR_SUCCESS;
+}
+
+void su_algs_bind(apr_pool_t *p)
+{
+    (void)su_algs_get();
+    apr_pool_cleanup_register(p, NULL, su_algs_free, apr_pool_cleanup_null);
 }

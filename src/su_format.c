@@ -107,8 +107,11 @@ static EVP_MAC_CTX *su_fmt_hmac_new(const unsigned char key[SU_FMT_MAC_KEY_LEN])
     char digest[] = "SHA256";
     OSSL_PARAM params[2];
     EVP_MAC *mac = su_algs_hmac();
-    EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC *own = mac == NULL ? EVP_MAC_fetch(NULL, "HMAC", NULL) : NULL;
+    EVP_MAC_CTX *ctx = mac != NULL || own != NULL
+                       ? EVP_MAC_CTX_new(mac != NULL ? mac : own) : NULL;
 
+    EVP_MAC_free(own);
     if (ctx == NULL)
         return NULL;
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,

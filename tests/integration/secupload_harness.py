@@ -146,6 +146,8 @@ def valgrind_argv():
     argv = ["valgrind", "--tool=memcheck", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--error-exitcode=99",
             "--num-callers=40", "--vgdb=no",
+            # name the module's frames even after Apache unloaded it at exit
+            "--keep-debuginfo=yes",
             "--log-file=%s/vg-%%p.log" % logdir]
     supp = os.environ.get("SECUPLOAD_VALGRIND_SUPP")
     if supp:
