@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "su_algs.h"
 #include "su_common.h"
 #include "su_format.h"
 #include "su_hdr.h"
@@ -535,7 +534,6 @@ static void su_child_init(apr_pool_t *pchild, server_rec *s)
         threads = 1;
     /* mod_http2 runs requests on workers of its own, beyond ThreadsPerChild */
     conns = threads * 2 + 16;
-    su_algs_bind(pchild);
     for (; s; s = s->next) {
         su_srv_conf_t *c = su_srv(s);
         int i;

@@ -44,6 +44,8 @@ static void *APR_THREAD_FUNC su_async_main(apr_thread_t *t, void *data)
 
 void su_async_wait(su_async_t *a)
 {
+    if (a->thread == NULL)      /* after the cleanup: nothing runs */
+        return;
     apr_thread_mutex_lock(a->mu);
     while (a->busy)
         apr_thread_cond_wait(a->cv, a->mu);

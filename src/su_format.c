@@ -25,7 +25,6 @@
 #include <openssl/rand.h>
 
 #include "su_format.h"
-#include "su_algs.h"
 #include "su_async.h"
 #include "su_fault.h"
 #include "su_hasher.h"
@@ -77,7 +76,7 @@ static su_err_t su_fmt_keywrap(int enc, const unsigned char kek[SU_KEY_LEN],
         return SU_ERR_INTERNAL;
     EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
     /* A NULL IV selects the RFC 3394 default IV (A6A6A6A6A6A6A6A6). */
-    ok = EVP_CipherInit_ex(ctx, su_algs_aes_256_wrap(), NULL, kek, NULL, enc) == 1
+    ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap(), NULL, kek, NULL, enc) == 1
          && inlen <= INT_MAX
          && EVP_CipherUpdate(ctx, out, &l1, in, (int)inlen) == 1
          && EVP_CipherFinal_ex(ctx, out + l1, &l2) == 1;
@@ -106,12 +105,10 @@ static EVP_MAC_CTX *su_fmt_hmac_new(const unsigned char key[SU_FMT_MAC_KEY_LEN])
 {
     char digest[] = "SHA256";
     OSSL_PARAM params[2];
-    EVP_MAC *mac = su_algs_hmac();
-    EVP_MAC *own = mac == NULL ? EVP_MAC_fetch(NULL, "HMAC", NULL) : NULL;
-    EVP_MAC_CTX *ctx = mac != NULL || own != NULL
-                       ? EVP_MAC_CTX_new(mac != NULL ? mac : own) : NULL;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
 
-    EVP_MAC_free(own);
+    EVP_MAC_free(mac);
     if (ctx == NULL)
         return NULL;
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
@@ -218,10 +215,10 @@ static su_err_t su_enc_build_header(su_enc_t *enc, const su_kek_t *kek,
         return SU_ERR_INTERNAL;
     enc->mac = su_fmt_hmac_new(datakey + SU_FMT_ENC_KEY_LEN);
     if (enc->mac == NULL ||
-        EVP_EncryptInit_ex(enc->cipher, su_algs_aes_256_cbc(), NULL, datakey,
+        EVP_EncryptInit_ex(enc->cipher, EVP_aes_256_cbc(), NULL, datakey,
                            h + SU_FMT_OFF_IV) != 1 ||
         EVP_MAC_update(enc->mac, h, SU_FMT_HEADER_LEN) != 1 ||
-        EVP_DigestInit_ex(enc->sha, su_algs_sha256(), NULL) != 1)
+        EVP_DigestInit_ex(enc->sha, EVP_sha256(), NULL) != 1)
         return SU_ERR_INTERNAL;
     return SU_OK;
 }
@@ -354,7 +351,7 @@ static su_err_t su_dec_init(su_dec_t *dec, const su_kek_t *const *keks,
     dec->cipher = EVP_CIPHER_CTX_new();
     dec->mac = su_fmt_hmac_new(datakey + SU_FMT_ENC_KEY_LEN);
     if (dec->cipher == NULL || dec->mac == NULL ||
-        EVP_DecryptInit_ex(dec->cipher, su_algs_aes_256_cbc(), NULL, datakey,
+        EVP_DecryptInit_ex(dec->cipher, EVP_aes_256_cbc(), NULL, datakey,
                            h + SU_FMT_OFF_IV) != 1 ||
         EVP_MAC_update(dec->mac, h, SU_FMT_HEADER_LEN) != 1)
         rv = SU_ERR_INTERNAL;
