@@ -242,6 +242,7 @@ def test_h2c_early_answers_arrive(fresh, scratch):
     with open(path, "wb") as f:
         f.write(secrets.token_bytes(5000))
     files_before = fresh.files()
+    keys_before = fresh.rv.file_keys()
     for _ in range(40):
         ver, resp, err, _ = _curl([
             "--http2-prior-knowledge", "--data-binary", "@" + path,
@@ -251,6 +252,7 @@ def test_h2c_early_answers_arrive(fresh, scratch):
         assert resp.status == 413, resp
         assert resp.json()["code"] == "too_large"
     assert fresh.files() == files_before
+    assert fresh.rv.file_keys() == keys_before
 
 
 # ---------------------------------------------------------------- parallel
