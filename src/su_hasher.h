@@ -4,9 +4,10 @@
  *
  * AES-CBC is one serial chain per file, but the digests only read what it
  * takes in or gives out: past the first MiB a digest moves to a thread of
- * its own, fed copies of the bytes through a small ring of buffers
- * (constant memory, wiped when done), so that a large upload spreads over
- * the cores. Small uploads are hashed in place, with no thread.
+ * its own (su_async), fed copies of the bytes through two buffers, one
+ * filled while the other is hashed (constant memory, wiped when done), so
+ * that a large upload spreads over the cores. Small uploads are hashed in
+ * place, with no thread.
  */
 #ifndef SU_HASHER_H
 #define SU_HASHER_H
