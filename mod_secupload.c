@@ -1225,28 +1225,78 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
  * (no copy), and are wiped when the bucket is done with them: the whole
  * buffer, or once a piece is known to fill only part of it, that part (a
  * small file's piece does not cost a 1 MiB wipe).
+ *
+ * A download's two buffers serve piece after piece. Handing each 1 MiB
+ * piece back to the allocator cost a fresh mapping, 256 page faults, for
+ * every piece whenever the allocator did not keep the memory, and halved
+ * the send rate. A buffer still held by a filter downstream when it is due
+ * again is left to it and replaced; whichever lets go of it last, the
+ * bucket or the request, frees it.
  */
-static void su_plain_free(void *data)
+typedef struct {
+    apr_size_t wipe;    /* bytes that may hold plaintext */
+    int in_bucket;      /* a bucket still refers to it */
+    int kept;           /* the request will use it again */
+} su_plain_t;
+
+#define SU_PLAIN_HDR APR_ALIGN_DEFAULT(sizeof(su_plain_t))
+
+static su_plain_t *su_plain_of(unsigned char *data)
 {
-    apr_size_t *hdr = (apr_size_t *)data - 2;
-    su_util_wipe(data, hdr[0]);
-    apr_bucket_free(hdr);
+    return (su_plain_t *)(void *)(data - SU_PLAIN_HDR);
 }
 
 static unsigned char *su_plain_alloc(apr_bucket_alloc_t *ba)
 {
-    apr_size_t *hdr = apr_bucket_alloc(2 * sizeof(apr_size_t) + SU_FMT_READ_MAX, ba);
-    hdr[0] = SU_FMT_READ_MAX;
-    return (unsigned char *)(hdr + 2);
+    su_plain_t *h = apr_bucket_alloc(SU_PLAIN_HDR + SU_FMT_READ_MAX, ba);
+    h->wipe = SU_FMT_READ_MAX;
+    h->in_bucket = 0;
+    h->kept = 1;
+    return (unsigned char *)h + SU_PLAIN_HDR;
+}
+
+static void su_plain_bucket_done(void *data)
+{
+    su_plain_t *h = su_plain_of(data);
+    su_util_wipe(data, h->wipe);
+    h->wipe = 0;
+    h->in_bucket = 0;
+    if (!h->kept)
+        apr_bucket_free(h);
+}
+
+/* The request is done with it; a bucket may still be. */
+static void su_plain_drop(unsigned char *data)
+{
+    su_plain_t *h = su_plain_of(data);
+    h->kept = 0;
+    if (!h->in_bucket)
+        su_plain_bucket_done(data);
+}
+
+/* A buffer to decrypt the next piece into: buf itself once its bucket is
+ * gone, a new one otherwise. */
+static unsigned char *su_plain_reuse(unsigned char *buf, apr_bucket_alloc_t *ba)
+{
+    if (buf == NULL || su_plain_of(buf)->in_bucket) {
+        if (buf != NULL)
+            su_plain_drop(buf);
+        return su_plain_alloc(ba);
+    }
+    su_plain_of(buf)->wipe = SU_FMT_READ_MAX;
+    return buf;
 }
 
 /* The decryption gave len bytes; it may have touched the blocks it held
  * back just past them, which are wiped too. */
-static void su_plain_used(unsigned char *data, apr_size_t len)
+static apr_bucket *su_plain_bucket(unsigned char *data, apr_size_t len,
+                                   apr_bucket_alloc_t *ba)
 {
-    apr_size_t *hdr = (apr_size_t *)data - 2;
+    su_plain_t *h = su_plain_of(data);
     apr_size_t n = len + 2 * SU_FMT_BLOCK;
-    hdr[0] = n < SU_FMT_READ_MAX ? n : SU_FMT_READ_MAX;
+    h->wipe = n < SU_FMT_READ_MAX ? n : SU_FMT_READ_MAX;
+    h->in_bucket = 1;
+    return apr_bucket_heap_create((const char *)data, len, su_plain_bucket_done, ba);
 }
 
 /*
@@ -1259,36 +1309,37 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
     request_rec *r = q->r;
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
-    unsigned char *data = su_plain_alloc(ba), *next;
+    unsigned char *buf[2] = { su_plain_alloc(ba), NULL };
+    int cur = 0;
     size_t len;
-    apr_status_t st;
+    apr_status_t st = APR_SUCCESS;
     su_err_t rv;
 
-    su_fmt_reader_begin(rd, data);
+    su_fmt_reader_begin(rd, buf[cur]);
     for (;;) {
         rv = su_fmt_reader_end(rd, &len);
-        if (rv != SU_OK || len == 0) {
-            su_plain_free(data);
+        if (rv != SU_OK || len == 0)
             break;
-        }
-        su_plain_used(data, len);
-        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create((const char *)data, len,
-                                                           su_plain_free, ba));
-        /* written out (and freed) before the next piece is due: two pieces
-         * live at a time, whatever the file's size */
+        APR_BRIGADE_INSERT_TAIL(bb, su_plain_bucket(buf[cur], len, ba));
+        /* written out before the next piece is due: two pieces live at a
+         * time, whatever the file's size */
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
         /* bucket memory is allocated here, in the request's thread only */
-        next = su_plain_alloc(ba);
-        su_fmt_reader_begin(rd, next);
+        cur = !cur;
+        buf[cur] = su_plain_reuse(buf[cur], ba);
+        su_fmt_reader_begin(rd, buf[cur]);
         st = ap_pass_brigade(r->output_filters, bb);
         apr_brigade_cleanup(bb);
         if (st != APR_SUCCESS || r->connection->aborted) {
             (void)su_fmt_reader_end(rd, &len);
-            su_plain_free(next);
-            return AP_FILTER_ERROR;
+            break;
         }
-        data = next;
     }
+    su_plain_drop(buf[0]);
+    if (buf[1] != NULL)
+        su_plain_drop(buf[1]);
+    if (st != APR_SUCCESS || r->connection->aborted)
+        return AP_FILTER_ERROR;
     su_fmt_reader_close(rd);
     if (rv != SU_OK) {
         /* written to in place after verification: the body is cut short,
