@@ -1222,19 +1222,20 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
 
 /*
  * Plaintext pieces travel in bucket memory of their own, decrypted in place
- * (no copy), and are wiped when the bucket is done with them: the whole
- * buffer, or once a piece is known to fill only part of it, that part (a
- * small file's piece does not cost a 1 MiB wipe).
+ * (no copy). A download's two buffers serve piece after piece: handing each
+ * 1 MiB piece back to the allocator cost a fresh mapping, 256 page faults,
+ * for every piece whenever the allocator did not keep the memory, and
+ * halved the send rate. A buffer still held by a filter downstream when it
+ * is due again is left to it and replaced; whichever lets go of it last,
+ * the bucket or the request, wipes and frees it.
  *
- * A download's two buffers serve piece after piece. Handing each 1 MiB
- * piece back to the allocator cost a fresh mapping, 256 page faults, for
- * every piece whenever the allocator did not keep the memory, and halved
- * the send rate. A buffer still held by a filter downstream when it is due
- * again is left to it and replaced; whichever lets go of it last, the
- * bucket or the request, frees it.
+ * The wipe covers what the buffer ever held (a small file's piece does not
+ * cost a 1 MiB wipe), or all of it when a decryption into it did not end
+ * with a piece. Between pieces the next decryption overwrites the last.
  */
 typedef struct {
-    apr_size_t wipe;    /* bytes that may hold plaintext */
+    apr_size_t held;    /* bytes that held plaintext */
+    int unknown;        /* given to the reader, nothing known back yet */
     int in_bucket;      /* a bucket still refers to it */
     int kept;           /* the request will use it again */
 } su_plain_t;
@@ -1249,29 +1250,33 @@ static su_plain_t *su_plain_of(unsigned char *data)
 static unsigned char *su_plain_alloc(apr_bucket_alloc_t *ba)
 {
     su_plain_t *h = apr_bucket_alloc(SU_PLAIN_HDR + SU_FMT_READ_MAX, ba);
-    h->wipe = SU_FMT_READ_MAX;
+    h->held = 0;
+    h->unknown = 1;
     h->in_bucket = 0;
     h->kept = 1;
     return (unsigned char *)h + SU_PLAIN_HDR;
 }
 
-static void su_plain_bucket_done(void *data)
+static void su_plain_release(unsigned char *data)
 {
     su_plain_t *h = su_plain_of(data);
-    su_util_wipe(data, h->wipe);
-    h->wipe = 0;
-    h->in_bucket = 0;
-    if (!h->kept)
-        apr_bucket_free(h);
+    if (h->kept || h->in_bucket)
+        return;
+    su_util_wipe(data, h->unknown ? SU_FMT_READ_MAX : h->held);
+    apr_bucket_free(h);
+}
+
+static void su_plain_bucket_done(void *data)
+{
+    su_plain_of(data)->in_bucket = 0;
+    su_plain_release(data);
 }
 
 /* The request is done with it; a bucket may still be. */
 static void su_plain_drop(unsigned char *data)
 {
-    su_plain_t *h = su_plain_of(data);
-    h->kept = 0;
-    if (!h->in_bucket)
-        su_plain_bucket_done(data);
+    su_plain_of(data)->kept = 0;
+    su_plain_release(data);
 }
 
 /* A buffer to decrypt the next piece into: buf itself once its bucket is
@@ -1283,18 +1288,22 @@ static unsigned char *su_plain_reuse(unsigned char *buf, apr_bucket_alloc_t *ba)
             su_plain_drop(buf);
         return su_plain_alloc(ba);
     }
-    su_plain_of(buf)->wipe = SU_FMT_READ_MAX;
+    su_plain_of(buf)->unknown = 1;
     return buf;
 }
 
 /* The decryption gave len bytes; it may have touched the blocks it held
- * back just past them, which are wiped too. */
+ * back just past them. */
 static apr_bucket *su_plain_bucket(unsigned char *data, apr_size_t len,
                                    apr_bucket_alloc_t *ba)
 {
     su_plain_t *h = su_plain_of(data);
     apr_size_t n = len + 2 * SU_FMT_BLOCK;
-    h->wipe = n < SU_FMT_READ_MAX ? n : SU_FMT_READ_MAX;
+    if (n > SU_FMT_READ_MAX)
+        n = SU_FMT_READ_MAX;
+    if (n > h->held)
+        h->held = n;
+    h->unknown = 0;
     h->in_bucket = 1;
     return apr_bucket_heap_create((const char *)data, len, su_plain_bucket_done, ba);
 }
