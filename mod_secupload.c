@@ -1230,8 +1230,9 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
  * the bucket or the request, wipes and frees it.
  *
  * The wipe covers what the buffer ever held (a small file's piece does not
- * cost a 1 MiB wipe), or all of it when a decryption into it did not end
- * with a piece. Between pieces the next decryption overwrites the last.
+ * cost a 1 MiB wipe, nor the buffer that only met the end of the file), or
+ * all of it when a decryption into it failed or was never waited for.
+ * Between pieces the next decryption overwrites the last.
  */
 typedef struct {
     apr_size_t held;    /* bytes that held plaintext */
@@ -1292,19 +1293,23 @@ static unsigned char *su_plain_reuse(unsigned char *buf, apr_bucket_alloc_t *ba)
     return buf;
 }
 
-/* The decryption gave len bytes; it may have touched the blocks it held
- * back just past them. */
-static apr_bucket *su_plain_bucket(unsigned char *data, apr_size_t len,
-                                   apr_bucket_alloc_t *ba)
+/* The reader gave len bytes; it may have touched the blocks it held back
+ * just past them. The end of the file writes nothing. */
+static void su_plain_filled(unsigned char *data, apr_size_t len)
 {
     su_plain_t *h = su_plain_of(data);
-    apr_size_t n = len + 2 * SU_FMT_BLOCK;
+    apr_size_t n = len > 0 ? len + 2 * SU_FMT_BLOCK : 0;
     if (n > SU_FMT_READ_MAX)
         n = SU_FMT_READ_MAX;
     if (n > h->held)
         h->held = n;
     h->unknown = 0;
-    h->in_bucket = 1;
+}
+
+static apr_bucket *su_plain_bucket(unsigned char *data, apr_size_t len,
+                                   apr_bucket_alloc_t *ba)
+{
+    su_plain_of(data)->in_bucket = 1;
     return apr_bucket_heap_create((const char *)data, len, su_plain_bucket_done, ba);
 }
 
@@ -1327,7 +1332,10 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
     su_fmt_reader_begin(rd, buf[cur]);
     for (;;) {
         rv = su_fmt_reader_end(rd, &len);
-        if (rv != SU_OK || len == 0)
+        if (rv != SU_OK)
+            break;
+        su_plain_filled(buf[cur], len);
+        if (len == 0)
             break;
         APR_BRIGADE_INSERT_TAIL(bb, su_plain_bucket(buf[cur], len, ba));
         /* written out before the next piece is due: two pieces live at a
