@@ -7,7 +7,11 @@
 #include <openssl/evp.h>
 
 #define SU_HASHER_INLINE  (1024 * 1024)   /* hashed in place up to this */
-#define SU_HASHER_BUF     (256 * 1024)
+/* 1 MiB: with 256 KiB an upload on a busy host (other threads, or the
+ * hypervisor, taking the CPU) often dropped to half its speed, its request
+ * thread waiting on a digest thread that had lost its core; in calm runs the
+ * two sizes measure the same. */
+#define SU_HASHER_BUF     (1024 * 1024)
 
 /*
  * Past the first MiB the bytes go through two buffers: the producer fills
@@ -26,6 +30,7 @@ struct su_hasher {
     int tried;                          /* a thread was tried (once only) */
     su_async_t *async;
     unsigned char *buf[2];
+    apr_size_t held[2];                 /* bytes each ever held: the wipe */
     int cur;                            /* the producer's buffer */
     apr_size_t fill;                    /* bytes in it */
     /* the running job's, touched by the producer only after a wait */
@@ -47,6 +52,8 @@ static void su_hasher_publish(su_hasher_t *h)
 {
     if (h->fill == 0)
         return;
+    if (h->fill > h->held[h->cur])
+        h->held[h->cur] = h->fill;
     su_async_wait(h->async);
     h->job_buf = h->buf[h->cur];
     h->job_len = h->fill;
@@ -79,8 +86,10 @@ static void su_hasher_settle(su_hasher_t *h)
     su_async_wait(h->async);
     if (h->job_failed)
         h->failed = 1;
-    su_util_wipe(h->buf[0], SU_HASHER_BUF);
-    su_util_wipe(h->buf[1], SU_HASHER_BUF);
+    if (h->fill > h->held[h->cur])
+        h->held[h->cur] = h->fill;
+    su_util_wipe(h->buf[0], h->held[0]);
+    su_util_wipe(h->buf[1], h->held[1]);
     h->async = NULL;
 }
 
