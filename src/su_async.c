@@ -4,6 +4,11 @@
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #if APR_HAS_THREADS
 struct su_async {
     apr_pool_t *tpool;              /* unmanaged: the thread's own */
@@ -16,10 +21,26 @@ struct su_async {
     int stop;
 };
 
+/*
+ * The helper runs as SCHED_BATCH: same share of the CPU, but waking it
+ * does not preempt the thread that handed it work. That thread carries the
+ * serial part (the AES-CBC chain and the I/O); with 2 cores, 3 threads and
+ * the client, wakeup preemption by its helpers cost it its core again and
+ * again.
+ */
+static void su_async_batch(void)
+{
+#if defined(__linux__) && defined(SCHED_BATCH)
+    struct sched_param sp = { 0 };
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+#endif
+}
+
 static void *APR_THREAD_FUNC su_async_main(apr_thread_t *t, void *data)
 {
     su_async_t *a = data;
 
+    su_async_batch();
     apr_thread_mutex_lock(a->mu);
     for (;;) {
         while (a->fn == NULL && !a->stop)

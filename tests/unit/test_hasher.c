@@ -1,5 +1,8 @@
-/* Unit tests for the plaintext digest beside the encryption (su_hasher.c). */
+/* Unit tests for the plaintext digest beside the encryption (su_hasher.c)
+ * and the helper thread it runs on (su_async.c). */
 #include <check.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "su_async.h"
 #include "su_check.h"
 #include "su_hasher.h"
 
@@ -143,6 +147,44 @@ START_TEST(test_fn)
 }
 END_TEST
 
+typedef struct {
+    pthread_t thread;
+    int policy;
+} where_t;
+
+static void job_where(void *arg)
+{
+    where_t *w = arg;
+    w->thread = pthread_self();
+    w->policy = sched_getscheduler(0);
+}
+
+/* The job runs on the helper's thread, which does not preempt the thread
+ * that hands it work (SCHED_BATCH), and the caller keeps its own policy. */
+START_TEST(test_async_thread)
+{
+    su_async_t *a = su_async_create(pool);
+    where_t w = { pthread_self(), -1 };
+    int mine = sched_getscheduler(0);
+
+    ck_assert_ptr_nonnull(a);
+    su_async_start(a, job_where, &w);
+    su_async_wait(a);
+    ck_assert(!pthread_equal(w.thread, pthread_self()));
+#ifdef SCHED_BATCH
+    ck_assert_int_eq(w.policy, SCHED_BATCH);
+#endif
+    ck_assert_int_eq(sched_getscheduler(0), mine);
+    /* a second job, on the same thread */
+    {
+        pthread_t first = w.thread;
+        su_async_start(a, job_where, &w);
+        su_async_wait(a);
+        ck_assert(pthread_equal(w.thread, first));
+    }
+}
+END_TEST
+
 static Suite *hasher_suite(void)
 {
     Suite *s = suite_create("su_hasher");
@@ -153,6 +195,7 @@ static Suite *hasher_suite(void)
     tcase_add_test(tc, test_large_threaded);
     tcase_add_test(tc, test_abandoned);
     tcase_add_test(tc, test_fn);
+    tcase_add_test(tc, test_async_thread);
     suite_add_tcase(s, tc);
     return s;
 }
