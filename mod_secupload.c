@@ -925,6 +925,20 @@ static su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
 }
 
 /*
+ * The plaintext arrives in the core's own socket buffers: heap buckets whose
+ * memory goes back to the connection's allocator unwiped, where a core dump
+ * of the child would find it. Once the upload has taken a heap bucket's
+ * bytes, nothing reads them again, so they are wiped in place. (Other
+ * bucket types are not ours to write: a mapped file, another module's
+ * memory.)
+ */
+static void su_body_wipe(apr_bucket *e, const char *data, apr_size_t len)
+{
+    if (APR_BUCKET_IS_HEAP(e) && len > 0)
+        su_util_wipe((void *)data, len);
+}
+
+/*
  * Read the body brigade by brigade into the upload. Stops at the first error:
  * the connection will be closed, so nothing more needs draining.
  */
@@ -960,7 +974,10 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail
                 err = su_read_error(r, rv, caught, detail);
                 break;
             }
-            if (len && (err = su_upload_feed(u, data, len)) != SU_OK) {
+            if (len)
+                err = su_upload_feed(u, data, len);
+            su_body_wipe(e, data, len);
+            if (err != SU_OK) {
                 *detail = NULL;  /* the upload holds the words for it */
                 break;
             }
