@@ -637,13 +637,37 @@ static su_err_t su_req_redis(su_req_t *q)
     return SU_OK;
 }
 
-/* Drop a connection that broke, so the next use takes a fresh one. */
+/* Hand the connection back (one that broke is destroyed), so the next use
+ * takes a fresh one and no connection sits pinned while a body arrives. */
 static void su_req_drop_redis(su_req_t *q)
 {
     if (q->redis) {
         su_redis_release(q->srv->rt->redis, q->redis);
         q->redis = NULL;
     }
+}
+
+/*
+ * A connection that answered just now, for a write that follows. A pooled
+ * connection may have been closed or forgotten by the server while idle
+ * (Redis' own `timeout`, a restart, a failover); one PING finds out, and
+ * since nothing of the write was sent yet, a fresh connection is safe.
+ */
+static su_err_t su_req_redis_live(su_req_t *q)
+{
+    int tries;
+
+    for (tries = 0; tries < 2; tries++) {
+        if (su_req_redis(q) != SU_OK)
+            return SU_ERR_UNAVAILABLE;
+        if (su_redis_ping(q->redis, q->r->pool) == SU_OK)
+            return SU_OK;
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, SU_LOGNO(00015)
+                      "a pooled Redis connection no longer answers (%s); "
+                      "taking a fresh one", su_redis_errstr(q->redis));
+        su_req_drop_redis(q);
+    }
+    return SU_ERR_UNAVAILABLE;
 }
 
 static apr_array_header_t *su_audit(su_req_t *q, const char *event, int status,
@@ -939,12 +963,31 @@ static void su_body_wipe(apr_bucket *e, const char *data, apr_size_t len)
 }
 
 /*
- * Read the body brigade by brigade into the upload. Stops at the first error:
- * the connection will be closed, so nothing more needs draining.
+ * Every body byte counts against the limit, whatever carries it: a chunked
+ * or HTTP/2 body declares no length, and the multipart fields other than
+ * the file are no part of the file's size.
  */
-static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail)
+static su_err_t su_body_count(apr_uint64_t *seen, apr_size_t len,
+                              apr_uint64_t limit, const char **detail)
+{
+    *seen += len;
+    if (*seen <= limit)
+        return SU_OK;
+    *detail = "the request body exceeds SecUploadMaxSize plus the framing "
+              "allowance";
+    return SU_ERR_TOO_LARGE;
+}
+
+/*
+ * Read the body brigade by brigade into the upload, at most limit bytes.
+ * Stops at the first error: the connection will be closed, so nothing more
+ * needs draining.
+ */
+static su_err_t su_read_body(request_rec *r, su_upload_t *u, apr_uint64_t limit,
+                             const char **detail)
 {
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_uint64_t seen = 0;
     int seen_eos = 0, caught = 0;
     ap_filter_t *catcher = ap_add_output_filter_handle(su_body_error_filter, &caught,
                                                        r, r->connection);
@@ -972,6 +1015,11 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail
             rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
             if (rv != APR_SUCCESS) {
                 err = su_read_error(r, rv, caught, detail);
+                break;
+            }
+            if (su_body_count(&seen, len, limit, detail) != SU_OK) {
+                su_body_wipe(e, data, len);
+                err = SU_ERR_TOO_LARGE;
                 break;
             }
             if (len)
@@ -1038,7 +1086,7 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     su_err_t rv;
 
     audit = su_audit(q, "upload.stored", HTTP_CREATED, in->id, "", in->size);
-    if (su_req_redis(q) != SU_OK
+    if (su_req_redis_live(q) != SU_OK
         || su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK) {
         /* a copy: settling below may free the connection it lives in */
         const char *why = apr_pstrdup(r->pool, q->redis ? su_redis_errstr(q->redis)
@@ -1090,11 +1138,14 @@ static int su_handle_upload(su_req_t *q)
                                     APR_UINT64_T_FMT " bytes accepted here.",
                                     su_dir_max_size(q->dir)),
                        "declared Content-Length over SecUploadMaxSize", NULL, 0);
-    /* fail fast, before a large body is read, when Redis is down */
+    /* fail fast, before a large body is read, when Redis is down; but do not
+     * hold the connection while the body arrives: it would sit idle for as
+     * long as the client takes (and pin a pooled connection meanwhile) */
     if (su_req_redis(q) != SU_OK)
         return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
                        "nothing was kept. Try again later.", "Redis unavailable",
                        NULL, 0);
+    su_req_drop_redis(q);
 
     su_upload_conf(q, &uc);
     rv = su_upload_begin(r->pool, &uc, ct,
@@ -1105,7 +1156,7 @@ static int su_handle_upload(su_req_t *q)
         return su_upload_failed(q, u, rv);
 
     q->body_untouched = 0;
-    rv = su_read_body(r, u, &detail);
+    rv = su_read_body(r, u, su_dir_max_size(q->dir) + SU_FRAMING_SLACK, &detail);
     if (rv != SU_OK && detail == NULL)
         return su_upload_failed(q, u, rv);
     if (rv != SU_OK) {

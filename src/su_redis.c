@@ -525,6 +525,19 @@ int su_redis_usable(const su_redis_t *r)
     return r != NULL && r->c != NULL && !r->broken;
 }
 
+su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p)
+{
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 1);
+    redisReply *rep;
+    su_err_t rv;
+
+    su_redis_cmd_arg(cmd, "PING");
+    rv = su_redis_run(r, cmd, &rep);
+    if (rep)
+        freeReplyObject(rep);
+    return rv;
+}
+
 const char *su_redis_errstr(const su_redis_t *r)
 {
     return r ? r->err : "";

@@ -51,6 +51,12 @@ su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
 void su_redis_close(su_redis_t *r);
 /* False once the connection has seen an error and must not be reused. */
 int su_redis_usable(const su_redis_t *r);
+/*
+ * One round trip (PING): SU_OK if the server answered. A connection that
+ * fails it is marked broken. Used before a write that must not be lost to
+ * a connection the server closed or forgot while it sat idle.
+ */
+su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p);
 /* The last error message on this connection (never a secret), or "". */
 const char *su_redis_errstr(const su_redis_t *r);
 

@@ -3,6 +3,7 @@ its own Apache and Redis (with a password and a non-zero database, so AUTH
 and SELECT are exercised too)."""
 
 import secrets
+import time
 
 import pytest
 
@@ -65,3 +66,31 @@ def test_redis_down_then_back(outage):
         data = secrets.token_bytes(2000 + i)
         r = _multipart(outage, data) if i % 2 else outage.post_raw(data)
         outage.check_stored(r, data)
+
+
+def _slow_body(data, pieces, seconds):
+    """A chunked body that takes `seconds` to arrive."""
+    step = max(1, len(data) // pieces)
+    for i in range(0, len(data), step):
+        yield data[i:i + step]
+        time.sleep(seconds / pieces)
+
+
+def test_upload_outlasting_redis_idle_timeout(outage):
+    """Redis closes connections idle for over `timeout` seconds, as managed
+    Redis services do. An upload whose body takes longer than that must not
+    find its metadata write on a closed connection: the connection is not
+    held while the body arrives, and the one for the write is checked."""
+    client = outage.redis.client()
+    client.config_set("timeout", 1)
+    try:
+        for multipart in (False, True, False):
+            data = secrets.token_bytes(300 * 1024)
+            if multipart:
+                body, ctype = H.multipart([H.file_part(data, "slow.bin")])
+            else:
+                body, ctype = data, "application/octet-stream"
+            r = outage.post(_slow_body(body, 12, 3.0), {"Content-Type": ctype})
+            outage.check_stored(r, data)
+    finally:
+        client.config_set("timeout", 0)

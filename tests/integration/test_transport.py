@@ -96,6 +96,31 @@ def test_chunked_too_large_multipart_mid_stream(fresh):
         ("Connection", "close")], H.chunked(body, [500])), 413, "too_large")
 
 
+def _junk_field_body(junk_bytes):
+    """A multipart body whose file is 5 bytes, after a large other field."""
+    return H.multipart([H.field_part("junk", b"j" * junk_bytes),
+                        H.file_part(b"tiny!", "tiny.bin")])
+
+
+def test_chunked_large_other_field_is_too_large(fresh):
+    """Fields other than the file count against the limit too: a chunked
+    body declares no length, so the bytes are counted as they arrive
+    (SecUploadMaxSize 1K + 1 MiB of framing allowance at /small/)."""
+    body, ctype = _junk_field_body(3 << 20)
+    fresh.expect_error(lambda: raw_exchange(fresh.apache.port, "/small/", [
+        ("Content-Type", ctype), ("Transfer-Encoding", "chunked"),
+        ("Connection", "close")], H.chunked(body, [65536])), 413, "too_large")
+
+
+def test_chunked_small_other_field_is_stored(fresh):
+    """The allowance leaves room for ordinary form fields."""
+    body, ctype = _junk_field_body(64 * 1024)
+    resp = raw_exchange(fresh.apache.port, "/small/", [
+        ("Content-Type", ctype), ("Transfer-Encoding", "chunked"),
+        ("Connection", "close")], H.chunked(body, [4096]))
+    fresh.check_stored(resp, b"tiny!", name="tiny.bin")
+
+
 def test_chunked_digest_mismatch(fresh):
     data = secrets.token_bytes(5000)
     fresh.expect_error(lambda: raw_exchange(fresh.apache.port, "/api/upload/", [
@@ -246,6 +271,34 @@ def test_h2c_too_large(fresh, scratch):
         assert ver == "2", err
         return resp
     fresh.expect_error(send, 413, "too_large")
+
+
+def test_h2c_large_other_field_is_too_large(fresh, scratch):
+    """The same over HTTP/2 with no content-length: counted as it arrives.
+    The answer is sent while curl is still sending and the stream is then
+    reset, which Debian 12's curl reports as error 92 instead of showing the
+    answer; so the refusal is checked in the audit stream and the log."""
+    H.need_h2()
+    body, ctype = _junk_field_body(3 << 20)
+    path = os.path.join(scratch, "in.bin")
+    with open(path, "wb") as f:
+        f.write(body)
+    rv = fresh.rv
+    files_before, keys_before, mark = fresh.files(), rv.file_keys(), rv.audit_mark()
+    with open(path, "rb") as f:
+        p = subprocess.run([
+            "curl", "-sS", "--http2-prior-knowledge", "-X", "POST", "-T", "-",
+            "-H", "Content-Type: " + ctype, "-w", "\n%{http_code}",
+            fresh.url("/small/")], stdin=f, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=120)
+    out = p.stdout.decode("latin-1")
+    assert p.returncode != 0 or out.endswith("\n413"), (p.returncode, out[-300:])
+    fresh.assert_nothing_kept(files_before, keys_before)
+    entries = H._wait_for(lambda: [e for e in rv.audit_since(mark)
+                                   if e.get("event") == "upload.rejected"], 2.0)
+    assert entries and entries[-1].get("reason") == "too_large", \
+        rv.audit_since(mark)
+    assert entries[-1].get("status") == "413", entries[-1]
 
 
 def test_h2c_early_answers_arrive(fresh, scratch):
