@@ -712,17 +712,57 @@ static void su_unsettled_lock(su_srv_rt_t *rt, int lock)
 }
 
 /* Remove the hash of a failed upload; SU_OK once it surely is not there. */
-static su_err_t su_settle_one(su_req_t *q, const char *id)
+static su_err_t su_settle_one(su_req_t *q, const char *id,
+                              apr_array_header_t *audit)
 {
-    su_err_t rv = su_redis_delete(q->redis, q->r->pool, id,
-                                  su_audit(q, "upload.rejected", HTTP_SERVICE_UNAVAILABLE,
-                                           id, su_err_code(SU_ERR_UNAVAILABLE), 0));
+    su_err_t rv = su_redis_delete(q->redis, q->r->pool, id, audit);
     if (rv == SU_ERR_NOT_FOUND)
         rv = SU_OK;
     if (rv == SU_OK)
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, SU_LOGNO(00012)
                       "settled the metadata of failed upload %s", id);
     return rv;
+}
+
+/* The fields of the failed request that a marker keeps, for its audit entry. */
+static const char *su_settle_note(su_req_t *q, apr_uint64_t bytes)
+{
+    apr_table_t *t = apr_table_make(q->r->pool, 5);
+
+    apr_table_setn(t, "client_ip", q->r->useragent_ip ? q->r->useragent_ip : "");
+    apr_table_setn(t, "user", q->r->user ? q->r->user : "");
+    apr_table_setn(t, "request_id", q->request_id);
+    apr_table_setn(t, "time", q->time);
+    apr_table_setn(t, "bytes", apr_psprintf(q->r->pool, "%" APR_UINT64_T_FMT, bytes));
+    return su_json_table(q->r->pool, t, NULL, NULL);
+}
+
+/*
+ * The audit entry of a failed upload settled by another request: it speaks
+ * of the request that failed (from the marker's note; empty fields if the
+ * note is lost), and says which request settled it and when.
+ */
+static apr_array_header_t *su_audit_settled(su_req_t *q, const char *id)
+{
+    apr_pool_t *p = q->r->pool;
+    apr_table_t *t = su_json_parse_table(p, su_store_unsettled_note(
+                                             p, q->srv->storage_dir, id));
+    apr_array_header_t *a = apr_array_make(p, 12, sizeof(su_kv_t));
+
+    if (t == NULL)
+        t = apr_table_make(p, 1);
+    su_kv(a, "event", "upload.rejected");
+    su_kv(a, "status", apr_itoa(p, HTTP_SERVICE_UNAVAILABLE));
+    su_kv(a, "id", id);
+    su_kv(a, "reason", su_err_code(SU_ERR_UNAVAILABLE));
+    su_kv(a, "bytes", apr_table_get(t, "bytes"));
+    su_kv(a, "client_ip", apr_table_get(t, "client_ip"));
+    su_kv(a, "user", apr_table_get(t, "user"));
+    su_kv(a, "request_id", apr_table_get(t, "request_id"));
+    su_kv(a, "time", apr_table_get(t, "time"));
+    su_kv(a, "settled_by", q->request_id);
+    su_kv(a, "settled_time", su_rfc3339(p, apr_time_now()));
+    return a;
 }
 
 /*
@@ -742,7 +782,7 @@ static void su_settle_pending(su_req_t *q)
     su_unsettled_lock(rt, 0);
     for (i = 0; ids && i < ids->nelts; i++) {
         const char *id = APR_ARRAY_IDX(ids, i, const char *);
-        if (q->redis && su_settle_one(q, id) == SU_OK) {
+        if (q->redis && su_settle_one(q, id, su_audit_settled(q, id)) == SU_OK) {
             su_store_clear_unsettled(q->r->pool, q->srv->storage_dir, id);
             continue;
         }
@@ -764,13 +804,16 @@ static void su_settle_pending(su_req_t *q)
  * cannot be removed yet is marked on disk for the next request that reaches
  * Redis, in any process (`secupload fsck` lists it as missing meanwhile).
  */
-static void su_settle(su_req_t *q, const char *id)
+static void su_settle(su_req_t *q, const char *id, apr_uint64_t bytes)
 {
     apr_time_t until = apr_time_now()
                        + apr_time_from_msec(q->srv->redis.timeout_ms);
+    apr_array_header_t *audit = su_audit(q, "upload.rejected",
+                                         HTTP_SERVICE_UNAVAILABLE, id,
+                                         su_err_code(SU_ERR_UNAVAILABLE), bytes);
     su_req_drop_redis(q);
     do {
-        if (su_req_redis(q) == SU_OK && su_settle_one(q, id) == SU_OK)
+        if (su_req_redis(q) == SU_OK && su_settle_one(q, id, audit) == SU_OK)
             return;
         su_req_drop_redis(q);
         apr_sleep(apr_time_from_msec(100));
@@ -779,7 +822,8 @@ static void su_settle(su_req_t *q, const char *id)
                   "the metadata of failed upload %s may remain in Redis; it will "
                   "be removed when Redis answers again (secupload fsck lists it "
                   "as missing meanwhile)", id);
-    if (su_store_mark_unsettled(q->r->pool, q->srv->storage_dir, id) != SU_OK)
+    if (su_store_mark_unsettled(q->r->pool, q->srv->storage_dir, id,
+                                su_settle_note(q, bytes)) != SU_OK)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, q->r, SU_LOGNO(00014)
                       "cannot mark upload %s as unsettled under %s/"
                       SU_STORE_UNSETTLED, id, q->srv->storage_dir);
@@ -1093,7 +1137,7 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
                                                         : "no connection");
         su_upload_discard(u);
         if (q->redis && !su_redis_usable(q->redis))
-            su_settle(q, in->id);  /* sent, but was it applied? */
+            su_settle(q, in->id, in->size);  /* sent, but was it applied? */
         return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
                        "nothing was kept. Try again later.",
                        apr_pstrcat(r->pool, "Redis: ", why, NULL), in->id, in->size);

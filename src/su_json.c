@@ -86,3 +86,21 @@ const char *su_json_table(apr_pool_t *p, const apr_table_t *t,
     }
     return su_json_dump(p, o);
 }
+
+apr_table_t *su_json_parse_table(apr_pool_t *p, const char *text)
+{
+    json_t *o = text ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    apr_table_t *t = NULL;
+    const char *k;
+    json_t *v;
+
+    if (o && json_is_object(o)) {
+        t = apr_table_make(p, (int)json_object_size(o));
+        json_object_foreach(o, k, v)
+            if (json_is_string(v))
+                apr_table_set(t, k, json_string_value(v));
+    }
+    if (o)
+        json_decref(o);
+    return t;
+}

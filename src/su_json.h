@@ -22,4 +22,7 @@ const char *su_json_uploaded(apr_pool_t *p, const char *id, const char *name,
 const char *su_json_table(apr_pool_t *p, const apr_table_t *t,
                           const char *const *numeric, const char *const *hidden);
 
+/* The string members of a JSON object, or NULL if text is not one. */
+apr_table_t *su_json_parse_table(apr_pool_t *p, const char *text);
+
 #endif

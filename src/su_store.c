@@ -156,20 +156,29 @@ static void su_store_kick(su_store_file_t *f)
 #endif
 }
 
+/* All of buf to fd, across short writes and signals: 0, or -1 with errno. */
+static int su_store_fd_write(int fd, const void *buf, size_t len)
+{
+    const char *b = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, b, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static su_err_t su_store_write_all(su_store_file_t *f, const unsigned char *buf,
                                    apr_size_t len, const char **err)
 {
-    while (len > 0) {
-        ssize_t n = write(f->fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return su_store_errno(f->pool, errno, "cannot write", f->tmp_path, err);
-        }
-        buf += n;
-        len -= (apr_size_t)n;
-        f->written += n;
-    }
+    if (su_store_fd_write(f->fd, buf, len) != 0)
+        return su_store_errno(f->pool, errno, "cannot write", f->tmp_path, err);
+    f->written += (apr_off_t)len;
     su_store_kick(f);
     return SU_OK;
 }
@@ -287,22 +296,47 @@ su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
     return SU_OK;
 }
 
-su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id)
+su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id,
+                                 const char *note)
 {
     const char *mdir = apr_pstrcat(p, dir, "/" SU_STORE_UNSETTLED, NULL);
-    int fd;
+    size_t len = note ? strlen(note) : 0;
+    int fd, ok;
 
-    if (!su_store_valid_id(id))
+    if (!su_store_valid_id(id) || len > SU_STORE_NOTE_MAX)
         return SU_ERR_INTERNAL;
     if (mkdir(mdir, 0700) != 0 && errno != EEXIST)
         return SU_ERR_INTERNAL;
     fd = open(apr_pstrcat(p, mdir, "/", id, NULL),
-              O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return SU_ERR_INTERNAL;
+    ok = su_store_fd_write(fd, note, len) == 0 && fsync(fd) == 0;
     close(fd);
     su_util_fsync_dir(mdir);
-    return SU_OK;
+    /* a marker without its note still settles, with empty request fields */
+    return ok ? SU_OK : SU_ERR_INTERNAL;
+}
+
+const char *su_store_unsettled_note(apr_pool_t *p, const char *dir, const char *id)
+{
+    char *buf;
+    ssize_t n;
+    int fd;
+
+    if (!su_store_valid_id(id))
+        return NULL;
+    fd = open(apr_pstrcat(p, dir, "/" SU_STORE_UNSETTLED "/", id, NULL),
+              O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return NULL;
+    buf = apr_palloc(p, SU_STORE_NOTE_MAX + 1);
+    n = read(fd, buf, SU_STORE_NOTE_MAX);
+    close(fd);
+    if (n < 0)
+        return NULL;
+    buf[n] = '\0';
+    return buf;
 }
 
 void su_store_clear_unsettled(apr_pool_t *p, const char *dir, const char *id)

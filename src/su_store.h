@@ -70,7 +70,13 @@ apr_off_t su_store_written(const su_store_file_t *f);
  * server generation, can remove that metadata once Redis answers again.
  */
 #define SU_STORE_UNSETTLED ".unsettled"
-su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id);
+/* A marker holds a note (the failed request's fields, for its audit entry
+ * when another request settles it): at most this many bytes. */
+#define SU_STORE_NOTE_MAX 4096
+su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id,
+                                 const char *note);
+/* The note of marker id (NUL-terminated, "" if empty), or NULL. */
+const char *su_store_unsettled_note(apr_pool_t *p, const char *dir, const char *id);
 void su_store_clear_unsettled(apr_pool_t *p, const char *dir, const char *id);
 /* The marked ids (const char *), if the marker directory changed since
  * *seen (its mtime, in ns; updated); NULL if unchanged, absent or empty. */

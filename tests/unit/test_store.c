@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 
 #include "su_check.h"
+#include "su_json.h"
 #include "su_store.h"
 
 static apr_pool_t *pool;
@@ -181,6 +182,40 @@ START_TEST(test_unwritable_dir)
 }
 END_TEST
 
+/* A marker keeps the failed request's fields for whoever settles it. */
+START_TEST(test_unsettled_note)
+{
+    const char *id = "0123456789abcdef0123456789abcdef";
+    apr_int64_t seen = 0;
+    apr_array_header_t *ids;
+    apr_table_t *in = apr_table_make(pool, 2), *out;
+    char *big = apr_palloc(pool, SU_STORE_NOTE_MAX + 2);
+
+    apr_table_set(in, "user", "ana\n\"x\"");
+    apr_table_set(in, "request_id", "r-1");
+    ck_assert_ptr_null(su_store_unsettled_note(pool, dir, id));
+    ck_assert_int_eq(su_store_mark_unsettled(pool, dir, id,
+                                             su_json_table(pool, in, NULL, NULL)), SU_OK);
+    ids = su_store_unsettled(pool, dir, &seen);
+    ck_assert_ptr_nonnull(ids);
+    ck_assert_int_eq(ids->nelts, 1);
+    out = su_json_parse_table(pool, su_store_unsettled_note(pool, dir, id));
+    ck_assert_ptr_nonnull(out);
+    ck_assert_str_eq(apr_table_get(out, "user"), "ana\n\"x\"");
+    ck_assert_str_eq(apr_table_get(out, "request_id"), "r-1");
+    /* a note over the bound is refused; a hostile id is never a path */
+    memset(big, 'a', SU_STORE_NOTE_MAX + 1);
+    big[SU_STORE_NOTE_MAX + 1] = '\0';
+    ck_assert_int_ne(su_store_mark_unsettled(pool, dir, id, big), SU_OK);
+    ck_assert_int_ne(su_store_mark_unsettled(pool, dir, "../x", ""), SU_OK);
+    ck_assert_ptr_null(su_store_unsettled_note(pool, dir, "../../etc/passwd"));
+    ck_assert_ptr_null(su_json_parse_table(pool, "[1]"));
+    ck_assert_ptr_null(su_json_parse_table(pool, "{\"a\":"));
+    su_store_clear_unsettled(pool, dir, id);
+    ck_assert_ptr_null(su_store_unsettled_note(pool, dir, id));
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("su_store");
@@ -193,6 +228,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_cleanup_removes_temp);
     tcase_add_test(tc, test_exclusive);
     tcase_add_test(tc, test_unwritable_dir);
+    tcase_add_test(tc, test_unsettled_note);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,81 @@
+"""Unknown outcomes of the metadata write, settled later by another request.
+
+A proxy between Apache and Redis (tests/soak/exec_reply_lost.py) lets Redis
+run an upload's write, then drops the reply and refuses connections for
+longer than SecUploadRedisTimeout: the module marks the upload on disk, and
+a later request that reaches Redis removes the metadata."""
+
+import os
+import secrets
+import sys
+import time
+
+import pytest
+import requests
+
+import secupload_harness as H
+from secupload_stack import Stack, running
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "soak"))
+from exec_reply_lost import DropAfterExec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lossy(module_so, request):
+    s = Stack("settle")
+    proxy_port = s.redis.port              # what Apache's config names
+    s.redis = H.RedisServer(s.site.root)   # the real one, elsewhere
+    proxies = []
+
+    def start():
+        s.redis.start()
+        proxies.append(DropAfterExec(proxy_port, s.redis.port))
+        s.apache.start()
+        return s
+    s.start = start
+    s.proxy = lambda: proxies[0]
+    s.on_stop.append(lambda: [p.close() for p in proxies])
+    yield from running(request, s)
+
+
+def test_settled_entry_credits_the_failed_request(lossy):
+    proxy = lossy.proxy()
+    warm = secrets.token_bytes(100)
+    lossy.check_stored(lossy.post_raw(warm), warm)
+    mark = lossy.rv.audit_mark()
+    proxy.blackout = 3.0
+    proxy.armed.set()
+    data = secrets.token_bytes(5000)
+    r = requests.post(lossy.url("/auth/"), data=data, auth=("alice", "wonderland"),
+                      headers={"Content-Type": "application/octet-stream"},
+                      timeout=60)
+    assert proxy.fired.is_set(), "the proxy never saw the store"
+    assert r.status_code == 503, r.text
+    ids = H.unsettled_ids(lossy.site.storage)
+    assert len(ids) == 1, ids
+    fid = ids[0]
+    assert lossy.rv.meta(fid), "the write was applied; nothing to settle"
+    time.sleep(max(0.0, proxy.refuse_until - time.monotonic()) + 0.3)
+    # anonymous requests from every child, until one settles the marker
+    for _ in range(20):
+        d = secrets.token_bytes(100)
+        lossy.check_stored(requests.post(lossy.url(), data=d, timeout=60, headers={
+            "Content-Type": "application/octet-stream", "Connection": "close"}), d)
+        if not H.unsettled_ids(lossy.site.storage):
+            break
+    assert not H.unsettled_ids(lossy.site.storage)
+    assert not lossy.rv.meta(fid)
+    entries = [e for e in lossy.rv.audit_since(mark)
+               if e.get("event") == "upload.rejected" and e.get("id") == fid]
+    assert len(entries) == 1, entries
+    e = entries[0]
+    # the entry speaks of the upload that failed, not of the request that
+    # happened to settle it
+    assert e["user"] == "alice", e
+    assert e["client_ip"] == "127.0.0.1", e
+    assert e["status"] == "503" and e["reason"] == "unavailable", e
+    assert e["bytes"] == str(len(data)), e
+    assert e["settled_by"] and e["settled_by"] != e["request_id"], e
+    assert e["time"] < e["settled_time"], e
+    lossy.assert_logged(e["request_id"], fid)
