@@ -849,13 +849,16 @@ static int su_respond(request_rec *r, int status, const char *json)
  */
 #define SU_DRAIN_MAX ((apr_off_t)64 * 1024)
 
+static ap_filter_rec_t *su_body_error_filter;
+
 static void su_drain_small_h2(su_req_t *q)
 {
     request_rec *r = q->r;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
     apr_bucket_brigade *bb;
+    ap_filter_t *catcher;
     apr_off_t len, seen = 0;
-    int eos = 0;
+    int eos = 0, caught = 0;
 
     if (!q->body_untouched || r->proto_num < 2000 || cl == NULL
         || apr_strtoff(&len, cl, NULL, 10) != APR_SUCCESS
@@ -863,9 +866,13 @@ static void su_drain_small_h2(su_req_t *q)
         return;
     q->body_untouched = 0;
     /* by hand: ap_discard_request_body was seen to return at once on
-     * HTTP/2 streams, without waiting for the body */
+     * HTTP/2 streams, without waiting for the body; and behind the filter
+     * that catches body errors, so that a body over LimitRequestBody ends
+     * the drain instead of replacing the answer with Apache's own page */
+    catcher = ap_add_output_filter_handle(su_body_error_filter, &caught, r,
+                                          r->connection);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    while (!eos && seen <= SU_DRAIN_MAX) {
+    while (!eos && !caught && seen <= SU_DRAIN_MAX) {
         apr_bucket *e;
         if (ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
                            APR_BLOCK_READ, 16384) != APR_SUCCESS)
@@ -880,6 +887,7 @@ static void su_drain_small_h2(su_req_t *q)
         apr_brigade_cleanup(bb);
     }
     apr_brigade_destroy(bb);
+    ap_remove_output_filter(catcher);
 }
 
 /*
@@ -941,8 +949,6 @@ static int su_declared_too_large(request_rec *r, const su_dir_conf_t *d,
  * filter takes that bucket (and the EOS behind it) out of the way and keeps
  * its status, so that the answer is the module's JSON with that status.
  */
-static ap_filter_rec_t *su_body_error_filter;
-
 static apr_status_t su_catch_body_error(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     int *caught = f->ctx;

@@ -33,6 +33,11 @@ LimitRequestBody 0
     SetHandler secupload
     SecUploadAllowedTypes image/* text/plain
 </Location>
+<Location /typed-limited/>
+    SetHandler secupload
+    SecUploadAllowedTypes image/png
+    LimitRequestBody 1000
+</Location>
 <Location /field/>
     SetHandler secupload
     SecUploadFieldName doc

@@ -301,6 +301,33 @@ def test_h2c_large_other_field_is_too_large(fresh, scratch):
     assert entries[-1].get("status") == "413", entries[-1]
 
 
+@pytest.mark.parametrize("h2", [False, True], ids=["http1.1", "h2c"])
+def test_early_refusal_over_limit_request_body_is_json(fresh, scratch, h2):
+    """A type refused before the body is read, with a body over
+    LimitRequestBody: the small body is drained after the answer (HTTP/2),
+    and the limit that trips meanwhile must not replace the module's 415
+    with Apache's HTML 413."""
+    if h2:
+        H.need_h2()
+    path = os.path.join(scratch, "in.bin")
+    with open(path, "wb") as f:
+        f.write(secrets.token_bytes(5000))
+
+    def send():
+        ver, resp, err, _ = _curl(
+            (["--http2-prior-knowledge"] if h2 else ["--http1.1"]) + [
+                "--data-binary", "@" + path, "-H", "Content-Type: text/plain",
+                fresh.url("/typed-limited/")], scratch)
+        assert ver == ("2" if h2 else "1.1"), err
+        return resp
+    fresh.expect_error(send, 415, "unsupported_type")
+    # the access log agrees with what was sent
+    with open(os.path.join(fresh.site.logs, "access.log"), "rb") as f:
+        lines = [ln for ln in f.read().decode("latin-1").splitlines()
+                 if "/typed-limited/" in ln]
+    assert lines[-1].split('"')[2].split()[0] == "415", lines[-1]
+
+
 def test_h2c_early_answers_arrive(fresh, scratch):
     """A small body refused before it is read is read and dropped first, so
     the stream ends cleanly: without that, Debian 12's curl at times loses
