@@ -1006,9 +1006,12 @@ static su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
  * bucket types are not ours to write: a mapped file, another module's
  * memory.)
  */
-static void su_body_wipe(apr_bucket *e, const char *data, apr_size_t len)
+static void su_body_wipe(request_rec *r, apr_bucket *e, const char *data,
+                         apr_size_t len)
 {
-    if (APR_BUCKET_IS_HEAP(e) && len > 0)
+    /* With mod_request's KeptBodySize, the kept copy shares these bytes
+     * (apr_bucket_copy): they are not the module's alone to wipe */
+    if (APR_BUCKET_IS_HEAP(e) && len > 0 && r->kept_body == NULL)
         su_util_wipe((void *)data, len);
 }
 
@@ -1068,13 +1071,13 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, apr_uint64_t limit,
                 break;
             }
             if (su_body_count(&seen, len, limit, detail) != SU_OK) {
-                su_body_wipe(e, data, len);
+                su_body_wipe(r, e, data, len);
                 err = SU_ERR_TOO_LARGE;
                 break;
             }
             if (len)
                 err = su_upload_feed(u, data, len);
-            su_body_wipe(e, data, len);
+            su_body_wipe(r, e, data, len);
             if (err != SU_OK) {
                 *detail = NULL;  /* the upload holds the words for it */
                 break;
@@ -1086,6 +1089,11 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, apr_uint64_t limit,
     }
     apr_brigade_cleanup(bb);
     ap_remove_output_filter(catcher);
+    if (r->kept_body)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00016)
+                      "KeptBodySize (mod_request) keeps a copy of this upload's "
+                      "plaintext in memory until the request ends; the module "
+                      "leaves that copy intact, unwiped");
     return err;
 }
 
