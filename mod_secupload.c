@@ -1444,6 +1444,31 @@ static apr_bucket *su_plain_bucket(unsigned char *data, apr_size_t len,
  * out. Each piece is decrypted (by the reader, on a thread of its own for a
  * large file) while the one before it is being sent.
  */
+/*
+ * Abort an answer that has started, as mod_proxy does when a backend breaks:
+ * not cacheable, an error bucket that the protocol turns into a broken
+ * answer (HTTP/1.1: the connection closes before the Content-Length is
+ * reached, and a chunked body gets no last chunk; HTTP/2: the stream is
+ * reset), then EOS so that the request ends here. Returning an error alone
+ * left an HTTP/2 client waiting at times, holding the request.
+ */
+static int su_files_cut(request_rec *r, apr_bucket_brigade *bb)
+{
+    conn_rec *c = r->connection;
+
+    r->no_cache = 1;
+    if (r->main)
+        r->main->no_cache = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    apr_brigade_cleanup(bb);
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL,
+                                                       c->pool, c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+    (void)ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return OK;
+}
+
 static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
 {
     request_rec *r = q->r;
@@ -1482,7 +1507,7 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
     if (buf[1] != NULL)
         su_plain_drop(buf[1]);
     if (st != APR_SUCCESS || r->connection->aborted)
-        return AP_FILTER_ERROR;
+        return su_files_cut(r, bb);   /* mostly a client gone; if not, cut */
     su_fmt_reader_close(rd);
     if (rv != SU_OK) {
         /* written to in place after verification: the body is cut short,
@@ -1492,8 +1517,7 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
                       "was cut short", id);
         su_audit_only(q, su_audit(q, "file.read", HTTP_INTERNAL_SERVER_ERROR, id,
                                   su_err_code(SU_ERR_INTEGRITY), 0));
-        r->connection->keepalive = AP_CONN_CLOSE;
-        return AP_FILTER_ERROR;
+        return su_files_cut(r, bb);
     }
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
     return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
