@@ -38,7 +38,6 @@
 #include <apr_pools.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
-#include <openssl/crypto.h>
 
 #include "su_common.h"
 #include "su_format.h"
@@ -891,11 +890,11 @@ typedef struct su_cli_fsck {
                   inprogress, removed, verified;
 } su_cli_fsck_t;
 
-static apr_status_t su_cli_wipe_cleanup(void *data)
+/* The whole buffer: fread may have put bytes past the first line's end, and
+ * a NUL in the file would cut strlen short. */
+static apr_status_t su_cli_password_cleanup(void *data)
 {
-    char *s = data;
-
-    OPENSSL_cleanse(s, strlen(s));
+    su_util_wipe(data, SU_CLI_PASSWORD_MAX + 1);
     return APR_SUCCESS;
 }
 
@@ -906,7 +905,8 @@ static int su_cli_read_password(apr_pool_t *p, const char *path, const char **ou
     size_t n = 0;
     FILE *f = fopen(path, "re");
 
-    apr_pool_cleanup_register(p, buf, su_cli_wipe_cleanup, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(p, buf, su_cli_password_cleanup,
+                              apr_pool_cleanup_null);
     if (f == NULL) {
         su_cli_err("password file %s: %s", path, strerror(errno));
         return SU_CLI_EXIT_ENV;

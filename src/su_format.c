@@ -42,6 +42,9 @@
 typedef char su_fmt_read_max_ok[SU_FMT_READ_MAX >= SU_FMT_CHUNK + 2 * SU_FMT_BLOCK
                                 ? 1 : -1];
 #define SU_FMT_OVERHEAD    (SU_FMT_HEADER_LEN + SU_FMT_TAG_LEN)
+/* the wrapped data key unwraps into exactly a data key's buffer */
+typedef char su_fmt_wrapped_len_ok[SU_FMT_WRAPPED_LEN == SU_FMT_DATAKEY_LEN + 8
+                                   ? 1 : -1];
 
 struct su_enc {
     EVP_CIPHER_CTX *cipher;
@@ -65,27 +68,35 @@ struct su_dec {
 
 /* ---- primitives ---- */
 
+/*
+ * RFC 3394 writes inlen + 8 bytes when wrapping and inlen - 8 when
+ * unwrapping; the caller's out holds exactly that (a data key unwraps into a
+ * 64-byte stack buffer). A failure wipes that many bytes and no more.
+ */
 static su_err_t su_fmt_keywrap(int enc, const unsigned char kek[SU_KEY_LEN],
                                const unsigned char *in, size_t inlen,
                                unsigned char *out, size_t *outlen)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    su_err_t fail = enc ? SU_ERR_INTERNAL : SU_ERR_INTEGRITY;
+    EVP_CIPHER_CTX *ctx;
     int l1 = 0, l2 = 0, ok;
 
+    if (inlen < 16 || inlen % 8 != 0 || inlen > INT_MAX - 8)
+        return fail;
+    ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL)
         return SU_ERR_INTERNAL;
     EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
     /* A NULL IV selects the RFC 3394 default IV (A6A6A6A6A6A6A6A6). */
     ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap(), NULL, kek, NULL, enc) == 1
-         && inlen <= INT_MAX
          && EVP_CipherUpdate(ctx, out, &l1, in, (int)inlen) == 1
          && EVP_CipherFinal_ex(ctx, out + l1, &l2) == 1;
     EVP_CIPHER_CTX_free(ctx);
     if (!ok) {
         /* An unwrap that fails its integrity check may have written
          * partial key material. */
-        OPENSSL_cleanse(out, enc ? inlen + 8 : inlen);
-        return enc ? SU_ERR_INTERNAL : SU_ERR_INTEGRITY;
+        su_util_wipe(out, enc ? inlen + 8 : inlen - 8);
+        return fail;
     }
     *outlen = (size_t)l1 + (size_t)l2;
     return SU_OK;
@@ -96,9 +107,15 @@ su_err_t su_fmt_wrap(const unsigned char kek[SU_KEY_LEN],
 {
     size_t outlen = 0;
 
-    if (inlen < 16 || inlen % 8 != 0)
-        return SU_ERR_INTERNAL;
     return su_fmt_keywrap(1, kek, in, inlen, out, &outlen);
+}
+
+su_err_t su_fmt_unwrap(const unsigned char kek[SU_KEY_LEN],
+                       const unsigned char *in, size_t inlen,
+                       unsigned char *out, size_t *outlen)
+{
+    *outlen = 0;
+    return su_fmt_keywrap(0, kek, in, inlen, out, outlen);
 }
 
 static EVP_MAC_CTX *su_fmt_hmac_new(const unsigned char key[SU_FMT_MAC_KEY_LEN])
@@ -171,13 +188,13 @@ static su_err_t su_fmt_unwrap_header(const su_kek_t *const *keks, int nkeks,
         if (keks[i] == NULL ||
             memcmp(keks[i]->id, h + SU_FMT_OFF_KEYID, SU_KEY_ID_LEN) != 0)
             continue;
-        if (su_fmt_keywrap(0, keks[i]->key, h + SU_FMT_OFF_WRAPPED,
-                           SU_FMT_WRAPPED_LEN, datakey, &len) == SU_OK &&
+        if (su_fmt_unwrap(keks[i]->key, h + SU_FMT_OFF_WRAPPED,
+                          SU_FMT_WRAPPED_LEN, datakey, &len) == SU_OK &&
             len == SU_FMT_DATAKEY_LEN) {
             *used = keks[i];
             return SU_OK;
         }
-        OPENSSL_cleanse(datakey, SU_FMT_DATAKEY_LEN);
+        su_util_wipe(datakey, SU_FMT_DATAKEY_LEN);
     }
     return SU_ERR_INTEGRITY;
 }
@@ -238,7 +255,7 @@ su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
     if (enc->cipher != NULL && enc->sha != NULL)
         rv = su_enc_build_header(enc, kek, datakey, header);
     /* From here on the key lives only inside the library contexts. */
-    OPENSSL_cleanse(datakey, sizeof datakey);
+    su_util_wipe(datakey, sizeof datakey);
     if (rv != SU_OK) {
         su_enc_cleanup(enc);
         return rv;
@@ -355,7 +372,7 @@ static su_err_t su_dec_init(su_dec_t *dec, const su_kek_t *const *keks,
                            h + SU_FMT_OFF_IV) != 1 ||
         EVP_MAC_update(dec->mac, h, SU_FMT_HEADER_LEN) != 1)
         rv = SU_ERR_INTERNAL;
-    OPENSSL_cleanse(datakey, sizeof datakey);
+    su_util_wipe(datakey, sizeof datakey);
     memcpy(dec->iv, h + SU_FMT_OFF_IV, SU_FMT_IV_LEN);
     return rv;
 }
@@ -402,7 +419,7 @@ su_err_t su_dec_mac_verify(su_dec_t *dec, const unsigned char tag[SU_FMT_TAG_LEN
     dec->mac_done = 1;
     ok = su_fmt_hmac_final(dec->mac, mine) &&
          CRYPTO_memcmp(mine, tag, SU_FMT_TAG_LEN) == 0;
-    OPENSSL_cleanse(mine, sizeof mine);
+    su_util_wipe(mine, sizeof mine);
     /* The MAC key is no longer needed. */
     EVP_MAC_CTX_free(dec->mac);
     dec->mac = NULL;
@@ -459,7 +476,7 @@ static su_err_t su_dec_tail_size(su_dec_t *dec,
          EVP_DecryptUpdate(dec->cipher, out, &n1, tail + SU_FMT_BLOCK,
                            SU_FMT_BLOCK) == 1 &&
          EVP_DecryptFinal_ex(dec->cipher, out + n1, &n2) == 1;
-    OPENSSL_cleanse(out, sizeof out);
+    su_util_wipe(out, sizeof out);
     if (!ok)
         return SU_ERR_INTEGRITY;
     *plain_size = ctlen - SU_FMT_BLOCK + (uint64_t)n1 + (uint64_t)n2;
@@ -1047,7 +1064,7 @@ static su_err_t su_fmt_rewrap_keys(su_fmt_rewrap_t *rw,
             EVP_MAC_update(rw->mac_new, rw->header, SU_FMT_HEADER_LEN) != 1)
             rv = SU_ERR_INTERNAL;
     }
-    OPENSSL_cleanse(datakey, sizeof datakey);
+    su_util_wipe(datakey, sizeof datakey);
     return rv;
 }
 

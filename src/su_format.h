@@ -37,6 +37,16 @@
 su_err_t su_fmt_wrap(const unsigned char kek[SU_KEY_LEN],
                      const unsigned char *in, size_t inlen, unsigned char *out);
 
+/*
+ * The reverse: out gets inlen - 8 bytes, *outlen their count. A wrong KEK
+ * or a corrupt input gives SU_ERR_INTEGRITY with those inlen - 8 bytes
+ * wiped, and not one byte past them (a data key unwraps into a buffer of
+ * exactly SU_FMT_DATAKEY_LEN bytes).
+ */
+su_err_t su_fmt_unwrap(const unsigned char kek[SU_KEY_LEN],
+                       const unsigned char *in, size_t inlen,
+                       unsigned char *out, size_t *outlen);
+
 /* ---- encryption ---- */
 typedef struct su_enc su_enc_t;
 

@@ -413,7 +413,8 @@ const char *su_hdr_safe_name(apr_pool_t *p, const char *filename)
     return out;
 }
 
-/* ---- base64 (strict: canonical alphabet, padded, length a multiple of 4) ---- */
+/* ---- base64 (strict: canonical alphabet, padded, length a multiple of 4,
+ *      unused bits zero) ---- */
 
 static int su_hdr_b64_val(unsigned char c)
 {
@@ -454,6 +455,10 @@ static long su_hdr_b64_decode(const char *s, apr_size_t n, unsigned char *out,
                 return -1;
             }
         }
+        /* RFC 4648 §3.5: the bits a padded quantum leaves unused are zero;
+         * otherwise several encodings decode to the same bytes. */
+        if ((pad == 2 && (v[1] & 0xf) != 0) || (pad == 1 && (v[2] & 0x3) != 0))
+            return -1;
         if (o + 3 - (apr_size_t)pad > cap)
             return -1;
         out[o++] = (unsigned char)((v[0] << 2) | (v[1] >> 4));

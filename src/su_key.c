@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <apr_strings.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -51,7 +50,7 @@ static size_t su_key_region_len(void)
 
 static apr_status_t su_key_region_cleanup(void *data)
 {
-    OPENSSL_cleanse(data, sizeof(su_kek_t));
+    su_util_wipe(data, sizeof(su_kek_t));
     munmap(data, su_key_region_len());
     return APR_SUCCESS;
 }
@@ -233,7 +232,7 @@ su_err_t su_key_load(apr_pool_t *p, const char *path, su_kek_t **out,
         kek->path = apr_pstrdup(p, path);
         *out = kek;
     }
-    OPENSSL_cleanse(buf, sizeof buf);
+    su_util_wipe(buf, sizeof buf);
     return rv;
 }
 
@@ -299,11 +298,11 @@ su_err_t su_key_generate_file(apr_pool_t *p, const char *path, const char **err)
         return SU_ERR_INTERNAL;
     }
     su_util_hex(text, raw, sizeof raw);
-    OPENSSL_cleanse(raw, sizeof raw);
+    su_util_wipe(raw, sizeof raw);
     text[SU_KEY_HEX_LEN] = '\n';
     text[SU_KEY_HEX_LEN + 1] = '\0';
     rv = su_key_write_new(p, path, text, err);
-    OPENSSL_cleanse(text, sizeof text);
+    su_util_wipe(text, sizeof text);
     return rv;
 }
 

@@ -23,7 +23,7 @@ typedef struct su_kek {
  * newline ("\n" or "\r\n"); nothing else. The file must be a regular file not
  * readable, writable or executable by group or other.
  * The su_kek_t lives in locked, non-dumpable memory that a cleanup on pool p
- * wipes (OPENSSL_cleanse) and frees.
+ * wipes (su_util_wipe) and frees.
  * On failure returns SU_ERR_INTERNAL and sets *err (allocated from p) to a
  * message naming the path and the reason, never the key material.
  */

@@ -8,9 +8,21 @@
 #include <apr_strings.h>
 #include <openssl/crypto.h>
 
+#ifdef SU_WIPE_CHECKED
+/*
+ * Sanitizer and fuzz builds: OPENSSL_cleanse is assembly and explicit_bzero
+ * runs inside the C library, so AddressSanitizer checks neither, and a wipe
+ * of the wrong length goes unseen. memset is intercepted and checked; called
+ * through a volatile pointer, the compiler cannot drop it as a dead store.
+ */
+static void *(*volatile su_util_memset)(void *, int, size_t) = memset;
+#endif
+
 void su_util_wipe(void *p, size_t n)
 {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
+#if defined(SU_WIPE_CHECKED)
+    su_util_memset(p, 0, n);
+#elif defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
     explicit_bzero(p, n);
 #else
     OPENSSL_cleanse(p, n);

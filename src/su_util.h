@@ -9,10 +9,12 @@
 void su_util_hex(char *out, const unsigned char *in, size_t n);
 
 /*
- * Wipe a plaintext buffer before its memory is reused; the compiler may
- * not drop it. explicit_bzero where the C library has it: it runs at
- * memset speed, which counts for every piece of a large transfer. (Key
- * bytes, a few dozen at a time, are wiped with OPENSSL_cleanse.)
+ * Wipe secret bytes (plaintext, keys, passwords) before their memory is
+ * reused; the compiler may not drop it. Every wipe goes through here.
+ * explicit_bzero where the C library has it: it runs at memset speed, which
+ * counts for every piece of a large transfer. Built with SU_WIPE_CHECKED
+ * (--enable-sanitizers, fuzz/run) it is a memset that AddressSanitizer
+ * checks, so a wipe past the end of its buffer is caught.
  */
 void su_util_wipe(void *p, size_t n);
 

@@ -180,6 +180,44 @@ def test_decrypt_same_key_id_wrong_key_writes_nothing(keys, store):
     assert r.rc == 1 and r.out == b"", r
 
 
+# the first, a middle and the last byte of the wrapped data key
+@pytest.mark.parametrize("off", [16, 56, 87])
+def test_corrupt_wrapped_key_under_matching_key_id(keys, store, tmp_path, off):
+    """The key id names a configured key (ids are public) but the wrapped
+    data key is corrupt: its unwrap fails. verify and decrypt report an
+    integrity failure with exit 1, write nothing, and (in the sanitizer
+    build) show no memory error: the failed unwrap's wipe once ran 8 bytes
+    past the data key's stack buffer. rewrap leaves the file as it was."""
+    raw, kp = keys.make()
+    _, kp_new = keys.make()
+    fid = store.put(raw, b"secret plaintext " * 100)
+    p = store.path(fid)
+    blob = bytearray(store.read(fid))
+    blob[off] ^= 0x01
+    with open(p, "wb") as f:
+        f.write(blob)
+    reason = "integrity check failed (modified file or wrong key)"
+
+    r = run("verify", p, "--key", kp)
+    assert r.rc == 1, r
+    assert r.lines == ["FAILED %s: %s" % (p, reason)], r
+
+    r = run("decrypt", p, "--key", kp)
+    assert r.rc == 1, r
+    assert r.out == b""
+    assert r.err == "secupload: %s: %s\n" % (p, reason), r
+    out = tmp_path / "o"
+    r = run("decrypt", p, "--key", kp, "-o", out)
+    assert r.rc == 1 and not out.exists(), r
+
+    r = run("rewrap", "--storage", store.root, "--from", kp, "--to", kp_new)
+    assert r.rc == 1, r
+    assert "FAILED %s: %s" % (fid, reason) in r.lines, r
+    assert store.read(fid) == bytes(blob)
+    assert temp_files(store.root) == []
+    no_key_material(r, raw)
+
+
 # offsets: magic, key id, wrapped key, IV, first ciphertext byte, last
 # ciphertext byte, tag
 FLIPS = [0, 7, 9, 20, 90, HEADER_LEN, -33, -1]

@@ -654,6 +654,38 @@ def test_tampered_file_is_500(fresh, how, size):
     assert not os.path.exists(enc_path(fresh.site.storage, fid))
 
 
+@pytest.mark.parametrize("off", [16, 56, 87])
+def test_corrupt_wrapped_key_under_configured_key_is_500(fresh, off):
+    """The header names the configured key (key ids are public), but the
+    wrapped data key is corrupt, so its unwrap fails: GET and HEAD are 500
+    JSON with an audit entry each, the child keeps serving (in the
+    sanitizer build the error log stays free of reports: the failed
+    unwrap's wipe once ran 8 bytes past the data key's stack buffer), and
+    the stored file and its metadata stay as they were."""
+    plain = _marker_plain(70000)
+    doc = upload(fresh, plain, name="wk.txt", ctype="text/plain")
+    fid = doc["id"]
+    path = enc_path(fresh.site.storage, fid)
+    with open(path, "rb") as f:
+        blob = bytearray(f.read())
+    assert bytes(blob[8:16]) == H.key_id(fresh.kek1)
+    blob[off] ^= 0x01
+    with open(path, "r+b") as f:
+        f.write(blob)
+    meta = fresh.rv.meta(fid)
+    for _ in range(2):      # the same child or another: each one refuses it
+        _expect_read_failure(fresh, fid, b"PLAINTEXT-MARKER", fresh.rv)
+    with open(path, "rb") as f:
+        assert f.read() == bytes(blob)
+    assert fresh.rv.meta(fid) == meta
+    ok = upload(fresh, b"after", name="after.txt", ctype="text/plain")
+    r = requests.get(files_url(fresh, ok["id"]), timeout=60)
+    assert r.status_code == 200 and r.content == b"after", r.status_code
+    for x in (fid, ok["id"]):
+        d = requests.delete(files_url(fresh, x), timeout=60)
+        assert d.status_code == 204, d.text
+
+
 def test_missing_enc_file_is_500(fresh):
     plain = _marker_plain(5000)
     doc = upload(fresh, plain, name="gone.txt", ctype="text/plain")

@@ -258,6 +258,60 @@ def test_content_digest_raw_malformed(fresh, value):
                "Content-Digest": value}), 400, "bad_request")
 
 
+B64_ALPHABET = ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                "0123456789+/")
+
+
+def _b64_unused_bits_set(digest):
+    """base64 of digest with the bits before '=' that encode nothing set to
+    1: it decodes to the very same bytes, but is not the canonical form."""
+    text = base64.b64encode(digest).decode()
+    pad = text.count("=")
+    assert pad in (1, 2)
+    last = len(text) - pad - 1
+    mask = 0x3 if pad == 1 else 0xf
+    odd = text[:last] + B64_ALPHABET[B64_ALPHABET.index(text[last]) | mask] \
+        + "=" * pad
+    assert odd != text and base64.b64decode(odd) == digest
+    return odd
+
+
+def _sha(alg, data):
+    return hashlib.new(alg.replace("-", ""), data).digest()
+
+
+@pytest.mark.parametrize("header,alg", [("Content-Digest", "sha-256"),
+                                        ("Content-Digest", "sha-512"),
+                                        ("Repr-Digest", "sha-256")])
+def test_digest_non_canonical_base64_raw(fresh, header, alg):
+    """The right digest, with non-zero pad bits: malformed (api.md: base64
+    must be canonical), so 400 before the body counts, and nothing kept."""
+    data = secrets.token_bytes(3000)
+    value = "%s=:%s:" % (alg, _b64_unused_bits_set(_sha(alg, data)))
+    _, doc = fresh.expect_error(lambda: fresh.post(
+        data, {"Content-Type": "application/octet-stream", header: value}),
+        400, "bad_request")
+    assert header in doc["message"], doc
+    # the canonical form of the same digest is accepted
+    canonical = "%s=:%s:" % (alg, base64.b64encode(_sha(alg, data)).decode())
+    r = fresh.post(data, {"Content-Type": "application/octet-stream",
+                          header: canonical})
+    fresh.check_stored(r, data)
+
+
+@pytest.mark.parametrize("header", ["Content-Digest", "Content-MD5"])
+def test_digest_non_canonical_base64_part(fresh, header):
+    data = secrets.token_bytes(3000)
+    if header == "Content-MD5":
+        value = _b64_unused_bits_set(hashlib.md5(data).digest())
+    else:
+        value = "sha-256=:%s:" % _b64_unused_bits_set(_sha("sha-256", data))
+    _, doc = fresh.expect_error(lambda: fresh.post_multipart([H.file_part(
+        data, "p.bin", headers=["%s: %s" % (header, value)])])[0],
+        400, "bad_request")
+    assert header in doc["message"], doc
+
+
 def test_content_digest_multipart_whole_body_ok(fresh):
     data = secrets.token_bytes(3000)
     body, ctype = H.multipart([H.field_part("a", "b"),

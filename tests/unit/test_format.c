@@ -604,6 +604,96 @@ START_TEST(wrong_key)
 }
 END_TEST
 
+/*
+ * A wrapped data key that fails to unwrap under the KEK its id names (the
+ * id is public, the wrapped key anyone's to corrupt): an integrity error,
+ * and the wipe of what the unwrap may have written stays within the 64
+ * bytes of the data key. It once covered 72, 8 bytes past a stack buffer;
+ * canaries on both sides catch that here, AddressSanitizer in the
+ * sanitizer build.
+ */
+#define CANARY 0xA5
+
+static void check_canaries(const unsigned char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < 8; i++) {
+        ck_assert_uint_eq(buf[i], CANARY);
+        ck_assert_uint_eq(buf[8 + len + i], CANARY);
+    }
+}
+
+START_TEST(corrupt_wrapped_key)
+{
+    unsigned char dk[SU_FMT_DATAKEY_LEN], wrapped[SU_FMT_WRAPPED_LEN];
+    unsigned char buf[8 + SU_FMT_DATAKEY_LEN + 8], zero[SU_FMT_DATAKEY_LEN];
+    size_t len = 99;
+
+    ck_assert_int_eq(RAND_bytes(dk, sizeof dk), 1);
+    ck_assert_int_eq(su_fmt_wrap(k1.key, dk, sizeof dk, wrapped), SU_OK);
+    memset(buf, CANARY, sizeof buf);
+    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, sizeof wrapped, buf + 8,
+                                   &len), SU_OK);
+    ck_assert_uint_eq(len, SU_FMT_DATAKEY_LEN);
+    ck_assert_mem_eq(buf + 8, dk, sizeof dk);
+    check_canaries(buf, SU_FMT_DATAKEY_LEN);
+
+    wrapped[40] ^= 0x01;
+    memset(buf, CANARY, sizeof buf);
+    memset(zero, 0, sizeof zero);
+    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, sizeof wrapped, buf + 8,
+                                   &len), SU_ERR_INTEGRITY);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_mem_eq(buf + 8, zero, sizeof zero);   /* nothing of a key left */
+    check_canaries(buf, SU_FMT_DATAKEY_LEN);
+    /* the wrong KEK fails the same way */
+    memset(buf, CANARY, sizeof buf);
+    ck_assert_int_eq(su_fmt_unwrap(k2.key, wrapped, sizeof wrapped, buf + 8,
+                                   &len), SU_ERR_INTEGRITY);
+    check_canaries(buf, SU_FMT_DATAKEY_LEN);
+    /* lengths RFC 3394 cannot unwrap write nothing */
+    memset(buf, CANARY, sizeof buf);
+    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, 12, buf + 8, &len),
+                     SU_ERR_INTEGRITY);
+    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, 8, buf + 8, &len),
+                     SU_ERR_INTEGRITY);
+    check_canaries(buf, 0);
+}
+END_TEST
+
+/* The same through a stored file whose key id matches: every read path and
+ * the rewrap refuse it, and the file stays as it was. */
+START_TEST(corrupt_wrapped_key_file)
+{
+    const char *path = tpath("ck.enc");
+    const su_kek_t *keks[1] = { &k1 };
+    unsigned char data[100], *file, *after;
+    size_t flen, alen;
+    uint64_t size = 12345;
+    collect_t c = { 0 };
+
+    memset(data, 'k', sizeof data);
+    encrypt_file(&k1, data, sizeof data, path, NULL, NULL);
+    file = read_file(path, &flen);
+    file[16 + 40] ^= 0x01;          /* in the wrapped key; the id still k1's */
+    write_file(path, file, flen);
+    ck_assert_int_eq(verify_with(path, &k1, &size), SU_ERR_INTEGRITY);
+    ck_assert_uint_eq(size, 0);
+    ck_assert_int_eq(decrypt_with(path, &k1, NULL, &c), SU_ERR_INTEGRITY);
+    ck_assert_int_eq(read_with(path, &k1, &size, &c), SU_ERR_INTEGRITY);
+    ck_assert_int_eq(c.calls, 0);
+    ck_assert_int_eq(su_fmt_file_rewrap(pool, path, keks, 1, &k2),
+                     SU_ERR_INTEGRITY);
+    ck_assert_int_eq(access(tpath("ck.enc.rewrap.tmp"), F_OK), -1);
+    after = read_file(path, &alen);
+    ck_assert_uint_eq(alen, flen);
+    ck_assert_mem_eq(after, file, flen);
+    free(after);
+    free(file);
+}
+END_TEST
+
 /* Crash before the rename: the old file stays whole; a rerun completes. */
 START_TEST(rewrap_crash)
 {
@@ -878,6 +968,8 @@ static Suite *format_suite(void)
                         (int)(sizeof pad_blocks / sizeof pad_blocks[0]));
     tcase_add_test(tc, rotation);
     tcase_add_test(tc, wrong_key);
+    tcase_add_test(tc, corrupt_wrapped_key);
+    tcase_add_test(tc, corrupt_wrapped_key_file);
     tcase_add_test(tc, rewrap_crash);
     tcase_add_test(tc, missing_and_abort);
     tcase_add_test(tc, streaming_api);

@@ -381,6 +381,55 @@ START_TEST(digest_errors)
 }
 END_TEST
 
+/*
+ * RFC 4648 §3.5: the bits a padded quantum leaves unused must be zero, so
+ * that one digest has one encoding. Each value below decodes to the same
+ * bytes as its canonical form (B64_32 ends in "Hh8=", B64_64 in "Pw==",
+ * B64_16 in "Dw==") but sets some of those bits: malformed, like any other
+ * bad base64.
+ */
+#define B64_32_CUT "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdH"
+#define B64_64_CUT "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P"
+#define B64_16_CUT "AAECAwQFBgcICQoLDA0OD"
+
+START_TEST(base64_unused_bits)
+{
+    static const char *bad[] = {
+        "sha-256=:" B64_32_CUT "h9=:",          /* one pad char, low bit set */
+        "sha-256=:" B64_32_CUT "h+=:",          /* the other low bit */
+        "sha-256=:" B64_32_CUT "h/=:",          /* both */
+        "sha-512=:" B64_64_CUT "x==:",          /* two pad chars, lowest bit */
+        "sha-512=:" B64_64_CUT "8==:",          /* 0b111100: bits 2 and 3 */
+        "sha-512=:" B64_64_CUT "/==:",          /* all four */
+        "sha-512=:" B64_64 ":, sha-256=:" B64_32_CUT "h9=:",  /* beside a good one */
+        NULL
+    };
+    su_digest_t d;
+    int i;
+
+    /* the canonical forms, and their last characters, are what is cut */
+    ck_assert_str_eq(B64_32_CUT "h8=", B64_32);
+    ck_assert_str_eq(B64_64_CUT "w==", B64_64);
+    ck_assert_str_eq(B64_16_CUT "w==", B64_16);
+    ck_assert_int_eq(su_hdr_digest("sha-256=:" B64_32_CUT "h8=:", &d), SU_OK);
+    ck_assert(is_seq(d.value, 32, 0));
+    ck_assert_int_eq(su_hdr_digest("sha-512=:" B64_64_CUT "w==:", &d), SU_OK);
+    ck_assert(is_seq(d.value, 64, 0));
+    for (i = 0; bad[i] != NULL; i++) {
+        d.alg = SU_DIGEST_SHA256;
+        ck_assert_msg(su_hdr_digest(bad[i], &d) == SU_ERR_BAD_REQUEST,
+                      "accepted: %s", bad[i]);
+        ck_assert_int_eq(d.alg, SU_DIGEST_NONE);
+        ck_assert_uint_eq(d.len, 0);
+    }
+    ck_assert_int_eq(su_hdr_content_md5(B64_16_CUT "x==", &d), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(d.alg, SU_DIGEST_NONE);
+    ck_assert_int_eq(su_hdr_content_md5(B64_16_CUT "/==", &d), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_content_md5(B64_16_CUT "w==", &d), SU_OK);
+    ck_assert(is_seq(d.value, 16, 0));
+}
+END_TEST
+
 START_TEST(content_md5)
 {
     su_digest_t d;
@@ -442,6 +491,7 @@ static Suite *hdr_suite(void)
     tcase_add_test(tc, digest_unknown_only);
     tcase_add_test(tc, digest_errors);
     tcase_add_test(tc, content_md5);
+    tcase_add_test(tc, base64_unused_bits);
     tcase_add_test(tc, type_matching);
     suite_add_tcase(s, tc);
     return s;
