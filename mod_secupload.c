@@ -76,7 +76,16 @@ typedef struct su_dir_conf {
     apr_array_header_t *allowed_types; /* const char * */
     int sync;                          /* -1 unset */
     int owner_only;                    /* -1 unset */
+    int enable;                        /* SU_ENABLE_*; -1 unset */
 } su_dir_conf_t;
+
+/*
+ * SecUploadEnable: which handler may serve here. SetHandler alone needs
+ * only AllowOverride FileInfo in .htaccess; this one is the admin's.
+ */
+#define SU_ENABLE_OFF    0
+#define SU_ENABLE_UPLOAD 1
+#define SU_ENABLE_FILES  2
 
 /* ---- runtime state (per child process) ---- */
 
@@ -136,6 +145,7 @@ static void *su_create_dir_conf(apr_pool_t *p, char *dir)
     (void)dir;
     c->sync = -1;
     c->owner_only = -1;
+    c->enable = -1;
     return c;
 }
 
@@ -150,6 +160,7 @@ static void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->allowed_types = add->allowed_types ? add->allowed_types : base->allowed_types;
     c->sync = add->sync != -1 ? add->sync : base->sync;
     c->owner_only = add->owner_only != -1 ? add->owner_only : base->owner_only;
+    c->enable = add->enable != -1 ? add->enable : base->enable;
     return c;
 }
 
@@ -381,6 +392,30 @@ static const char *su_cmd_owner_only(cmd_parms *cmd, void *dc, int flag)
     return NULL;
 }
 
+/*
+ * Not in .htaccess: no AllowOverride class admits the directive (it has no
+ * OR_* bit), and this check refuses it even where AllowOverrideList names
+ * it, so that whoever may write a .htaccess cannot switch a handler on.
+ */
+static const char *su_cmd_enable(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_dir_conf_t *d = dc;
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_HTACCESS);
+
+    if (err)
+        return err;
+    if (strcasecmp(arg, "upload") == 0)
+        d->enable = SU_ENABLE_UPLOAD;
+    else if (strcasecmp(arg, "files") == 0)
+        d->enable = SU_ENABLE_FILES;
+    else if (strcasecmp(arg, "off") == 0)
+        d->enable = SU_ENABLE_OFF;
+    else
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
+                           "' is not one of upload, files, Off", NULL);
+    return NULL;
+}
+
 static const command_rec su_cmds[] = {
     AP_INIT_TAKE1("SecUploadStorageDir", su_cmd_storage_dir, NULL, RSRC_CONF,
                   "Directory where encrypted files are stored"),
@@ -410,6 +445,9 @@ static const command_rec su_cmds[] = {
                  "fsync file and directory before answering"),
     AP_INIT_FLAG("SecUploadOwnerOnly", su_cmd_owner_only, NULL, RSRC_CONF | ACCESS_CONF,
                  "Only the uploading user may read or delete a file"),
+    AP_INIT_TAKE1("SecUploadEnable", su_cmd_enable, NULL, RSRC_CONF | ACCESS_CONF,
+                  "The handler that may serve here: upload (SetHandler "
+                  "secupload), files (SetHandler secupload-files) or Off"),
     { NULL }
 };
 
@@ -1508,6 +1546,31 @@ static su_req_t *su_req_create(request_rec *r)
     return q;
 }
 
+/*
+ * A handler name alone serves nothing: SetHandler is open to any .htaccess
+ * with AllowOverride FileInfo, and could otherwise serve stored files, or
+ * take uploads, around the admin's sections. Only where the admin enabled
+ * that very handler (so a .htaccess cannot switch an upload section to the
+ * files handler either) does the module answer.
+ */
+static int su_enabled(request_rec *r, int upload)
+{
+    const su_dir_conf_t *d = ap_get_module_config(r->per_dir_config,
+                                                  &secupload_module);
+    int want = upload ? SU_ENABLE_UPLOAD : SU_ENABLE_FILES;
+
+    if (d->enable == want)
+        return 1;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SU_LOGNO(00240)
+                  "SetHandler %s is ignored here: %s; the module declines, "
+                  "Apache's default handler answers", r->handler,
+                  d->enable == -1 ? "no SecUploadEnable applies"
+                  : d->enable == SU_ENABLE_OFF ? "SecUploadEnable is Off"
+                  : upload ? "SecUploadEnable is files"
+                  : "SecUploadEnable is upload");
+    return 0;
+}
+
 static int su_handler(request_rec *r)
 {
     int upload;
@@ -1517,6 +1580,8 @@ static int su_handler(request_rec *r)
         return DECLINED;
     upload = strcmp(r->handler, "secupload") == 0;
     if (!upload && strcmp(r->handler, "secupload-files") != 0)
+        return DECLINED;
+    if (!su_enabled(r, upload))
         return DECLINED;
     q = su_req_create(r);
     if (q == NULL) {
