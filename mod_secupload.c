@@ -799,8 +799,15 @@ static void su_settle(su_req_t *q, const char *id)
                       SU_STORE_UNSETTLED, id, q->srv->storage_dir);
 }
 
+/*
+ * Every JSON answer: metadata (names, digests, users, client addresses) and
+ * errors must not be kept by a cache (mod_cache answers from its quick
+ * handler, before authentication and SecUploadOwnerOnly, and after the
+ * file was deleted), nor by any cache on the way.
+ */
 static int su_respond(request_rec *r, int status, const char *json)
 {
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     r->status = status;
     ap_set_content_type(r, "application/json");
     ap_set_content_length(r, (apr_off_t)strlen(json));
