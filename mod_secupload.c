@@ -19,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <apr_strings.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -558,6 +560,104 @@ static int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     for (; s; s = s->next)
         if (su_check_server(s) != OK)
             return !OK;
+    return OK;
+}
+
+/* ---- leftovers of uploads cut short, removed at a full start ---- */
+
+/*
+ * A child killed mid-upload (a graceful stop past GracefulShutdownTimeout,
+ * the SIGKILL of a hard stop or restart, a crash) runs no pool cleanup, so
+ * its temp file stays. They are removed only at the first configuration of
+ * a parent process (AP_SQ_MS_CREATE_CONFIG of generation 1, the
+ * configuration it goes on to serve with; its preliminary pass,
+ * AP_SQ_MS_CREATE_PRE_CONFIG of generation 0, is skipped), before any child
+ * exists; and never at a restart or graceful restart (generation 2 and up),
+ * when children of the old generation may still be writing theirs.
+ * ap_state_query lives in the core, so it holds across the unload and
+ * reload of this module that each generation brings, which a static
+ * variable would not.
+ */
+static int su_first_start(void)
+{
+    return ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG
+           && ap_state_query(AP_SQ_CONFIG_GEN) == 1;
+}
+
+/*
+ * Another parent may still have processes writing into the same directory:
+ * a second server configured on it, or one stopped with graceful-stop
+ * whose children finish their requests while this one starts. So every
+ * server holds a shared flock(2) on the directory for as long as any of its
+ * processes lives, and the sweep needs it exclusively. The descriptor is
+ * opened once per parent and never closed: it outlives every generation of
+ * this module (unloaded at each restart, so no pool cleanup of ours could
+ * run later), every child inherits it, programs they exec do not, and the
+ * system lets go of it with the last process. Returns it with the
+ * exclusive lock, or -1: leave the directory alone.
+ */
+static int su_lock_storage(server_rec *s, const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, SU_LOGNO(00243)
+                     "cannot open %s to look for temp files", dir);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd;
+    if (errno == EWOULDBLOCK)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00242)
+                     "%s is in use by another running server (or by the "
+                     "children of one that is stopping); its temp files are "
+                     "left alone (secupload fsck lists them)", dir);
+    else
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, SU_LOGNO(00243)
+                     "cannot lock %s; its temp files are left alone "
+                     "(secupload fsck lists them)", dir);
+    /* held shared while serving, so that no other server sweeps under us;
+     * never waited for: a start must not hang on someone else's lock */
+    flock(fd, LOCK_SH | LOCK_NB);
+    return -1;
+}
+
+static void su_sweep_storage(server_rec *s, const char *dir, apr_pool_t *ptemp)
+{
+    int fd = su_lock_storage(s, dir);
+    int removed = 0;
+    const char *err = NULL;
+
+    if (fd < 0)
+        return;
+    if (su_store_sweep_temps(ptemp, dir, &removed, &err) != SU_OK)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00244)
+                     "while removing temp files left in %s: %s", dir, err);
+    if (removed > 0)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00241)
+                     "removed %d temp file%s of uploads cut short before "
+                     "this start from %s", removed, removed == 1 ? "" : "s", dir);
+    /* no child runs yet: the short gap of the conversion is harmless */
+    flock(fd, LOCK_SH);
+}
+
+static int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                          server_rec *s)
+{
+    apr_hash_t *done = apr_hash_make(ptemp);
+    (void)pconf; (void)plog;
+
+    if (!su_first_start())
+        return OK;
+    for (; s; s = s->next) {
+        su_srv_conf_t *c = su_srv(s);
+        if (c->storage_dir == NULL || c->keks->nelts == 0
+            || apr_hash_get(done, c->storage_dir, APR_HASH_KEY_STRING))
+            continue;
+        /* once per directory: a second lock on it would meet our own */
+        apr_hash_set(done, c->storage_dir, APR_HASH_KEY_STRING, "");
+        su_sweep_storage(s, c->storage_dir, ptemp);
+    }
     return OK;
 }
 
@@ -1611,6 +1711,7 @@ static void su_register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_check_config(su_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(su_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(su_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
     su_body_error_filter = ap_register_output_filter("SECUPLOAD_BODY_ERROR",
