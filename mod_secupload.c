@@ -19,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <apr_strings.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,7 +78,16 @@ typedef struct su_dir_conf {
     apr_array_header_t *allowed_types; /* const char * */
     int sync;                          /* -1 unset */
     int owner_only;                    /* -1 unset */
+    int enable;                        /* SU_ENABLE_*; -1 unset */
 } su_dir_conf_t;
+
+/*
+ * SecUploadEnable: which handler may serve here. SetHandler alone needs
+ * only AllowOverride FileInfo in .htaccess; this one is the admin's.
+ */
+#define SU_ENABLE_OFF    0
+#define SU_ENABLE_UPLOAD 1
+#define SU_ENABLE_FILES  2
 
 /* ---- runtime state (per child process) ---- */
 
@@ -136,6 +147,7 @@ static void *su_create_dir_conf(apr_pool_t *p, char *dir)
     (void)dir;
     c->sync = -1;
     c->owner_only = -1;
+    c->enable = -1;
     return c;
 }
 
@@ -150,6 +162,7 @@ static void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->allowed_types = add->allowed_types ? add->allowed_types : base->allowed_types;
     c->sync = add->sync != -1 ? add->sync : base->sync;
     c->owner_only = add->owner_only != -1 ? add->owner_only : base->owner_only;
+    c->enable = add->enable != -1 ? add->enable : base->enable;
     return c;
 }
 
@@ -381,6 +394,30 @@ static const char *su_cmd_owner_only(cmd_parms *cmd, void *dc, int flag)
     return NULL;
 }
 
+/*
+ * Not in .htaccess: no AllowOverride class admits the directive (it has no
+ * OR_* bit), and this check refuses it even where AllowOverrideList names
+ * it, so that whoever may write a .htaccess cannot switch a handler on.
+ */
+static const char *su_cmd_enable(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_dir_conf_t *d = dc;
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_HTACCESS);
+
+    if (err)
+        return err;
+    if (strcasecmp(arg, "upload") == 0)
+        d->enable = SU_ENABLE_UPLOAD;
+    else if (strcasecmp(arg, "files") == 0)
+        d->enable = SU_ENABLE_FILES;
+    else if (strcasecmp(arg, "off") == 0)
+        d->enable = SU_ENABLE_OFF;
+    else
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
+                           "' is not one of upload, files, Off", NULL);
+    return NULL;
+}
+
 static const command_rec su_cmds[] = {
     AP_INIT_TAKE1("SecUploadStorageDir", su_cmd_storage_dir, NULL, RSRC_CONF,
                   "Directory where encrypted files are stored"),
@@ -410,6 +447,9 @@ static const command_rec su_cmds[] = {
                  "fsync file and directory before answering"),
     AP_INIT_FLAG("SecUploadOwnerOnly", su_cmd_owner_only, NULL, RSRC_CONF | ACCESS_CONF,
                  "Only the uploading user may read or delete a file"),
+    AP_INIT_TAKE1("SecUploadEnable", su_cmd_enable, NULL, RSRC_CONF | ACCESS_CONF,
+                  "The handler that may serve here: upload (SetHandler "
+                  "secupload), files (SetHandler secupload-files) or Off"),
     { NULL }
 };
 
@@ -520,6 +560,104 @@ static int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     for (; s; s = s->next)
         if (su_check_server(s) != OK)
             return !OK;
+    return OK;
+}
+
+/* ---- leftovers of uploads cut short, removed at a full start ---- */
+
+/*
+ * A child killed mid-upload (a graceful stop past GracefulShutdownTimeout,
+ * the SIGKILL of a hard stop or restart, a crash) runs no pool cleanup, so
+ * its temp file stays. They are removed only at the first configuration of
+ * a parent process (AP_SQ_MS_CREATE_CONFIG of generation 1, the
+ * configuration it goes on to serve with; its preliminary pass,
+ * AP_SQ_MS_CREATE_PRE_CONFIG of generation 0, is skipped), before any child
+ * exists; and never at a restart or graceful restart (generation 2 and up),
+ * when children of the old generation may still be writing theirs.
+ * ap_state_query lives in the core, so it holds across the unload and
+ * reload of this module that each generation brings, which a static
+ * variable would not.
+ */
+static int su_first_start(void)
+{
+    return ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG
+           && ap_state_query(AP_SQ_CONFIG_GEN) == 1;
+}
+
+/*
+ * Another parent may still have processes writing into the same directory:
+ * a second server configured on it, or one stopped with graceful-stop
+ * whose children finish their requests while this one starts. So every
+ * server holds a shared flock(2) on the directory for as long as any of its
+ * processes lives, and the sweep needs it exclusively. The descriptor is
+ * opened once per parent and never closed: it outlives every generation of
+ * this module (unloaded at each restart, so no pool cleanup of ours could
+ * run later), every child inherits it, programs they exec do not, and the
+ * system lets go of it with the last process. Returns it with the
+ * exclusive lock, or -1: leave the directory alone.
+ */
+static int su_lock_storage(server_rec *s, const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, SU_LOGNO(00243)
+                     "cannot open %s to look for temp files", dir);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd;
+    if (errno == EWOULDBLOCK)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00242)
+                     "%s is in use by another running server (or by the "
+                     "children of one that is stopping); its temp files are "
+                     "left alone (secupload fsck lists them)", dir);
+    else
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, SU_LOGNO(00243)
+                     "cannot lock %s; its temp files are left alone "
+                     "(secupload fsck lists them)", dir);
+    /* held shared while serving, so that no other server sweeps under us;
+     * never waited for: a start must not hang on someone else's lock */
+    flock(fd, LOCK_SH | LOCK_NB);
+    return -1;
+}
+
+static void su_sweep_storage(server_rec *s, const char *dir, apr_pool_t *ptemp)
+{
+    int fd = su_lock_storage(s, dir);
+    int removed = 0;
+    const char *err = NULL;
+
+    if (fd < 0)
+        return;
+    if (su_store_sweep_temps(ptemp, dir, &removed, &err) != SU_OK)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00244)
+                     "while removing temp files left in %s: %s", dir, err);
+    if (removed > 0)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00241)
+                     "removed %d temp file%s of uploads cut short before "
+                     "this start from %s", removed, removed == 1 ? "" : "s", dir);
+    /* no child runs yet: the short gap of the conversion is harmless */
+    flock(fd, LOCK_SH);
+}
+
+static int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                          server_rec *s)
+{
+    apr_hash_t *done = apr_hash_make(ptemp);
+    (void)pconf; (void)plog;
+
+    if (!su_first_start())
+        return OK;
+    for (; s; s = s->next) {
+        su_srv_conf_t *c = su_srv(s);
+        if (c->storage_dir == NULL || c->keks->nelts == 0
+            || apr_hash_get(done, c->storage_dir, APR_HASH_KEY_STRING))
+            continue;
+        /* once per directory: a second lock on it would meet our own */
+        apr_hash_set(done, c->storage_dir, APR_HASH_KEY_STRING, "");
+        su_sweep_storage(s, c->storage_dir, ptemp);
+    }
     return OK;
 }
 
@@ -829,8 +967,15 @@ static void su_settle(su_req_t *q, const char *id, apr_uint64_t bytes)
                       SU_STORE_UNSETTLED, id, q->srv->storage_dir);
 }
 
+/*
+ * Every JSON answer: metadata (names, digests, users, client addresses) and
+ * errors must not be kept by a cache (mod_cache answers from its quick
+ * handler, before authentication and SecUploadOwnerOnly, and after the
+ * file was deleted), nor by any cache on the way.
+ */
 static int su_respond(request_rec *r, int status, const char *json)
 {
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     r->status = status;
     ap_set_content_type(r, "application/json");
     ap_set_content_length(r, (apr_off_t)strlen(json));
@@ -1641,6 +1786,31 @@ static su_req_t *su_req_create(request_rec *r)
     return q;
 }
 
+/*
+ * A handler name alone serves nothing: SetHandler is open to any .htaccess
+ * with AllowOverride FileInfo, and could otherwise serve stored files, or
+ * take uploads, around the admin's sections. Only where the admin enabled
+ * that very handler (so a .htaccess cannot switch an upload section to the
+ * files handler either) does the module answer.
+ */
+static int su_enabled(request_rec *r, int upload)
+{
+    const su_dir_conf_t *d = ap_get_module_config(r->per_dir_config,
+                                                  &secupload_module);
+    int want = upload ? SU_ENABLE_UPLOAD : SU_ENABLE_FILES;
+
+    if (d->enable == want)
+        return 1;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SU_LOGNO(00240)
+                  "SetHandler %s is ignored here: %s; the module declines, "
+                  "Apache's default handler answers", r->handler,
+                  d->enable == -1 ? "no SecUploadEnable applies"
+                  : d->enable == SU_ENABLE_OFF ? "SecUploadEnable is Off"
+                  : upload ? "SecUploadEnable is files"
+                  : "SecUploadEnable is upload");
+    return 0;
+}
+
 static int su_handler(request_rec *r)
 {
     int upload;
@@ -1650,6 +1820,8 @@ static int su_handler(request_rec *r)
         return DECLINED;
     upload = strcmp(r->handler, "secupload") == 0;
     if (!upload && strcmp(r->handler, "secupload-files") != 0)
+        return DECLINED;
+    if (!su_enabled(r, upload))
         return DECLINED;
     q = su_req_create(r);
     if (q == NULL) {
@@ -1672,6 +1844,7 @@ static void su_register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_check_config(su_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(su_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(su_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
     su_body_error_filter = ap_register_output_filter("SECUPLOAD_BODY_ERROR",

@@ -581,7 +581,7 @@ static int su_cli_is_temp(apr_pool_t *p, const char *sub, const char *name)
 {
     size_t n = strlen(name), sl = strlen(SU_CLI_REWRAP_SUFFIX);
 
-    if (strncmp(name, SU_STORE_TMP_PREFIX, strlen(SU_STORE_TMP_PREFIX)) == 0)
+    if (su_store_is_temp(name))
         return 1;
     return n > sl && strcmp(name + n - sl, SU_CLI_REWRAP_SUFFIX) == 0
            && su_cli_stored_id(p, sub, apr_pstrndup(p, name, n - sl)) != NULL;

@@ -296,6 +296,81 @@ su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
     return SU_OK;
 }
 
+int su_store_is_temp(const char *name)
+{
+    return strncmp(name, SU_STORE_TMP_PREFIX, strlen(SU_STORE_TMP_PREFIX)) == 0;
+}
+
+/* The store's subdirectories are named by two lowercase hex digits. */
+static int su_store_is_subdir(const char *name)
+{
+    return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+}
+
+typedef struct su_store_sweep {
+    apr_pool_t *p;
+    int removed;
+    const char *err;        /* the first failure */
+} su_store_sweep_t;
+
+static void su_store_sweep_fail(su_store_sweep_t *w, const char *what,
+                                const char *path, int e)
+{
+    if (w->err == NULL)
+        w->err = apr_psprintf(w->p, "%s %s: %s", what, path, strerror(e));
+}
+
+/* Regular files only, never through a symbolic link. */
+static void su_store_sweep_subdir(su_store_sweep_t *w, const char *sub)
+{
+    int fd = open(sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dh = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    struct stat st;
+
+    if (dh == NULL) {
+        su_store_sweep_fail(w, "cannot read", sub, errno);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((e = readdir(dh)) != NULL) {
+        if (!su_store_is_temp(e->d_name)
+            || fstatat(dirfd(dh), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0
+            || !S_ISREG(st.st_mode))
+            continue;
+        if (unlinkat(dirfd(dh), e->d_name, 0) == 0)
+            w->removed++;
+        else if (errno != ENOENT)
+            su_store_sweep_fail(w, "cannot remove",
+                                apr_pstrcat(w->p, sub, "/", e->d_name, NULL), errno);
+    }
+    closedir(dh);
+}
+
+su_err_t su_store_sweep_temps(apr_pool_t *p, const char *dir, int *removed,
+                              const char **err)
+{
+    su_store_sweep_t w = { p, 0, NULL };
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    struct stat st;
+
+    if (dh == NULL)
+        su_store_sweep_fail(&w, "cannot read", dir, errno);
+    while (dh != NULL && (e = readdir(dh)) != NULL) {
+        if (su_store_is_subdir(e->d_name)
+            && fstatat(dirfd(dh), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+            && S_ISDIR(st.st_mode))
+            su_store_sweep_subdir(&w, apr_pstrcat(p, dir, "/", e->d_name, NULL));
+    }
+    if (dh != NULL)
+        closedir(dh);
+    *removed = w.removed;
+    *err = w.err;
+    return w.err ? SU_ERR_INTERNAL : SU_OK;
+}
+
 su_err_t su_store_mark_unsettled(apr_pool_t *p, const char *dir, const char *id,
                                  const char *note)
 {

@@ -83,6 +83,19 @@ void su_store_clear_unsettled(apr_pool_t *p, const char *dir, const char *id);
 apr_array_header_t *su_store_unsettled(apr_pool_t *p, const char *dir,
                                        apr_int64_t *seen);
 
+/* Is name (a directory entry) one of the store's temp files? */
+int su_store_is_temp(const char *name);
+
+/*
+ * Remove the temp files DIR/xx/.tmp-* that uploads cut short by a killed
+ * process left behind. Only when no upload into dir can be in flight: a
+ * writer whose temp file went fails its upload. *removed counts the files
+ * removed; SU_ERR_INTERNAL when some could not be (or a subdirectory could
+ * not be read), *err naming the first.
+ */
+su_err_t su_store_sweep_temps(apr_pool_t *p, const char *dir, int *removed,
+                              const char **err);
+
 /* Remove a stored file (and fsync its directory when sync). */
 su_err_t su_store_remove(apr_pool_t *p, const char *dir, const char *id,
                          int sync, const char **err);

@@ -24,33 +24,41 @@ def upload_locations(htpasswd=None):
 LimitRequestBody 0
 <Location /api/upload/>
     SetHandler secupload
+    SecUploadEnable upload
 </Location>
 <Location /small/>
     SetHandler secupload
+    SecUploadEnable upload
     SecUploadMaxSize 1K
 </Location>
 <Location /typed/>
     SetHandler secupload
+    SecUploadEnable upload
     SecUploadAllowedTypes image/* text/plain
 </Location>
 <Location /typed-limited/>
     SetHandler secupload
+    SecUploadEnable upload
     SecUploadAllowedTypes image/png
     LimitRequestBody 1000
 </Location>
 <Location /field/>
     SetHandler secupload
+    SecUploadEnable upload
     SecUploadFieldName doc
 </Location>
 <Location /nosync/>
     SetHandler secupload
+    SecUploadEnable upload
     SecUploadSync Off
 </Location>
 <Location /api/files/>
     SetHandler secupload-files
+    SecUploadEnable files
 </Location>
 <Location /nommap-files/>
     SetHandler secupload-files
+    SecUploadEnable files
     EnableMMAP Off
 </Location>
 """
@@ -58,6 +66,7 @@ LimitRequestBody 0
         text += """
 <Location /auth/>
     SetHandler secupload
+    SecUploadEnable upload
     AuthType Basic
     AuthName "uploads"
     AuthBasicProvider file
@@ -66,6 +75,7 @@ LimitRequestBody 0
 </Location>
 <Location /ofiles/>
     SetHandler secupload-files
+    SecUploadEnable files
     SecUploadOwnerOnly On
     AuthType Basic
     AuthName "files"

@@ -24,7 +24,8 @@ class ConfSite:
         lines.append('SecUploadKeyFile "%s"' % (key or self.key))
         lines.append("SecUploadRedisServer 127.0.0.1:%d" % self.redis_port)
         lines += server or []
-        lines += ["<Location /api/upload/>", "    SetHandler secupload"]
+        lines += ["<Location /api/upload/>", "    SetHandler secupload",
+                  "    SecUploadEnable upload"]
         lines += ["    " + x for x in (location or [])]
         lines += ["</Location>", extra]
         return self.site.write_conf(self.site.conf_text("\n".join(lines)))

@@ -24,14 +24,17 @@ def gz(module_so, request):
 LoadModule deflate_module %s/mod_deflate.so
 <Location /gz-files/>
     SetHandler secupload-files
+    SecUploadEnable files
     SetOutputFilter DEFLATE
 </Location>
 <Location /gz-upload/>
     SetHandler secupload
+    SecUploadEnable upload
     SetInputFilter DEFLATE
 </Location>
 <Location /gz-small/>
     SetHandler secupload
+    SecUploadEnable upload
     SetInputFilter DEFLATE
     SecUploadMaxSize 1M
     DeflateInflateRatioLimit 100000

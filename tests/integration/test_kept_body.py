@@ -43,6 +43,7 @@ LoadModule kept_probe_module "%s"
 CustomLog "%s" "%%{kept_md5}n %%>s %%L"
 <Location /kept/>
     SetHandler secupload
+    SecUploadEnable upload
     KeptBodySize 1048576
 </Location>
 """ % (H.MODULE_DIR, so, log))

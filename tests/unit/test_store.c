@@ -216,6 +216,70 @@ START_TEST(test_unsettled_note)
 }
 END_TEST
 
+static void touch(const char *path)
+{
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs("x", fp);
+    fclose(fp);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+START_TEST(test_sweep_temps)
+{
+    const char *id = "ab0123456789abcdef0123456789abcd", *err = NULL;
+    const char *p = apr_pstrcat(pool, dir, "/ab", NULL);
+    su_store_file_t *f, *g;
+    int removed = -1;
+
+    /* a temp file of the store (as a killed child leaves it) and a kept one */
+    ck_assert_int_eq(su_store_create(pool, dir, id, &f, &err), SU_OK);
+    ck_assert_int_eq(su_store_create(pool, dir, "cd0123456789abcdef0123456789abcd",
+                                     &g, &err), SU_OK);
+    ck_assert_int_eq(su_store_write(g, "data", 4, &err), SU_OK);
+    ck_assert_int_eq(su_store_commit(g, 0, &err), SU_OK);
+    /* not the store's: left alone */
+    touch(apr_pstrcat(pool, p, "/notes.txt", NULL));
+    touch(apr_pstrcat(pool, dir, "/" SU_STORE_TMP_PREFIX "top", NULL));
+    ck_assert_int_eq(mkdir(apr_pstrcat(pool, dir, "/zz", NULL), 0700), 0);
+    touch(apr_pstrcat(pool, dir, "/zz/" SU_STORE_TMP_PREFIX "x", NULL));
+    ck_assert_int_eq(symlink(apr_pstrcat(pool, dir, "/zz/" SU_STORE_TMP_PREFIX "x",
+                                         NULL),
+                             apr_pstrcat(pool, p, "/" SU_STORE_TMP_PREFIX "link",
+                                         NULL)), 0);
+
+    ck_assert_int_eq(su_store_sweep_temps(pool, dir, &removed, &err), SU_OK);
+    ck_assert_int_eq(removed, 1);
+    ck_assert_ptr_null(err);
+    ck_assert(!exists(apr_pstrcat(pool, p, "/" SU_STORE_TMP_PREFIX, id, NULL)));
+    ck_assert(exists(su_store_path(pool, dir, "cd0123456789abcdef0123456789abcd")));
+    ck_assert(exists(apr_pstrcat(pool, p, "/notes.txt", NULL)));
+    ck_assert(exists(apr_pstrcat(pool, dir, "/" SU_STORE_TMP_PREFIX "top", NULL)));
+    ck_assert(exists(apr_pstrcat(pool, dir, "/zz/" SU_STORE_TMP_PREFIX "x", NULL)));
+    ck_assert(exists(apr_pstrcat(pool, p, "/" SU_STORE_TMP_PREFIX "link", NULL)));
+    su_store_discard(f);   /* its file is gone already: nothing to do */
+
+    ck_assert_int_eq(su_store_sweep_temps(pool, dir, &removed, &err), SU_OK);
+    ck_assert_int_eq(removed, 0);
+    ck_assert_int_eq(su_store_sweep_temps(pool, "/nonexistent/secupload", &removed,
+                                          &err), SU_ERR_INTERNAL);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/secupload"));
+}
+END_TEST
+
+START_TEST(test_is_temp)
+{
+    ck_assert(su_store_is_temp(SU_STORE_TMP_PREFIX "0123"));
+    ck_assert(!su_store_is_temp("0123.enc"));
+    ck_assert(!su_store_is_temp(".tmp"));
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("su_store");
@@ -229,6 +293,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_exclusive);
     tcase_add_test(tc, test_unwritable_dir);
     tcase_add_test(tc, test_unsettled_note);
+    tcase_add_test(tc, test_sweep_temps);
+    tcase_add_test(tc, test_is_temp);
     suite_add_tcase(s, tc);
     return s;
 }
