@@ -1397,6 +1397,73 @@ static int su_files_map_flags(request_rec *r)
     return d->enable_mmap == ENABLE_MMAP_OFF ? SU_FMT_NO_MAP : 0;
 }
 
+/*
+ * The stored type, if it still meets the rules of an upload's type: what
+ * Redis holds is not trusted to be a valid header value (a CR or LF in it
+ * would make Apache refuse the whole answer).
+ */
+static const char *su_files_type(su_req_t *q, const char *id, apr_table_t *meta)
+{
+    const char *type = su_meta_get(meta, "content_type");
+
+    if (su_hdr_valid_type(q->r->pool, type, NULL) == SU_OK)
+        return apr_pstrdup(q->r->pool, type);
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, SU_LOGNO(00220)
+                  "file %s: the stored content type is not a valid media type; "
+                  "sent as application/octet-stream", id);
+    return "application/octet-stream";
+}
+
+static void su_files_headers(su_req_t *q, const char *id, apr_table_t *meta,
+                             uint64_t size)
+{
+    request_rec *r = q->r;
+
+    ap_set_content_type(r, su_files_type(q, id, meta));
+    ap_set_content_length(r, (apr_off_t)size);
+    apr_table_setn(r->headers_out, "Content-Disposition",
+                   su_hdr_attachment(r->pool, su_meta_get(meta, "name")));
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    /* a file opened in a browser anyway runs no script as the site, and
+     * other sites cannot embed it */
+    apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
+    apr_table_setn(r->headers_out, "Cross-Origin-Resource-Policy", "same-origin");
+    apr_table_setn(r->headers_out, "Cache-Control", "private, no-store");
+    /* ranges are not supported: the whole file, always */
+    apr_table_setn(r->headers_out, "Accept-Ranges", "none");
+    apr_table_unset(r->headers_in, "Range");
+}
+
+/*
+ * The headers go out on their own, before any plaintext, so that the
+ * file.read entry records the status the client was given: Apache answers
+ * 500 instead when it finds a header malformed. OK to go on with the body.
+ */
+static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
+{
+    request_rec *r = q->r;
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
+    apr_status_t st;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
+    st = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_destroy(bb);
+    if (r->status != HTTP_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00221)
+                      "file %s: the response headers were refused; %d was "
+                      "sent instead", id, r->status);
+        su_audit_only(q, su_audit(q, "file.read", r->status, id,
+                                  su_err_code(SU_ERR_INTERNAL), 0));
+        return AP_FILTER_ERROR;
+    }
+    su_audit_only(q, su_audit(q, "file.read", HTTP_OK, id, "",
+                              r->header_only ? 0 : size));
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
+                  "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
+    return st == APR_SUCCESS && !r->connection->aborted ? OK : AP_FILTER_ERROR;
+}
+
 static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
 {
     request_rec *r = q->r;
@@ -1405,6 +1472,7 @@ static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
     su_fmt_reader_t *rd = NULL;
     uint64_t size = 0;
     su_err_t rv;
+    int rc;
 
     rv = su_fmt_reader_open_ex(r->pool, path, keks, q->srv->keks->nelts,
                                su_files_map_flags(r), &rd, &size);
@@ -1422,22 +1490,11 @@ static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
                                     : rv == SU_ERR_NOT_FOUND ? "missing"
                                     : "cannot be read"), id, 0);
 
-    ap_set_content_type(r, apr_pstrdup(r->pool, su_meta_get(meta, "content_type")));
-    ap_set_content_length(r, (apr_off_t)size);
-    apr_table_setn(r->headers_out, "Content-Disposition",
-                   su_hdr_attachment(r->pool, su_meta_get(meta, "name")));
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    apr_table_setn(r->headers_out, "Cache-Control", "private, no-store");
-    /* ranges are not supported: the whole file, always */
-    apr_table_setn(r->headers_out, "Accept-Ranges", "none");
-    apr_table_unset(r->headers_in, "Range");
-    su_audit_only(q, su_audit(q, "file.read", HTTP_OK, id, "",
-                              r->header_only ? 0 : size));
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
-                  "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
-    if (r->header_only) {
+    su_files_headers(q, id, meta, size);
+    rc = su_files_send_head(q, id, size);
+    if (rc != OK || r->header_only) {
         su_fmt_reader_close(rd);
-        return OK;
+        return rc;
     }
     return su_files_stream(q, id, rd);
 }

@@ -132,6 +132,14 @@ def check_download_headers(resp, doc):
     assert "Content-Range" not in h, h
     assert "bytes" not in h.get("Accept-Ranges", "").lower(), h
     check_disposition(h.get("Content-Disposition", ""), doc["name"])
+    check_file_guards(h)
+
+
+def check_file_guards(h):
+    """What keeps a stored file from acting as a page of the site."""
+    assert h.get("X-Content-Type-Options") == "nosniff", h
+    assert h.get("Content-Security-Policy") == "sandbox", h
+    assert h.get("Cross-Origin-Resource-Policy") == "same-origin", h
 
 
 def audit_entries(rv, mark, event, fid, settle=2.0):
@@ -289,6 +297,42 @@ def test_content_type_as_stored(fresh, ctype):
     assert r.headers.get("X-Content-Type-Options") == "nosniff"
     assert parse_disposition(r.headers["Content-Disposition"])[0] == \
         "attachment"
+
+
+# a stored type as nobody uploaded it: written into Redis directly
+@pytest.mark.parametrize("junk", [
+    "text/html\r\nX-Injected: yes", "text/html\nSet-Cookie: a=b",
+    "text/html\r", "\r\n", "text/plain\t", "text/html\x7f", "",
+    "text", "/html", "text/", "text/html; charset=\"open", "te xt/html",
+    "text/h\u00e9ml", "text/" + "x" * 300, "text/html; a=1; a=2",
+])
+def test_stored_type_revalidated(fresh, junk):
+    data = b"<html><script>alert(1)</script></html>"
+    doc = upload(fresh, data, name="t.html", ctype="text/html")
+    fid = doc["id"]
+    fresh.redis.client().hset(fresh.prefix + "file:" + fid, "content_type",
+                              junk)
+    rv = fresh.rv
+    mark = rv.audit_mark()
+    for method in ("GET", "HEAD"):
+        resp = raw_get(fresh.apache.port, "/api/files/" + fid, method=method)
+        assert resp.status == 200, (resp.status, resp.body[:300])
+        assert resp.body == (data if method == "GET" else b"")
+        h = resp.headers
+        assert h["content-type"] == "application/octet-stream", h
+        assert h["content-length"] == str(len(data)), h
+        assert "x-injected" not in h and "set-cookie" not in h, h
+        check_file_guards({k.title(): v for k, v in h.items()})
+        check_disposition(h["content-disposition"], "t.html")
+    e = audit_entries(rv, mark, "file.read", fid)
+    assert len(e) == 2, rv.audit_since(mark)
+    for entry, size in zip(e, (len(data), 0)):
+        check_audit(entry, 200, reason="")
+        assert entry["bytes"] == str(size), entry
+    fresh.assert_logged(e[0]["request_id"], "SU00220")
+    # the stored value itself is left as it is
+    assert fresh.rv.meta(fid)["content_type"] == junk
+    requests.delete(files_url(fresh, fid), timeout=60)
 
 
 def _stream_with_pause(s, fid, during):
