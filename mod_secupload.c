@@ -994,7 +994,7 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, const char **detail
 static apr_array_header_t *su_meta(su_req_t *q, const su_upload_info_t *in)
 {
     request_rec *r = q->r;
-    apr_array_header_t *a = apr_array_make(r->pool, 12, sizeof(su_kv_t));
+    apr_array_header_t *a = apr_array_make(r->pool, 13, sizeof(su_kv_t));
 
     su_kv(a, "id", in->id);
     su_kv(a, "name", in->name);
@@ -1002,6 +1002,7 @@ static apr_array_header_t *su_meta(su_req_t *q, const su_upload_info_t *in)
     su_kv(a, "sha256", in->sha256_hex);
     su_kv(a, "content_type", in->content_type);
     su_kv(a, "key_id", in->key_id_hex);
+    su_kv(a, "iv", in->iv_hex);
     su_kv(a, "path", in->relpath);
     su_kv(a, "created", q->time);
     su_kv(a, "client_ip", r->useragent_ip);
@@ -1170,7 +1171,8 @@ static int su_owner_denied(const su_req_t *q, apr_table_t *meta)
 static int su_files_meta(su_req_t *q, apr_table_t *meta)
 {
     static const char *const numeric[] = { "size", NULL };
-    static const char *const hidden[] = { "path", NULL };
+    /* where and which file on disk is the storage's business */
+    static const char *const hidden[] = { "path", "iv", NULL };
 
     return su_respond(q->r, HTTP_OK, su_json_table(q->r->pool, meta, numeric, hidden));
 }
@@ -1464,31 +1466,65 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
     return st == APR_SUCCESS && !r->connection->aborted ? OK : AP_FILTER_ERROR;
 }
 
-static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
+/*
+ * Is the verified file the one uploaded under this id? A valid file of
+ * another id copied over it verifies too, but its IV is not the one
+ * recorded at upload. Metadata from before IVs were recorded has none: such
+ * a file is served as before (secupload fsck lists it, and records it).
+ */
+static int su_files_bound(const su_fmt_reader_t *rd, apr_table_t *meta)
 {
-    request_rec *r = q->r;
-    const su_kek_t *const *keks = (const su_kek_t *const *)q->srv->keks->elts;
-    const char *path = su_store_path(r->pool, q->srv->storage_dir, id);
-    su_fmt_reader_t *rd = NULL;
-    uint64_t size = 0;
-    su_err_t rv;
-    int rc;
+    const char *want = apr_table_get(meta, "iv");
+    char iv[SU_FMT_IV_HEX_LEN + 1];
 
-    rv = su_fmt_reader_open_ex(r->pool, path, keks, q->srv->keks->nelts,
-                               su_files_map_flags(r), &rd, &size);
-    if (rv == SU_OK && size != (uint64_t)apr_atoi64(su_meta_get(meta, "size"))) {
-        su_fmt_reader_close(rd);
+    if (want == NULL)
+        return 1;
+    su_fmt_reader_iv_hex(rd, iv);
+    return strcmp(iv, want) == 0;
+}
+
+/* Open id's file for an answer, or say why it cannot be given out. */
+static su_err_t su_files_open(su_req_t *q, const char *path, apr_table_t *meta,
+                              su_fmt_reader_t **rd, uint64_t *size,
+                              const char **why)
+{
+    const su_kek_t *const *keks = (const su_kek_t *const *)q->srv->keks->elts;
+    su_err_t rv;
+
+    rv = su_fmt_reader_open_ex(q->r->pool, path, keks, q->srv->keks->nelts,
+                               su_files_map_flags(q->r), rd, size);
+    *why = rv == SU_ERR_INTEGRITY ? "verification failed (tampered, truncated, "
+                                    "or no configured key opens it)"
+           : rv == SU_ERR_NOT_FOUND ? "missing" : "cannot be read";
+    if (rv != SU_OK)
+        return rv;
+    if (*size != (uint64_t)apr_atoi64(su_meta_get(meta, "size"))) {
+        rv = SU_ERR_INTEGRITY;
+    } else if (!su_files_bound(*rd, meta)) {
+        *why = "not the file stored under this id (its IV is not the one "
+               "recorded at upload: replaced in the storage directory)";
         rv = SU_ERR_INTEGRITY;
     }
     if (rv != SU_OK)
+        su_fmt_reader_close(*rd);
+    return rv;
+}
+
+static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
+{
+    request_rec *r = q->r;
+    const char *path = su_store_path(r->pool, q->srv->storage_dir, id);
+    su_fmt_reader_t *rd = NULL;
+    uint64_t size = 0;
+    const char *why = NULL;
+    su_err_t rv;
+    int rc;
+
+    rv = su_files_open(q, path, meta, &rd, &size, &why);
+    if (rv != SU_OK)
         return su_fail(q, rv == SU_ERR_NOT_FOUND ? SU_ERR_INTERNAL : rv,
                        "Internal error.",
-                       apr_psprintf(r->pool, "%s: %s", path,
-                                    rv == SU_ERR_INTEGRITY
-                                    ? "verification failed (tampered, truncated, "
-                                      "or no configured key opens it)"
-                                    : rv == SU_ERR_NOT_FOUND ? "missing"
-                                    : "cannot be read"), id, 0);
+                       apr_psprintf(r->pool, "%s: %s", path, why), id, 0);
 
     su_files_headers(q, id, meta, size);
     rc = su_files_send_head(q, id, size);

@@ -161,6 +161,7 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
 {
     unsigned char header[SU_FMT_HEADER_LEN];
     const char *err = NULL;
+    char *iv;
     su_err_t rv;
 
     if (su_upload_content_type(u, content_type, &u->info.content_type) != SU_OK)
@@ -178,6 +179,9 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                               "cannot start encryption");
+    iv = apr_palloc(u->pool, SU_FMT_IV_HEX_LEN + 1);
+    su_fmt_header_iv_hex(header, iv);
+    u->info.iv_hex = iv;
     rv = su_store_create(u->pool, u->conf->storage_dir, u->id, &u->file, &err);
     if (rv == SU_OK && u->conf->sync)
         su_store_writeback(u->file);
