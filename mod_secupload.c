@@ -1245,7 +1245,7 @@ static su_err_t su_read_body(request_rec *r, su_upload_t *u, apr_uint64_t limit,
 static apr_array_header_t *su_meta(su_req_t *q, const su_upload_info_t *in)
 {
     request_rec *r = q->r;
-    apr_array_header_t *a = apr_array_make(r->pool, 12, sizeof(su_kv_t));
+    apr_array_header_t *a = apr_array_make(r->pool, 13, sizeof(su_kv_t));
 
     su_kv(a, "id", in->id);
     su_kv(a, "name", in->name);
@@ -1253,6 +1253,7 @@ static apr_array_header_t *su_meta(su_req_t *q, const su_upload_info_t *in)
     su_kv(a, "sha256", in->sha256_hex);
     su_kv(a, "content_type", in->content_type);
     su_kv(a, "key_id", in->key_id_hex);
+    su_kv(a, "iv", in->iv_hex);
     su_kv(a, "path", in->relpath);
     su_kv(a, "created", q->time);
     su_kv(a, "client_ip", r->useragent_ip);
@@ -1424,7 +1425,8 @@ static int su_owner_denied(const su_req_t *q, apr_table_t *meta)
 static int su_files_meta(su_req_t *q, apr_table_t *meta)
 {
     static const char *const numeric[] = { "size", NULL };
-    static const char *const hidden[] = { "path", NULL };
+    /* where and which file on disk is the storage's business */
+    static const char *const hidden[] = { "path", "iv", NULL };
 
     return su_respond(q->r, HTTP_OK, su_json_table(q->r->pool, meta, numeric, hidden));
 }
@@ -1675,47 +1677,138 @@ static int su_files_map_flags(request_rec *r)
     return d->enable_mmap == ENABLE_MMAP_OFF ? SU_FMT_NO_MAP : 0;
 }
 
-static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
+/*
+ * The stored type, if it still meets the rules of an upload's type: what
+ * Redis holds is not trusted to be a valid header value (a CR or LF in it
+ * would make Apache refuse the whole answer).
+ */
+static const char *su_files_type(su_req_t *q, const char *id, apr_table_t *meta)
+{
+    const char *type = su_meta_get(meta, "content_type");
+
+    if (su_hdr_valid_type(q->r->pool, type, NULL) == SU_OK)
+        return apr_pstrdup(q->r->pool, type);
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, SU_LOGNO(00220)
+                  "file %s: the stored content type is not a valid media type; "
+                  "sent as application/octet-stream", id);
+    return "application/octet-stream";
+}
+
+static void su_files_headers(su_req_t *q, const char *id, apr_table_t *meta,
+                             uint64_t size)
 {
     request_rec *r = q->r;
-    const su_kek_t *const *keks = (const su_kek_t *const *)q->srv->keks->elts;
-    const char *path = su_store_path(r->pool, q->srv->storage_dir, id);
-    su_fmt_reader_t *rd = NULL;
-    uint64_t size = 0;
-    su_err_t rv;
 
-    rv = su_fmt_reader_open_ex(r->pool, path, keks, q->srv->keks->nelts,
-                               su_files_map_flags(r), &rd, &size);
-    if (rv == SU_OK && size != (uint64_t)apr_atoi64(su_meta_get(meta, "size"))) {
-        su_fmt_reader_close(rd);
-        rv = SU_ERR_INTEGRITY;
-    }
-    if (rv != SU_OK)
-        return su_fail(q, rv == SU_ERR_NOT_FOUND ? SU_ERR_INTERNAL : rv,
-                       "Internal error.",
-                       apr_psprintf(r->pool, "%s: %s", path,
-                                    rv == SU_ERR_INTEGRITY
-                                    ? "verification failed (tampered, truncated, "
-                                      "or no configured key opens it)"
-                                    : rv == SU_ERR_NOT_FOUND ? "missing"
-                                    : "cannot be read"), id, 0);
-
-    ap_set_content_type(r, apr_pstrdup(r->pool, su_meta_get(meta, "content_type")));
+    ap_set_content_type(r, su_files_type(q, id, meta));
     ap_set_content_length(r, (apr_off_t)size);
     apr_table_setn(r->headers_out, "Content-Disposition",
                    su_hdr_attachment(r->pool, su_meta_get(meta, "name")));
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    /* a file opened in a browser anyway runs no script as the site, and
+     * other sites cannot embed it */
+    apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
+    apr_table_setn(r->headers_out, "Cross-Origin-Resource-Policy", "same-origin");
     apr_table_setn(r->headers_out, "Cache-Control", "private, no-store");
     /* ranges are not supported: the whole file, always */
     apr_table_setn(r->headers_out, "Accept-Ranges", "none");
     apr_table_unset(r->headers_in, "Range");
+}
+
+/*
+ * The headers go out on their own, before any plaintext, so that the
+ * file.read entry records the status the client was given: Apache answers
+ * 500 instead when it finds a header malformed. OK to go on with the body.
+ */
+static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
+{
+    request_rec *r = q->r;
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
+    apr_status_t st;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
+    st = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_destroy(bb);
+    if (r->status != HTTP_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00221)
+                      "file %s: the response headers were refused; %d was "
+                      "sent instead", id, r->status);
+        su_audit_only(q, su_audit(q, "file.read", r->status, id,
+                                  su_err_code(SU_ERR_INTERNAL), 0));
+        return AP_FILTER_ERROR;
+    }
     su_audit_only(q, su_audit(q, "file.read", HTTP_OK, id, "",
                               r->header_only ? 0 : size));
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
                   "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
-    if (r->header_only) {
+    return st == APR_SUCCESS && !r->connection->aborted ? OK : AP_FILTER_ERROR;
+}
+
+/*
+ * Is the verified file the one uploaded under this id? A valid file of
+ * another id copied over it verifies too, but its IV is not the one
+ * recorded at upload. Metadata from before IVs were recorded has none: such
+ * a file is served as before (secupload fsck lists it, and records it).
+ */
+static int su_files_bound(const su_fmt_reader_t *rd, apr_table_t *meta)
+{
+    const char *want = apr_table_get(meta, "iv");
+    char iv[SU_FMT_IV_HEX_LEN + 1];
+
+    if (want == NULL)
+        return 1;
+    su_fmt_reader_iv_hex(rd, iv);
+    return strcmp(iv, want) == 0;
+}
+
+/* Open id's file for an answer, or say why it cannot be given out. */
+static su_err_t su_files_open(su_req_t *q, const char *path, apr_table_t *meta,
+                              su_fmt_reader_t **rd, uint64_t *size,
+                              const char **why)
+{
+    const su_kek_t *const *keks = (const su_kek_t *const *)q->srv->keks->elts;
+    su_err_t rv;
+
+    rv = su_fmt_reader_open_ex(q->r->pool, path, keks, q->srv->keks->nelts,
+                               su_files_map_flags(q->r), rd, size);
+    *why = rv == SU_ERR_INTEGRITY ? "verification failed (tampered, truncated, "
+                                    "or no configured key opens it)"
+           : rv == SU_ERR_NOT_FOUND ? "missing" : "cannot be read";
+    if (rv != SU_OK)
+        return rv;
+    if (*size != (uint64_t)apr_atoi64(su_meta_get(meta, "size"))) {
+        rv = SU_ERR_INTEGRITY;
+    } else if (!su_files_bound(*rd, meta)) {
+        *why = "not the file stored under this id (its IV is not the one "
+               "recorded at upload: replaced in the storage directory)";
+        rv = SU_ERR_INTEGRITY;
+    }
+    if (rv != SU_OK)
+        su_fmt_reader_close(*rd);
+    return rv;
+}
+
+static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
+{
+    request_rec *r = q->r;
+    const char *path = su_store_path(r->pool, q->srv->storage_dir, id);
+    su_fmt_reader_t *rd = NULL;
+    uint64_t size = 0;
+    const char *why = NULL;
+    su_err_t rv;
+    int rc;
+
+    rv = su_files_open(q, path, meta, &rd, &size, &why);
+    if (rv != SU_OK)
+        return su_fail(q, rv == SU_ERR_NOT_FOUND ? SU_ERR_INTERNAL : rv,
+                       "Internal error.",
+                       apr_psprintf(r->pool, "%s: %s", path, why), id, 0);
+
+    su_files_headers(q, id, meta, size);
+    rc = su_files_send_head(q, id, size);
+    if (rc != OK || r->header_only) {
         su_fmt_reader_close(rd);
-        return OK;
+        return rc;
     }
     return su_files_stream(q, id, rd);
 }

@@ -5,7 +5,7 @@
  *   decrypt FILE --key K... [-o OUT]  plaintext, tag checked first
  *   verify FILE... --key K...         integrity of stored files
  *   rewrap --storage DIR --from K... --to K [--dry-run]   key rotation
- *   fsck --storage DIR [--redis ...] [--key K...] [--repair]
+ *   fsck --storage DIR [--redis ...] [--key K...] [--repair] [--backfill-iv]
  *
  * Everything cryptographic goes through the core (su_key, su_format); this
  * file only parses arguments, walks the storage directory and reports.
@@ -41,6 +41,7 @@
 
 #include "su_common.h"
 #include "su_format.h"
+#include "su_hasher.h"
 #include "su_key.h"
 #include "su_redis.h"
 #include "su_util.h"
@@ -857,11 +858,16 @@ static const char su_cli_fsck_help[] =
     "Usage: secupload fsck --storage DIR [--redis HOST:PORT|/path.sock]\n"
     "                      [--prefix P] [--password-file F] [--db N]\n"
     "                      [--timeout MS] [--key KEYFILE...] [--repair]\n"
+    "                      [--backfill-iv]\n"
     "Compare the storage directory with the metadata in Redis. One line per\n"
     "finding, \"<kind> <id or path>\":\n"
     "  orphan <id>              a stored file without metadata\n"
     "  missing <id>             metadata without a stored file\n"
     "  corrupt <id>             a file failing verification (with --key)\n"
+    "  mismatch <id>            not the file uploaded under this id (its IV\n"
+    "                           is not the one recorded): the server refuses it\n"
+    "  no-iv <id>               metadata from before IVs were recorded\n"
+    "  iv-recorded <id>         its IV just recorded by --backfill-iv\n"
     "  stale-temp <path>        a temporary file older than one hour\n"
     "  unexpected <path>        anything else under DIR\n"
     "  in-progress-temp <path>  a recent temporary file (not a problem)\n"
@@ -875,6 +881,8 @@ static const char su_cli_fsck_help[] =
     "      --timeout MS         Redis connect/command timeout (default 2000)\n"
     "  -k, --key KEYFILE        verify every stored file with these keys\n"
     "      --repair             remove stale temporary files (nothing else)\n"
+    "      --backfill-iv        record the IV of no-iv files whose plaintext\n"
+    "                           matches their metadata (needs --key)\n"
     "Exit status 0: no problem left; 1: problems found.\n";
 
 typedef struct su_cli_fsck {
@@ -883,11 +891,12 @@ typedef struct su_cli_fsck {
     const char *password_file;
     su_cli_keys_t keys;
     int repair;
+    int backfill;
     su_redis_t *redis;
     apr_hash_t *meta;          /* id -> id, valid ids with metadata */
     apr_array_header_t *meta_ids;
     unsigned long files, orphan, missing, corrupt, stale, unexpected,
-                  inprogress, removed, verified;
+                  inprogress, removed, verified, mismatch, noiv, recorded;
 } su_cli_fsck_t;
 
 /* The whole buffer: fread may have put bytes past the first line's end, and
@@ -962,32 +971,153 @@ static int su_cli_fsck_redis(apr_pool_t *p, su_cli_fsck_t *fk)
     return SU_CLI_EXIT_OK;
 }
 
-/* A file without metadata in the listing is asked about once more: an
- * upload between the listing and the walk must not look like an orphan. */
-static int su_cli_fsck_has_meta(apr_pool_t *p, su_cli_fsck_t *fk, const char *id,
-                                 int *has)
+/*
+ * A stored file's metadata, read afresh: *meta is NULL once it is gone.
+ * *has also counts metadata in the listing that went meanwhile (a delete
+ * during the run), and metadata that came after the listing (an upload
+ * between the listing and the walk must not look like an orphan).
+ */
+static int su_cli_fsck_meta(apr_pool_t *p, su_cli_fsck_t *fk, const char *id,
+                            int *has, apr_table_t **meta)
 {
-    apr_table_t *meta = NULL;
-    su_err_t rv;
+    su_err_t rv = su_redis_get_meta(fk->redis, p, id, meta);
 
-    *has = apr_hash_get(fk->meta, id, APR_HASH_KEY_STRING) != NULL;
-    if (*has)
-        return SU_CLI_EXIT_OK;
-    rv = su_redis_get_meta(fk->redis, p, id, &meta);
     if (rv == SU_OK || rv == SU_ERR_NOT_FOUND) {
-        *has = rv == SU_OK;
+        *has = rv == SU_OK
+               || apr_hash_get(fk->meta, id, APR_HASH_KEY_STRING) != NULL;
         return SU_CLI_EXIT_OK;
     }
     su_cli_err("redis: %s", su_redis_errstr(fk->redis));
     return SU_CLI_EXIT_ENV;
 }
 
+/*
+ * Does the verified file hold the plaintext recorded at upload (size and
+ * SHA-256)? Decrypts it all; the plaintext only passes through the reader's
+ * buffer and the hasher, both wiped.
+ */
+static su_err_t su_cli_plain_matches(apr_pool_t *p, su_fmt_reader_t *rd,
+                                     uint64_t size, apr_table_t *meta, int *same)
+{
+    const char *want = apr_table_get(meta, "sha256");
+    const char *want_size = apr_table_get(meta, "size");
+    unsigned char sha[32];
+    const unsigned char *data;
+    su_hasher_t *h = NULL;
+    size_t len = 0;
+    su_err_t rv;
+
+    *same = 0;
+    if (want == NULL || want_size == NULL
+        || strcmp(apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)size),
+                  want_size) != 0)
+        return SU_OK;
+    rv = su_hasher_create(p, &h);
+    do {
+        if (rv == SU_OK)
+            rv = su_fmt_reader_next(rd, &data, &len);
+        if (rv == SU_OK && len > 0)
+            rv = su_hasher_update(h, data, len);
+    } while (rv == SU_OK && len > 0);
+    if (rv == SU_OK)
+        rv = su_hasher_final(h, sha);
+    if (rv == SU_OK)
+        *same = strcmp(su_cli_hex(p, sha, sizeof sha), want) == 0;
+    return rv;
+}
+
+/*
+ * Record the IV of a file stored before IVs were recorded, but only once
+ * it is shown to be the file uploaded under this id: a file swapped in
+ * before this run has another plaintext, and is reported instead.
+ */
+static int su_cli_fsck_backfill(apr_pool_t *p, su_cli_fsck_t *fk, const char *id,
+                                apr_table_t *meta, const char *iv,
+                                su_fmt_reader_t *rd, uint64_t size)
+{
+    int same = 0, added = 0;
+    su_err_t rv = su_cli_plain_matches(p, rd, size, meta, &same);
+
+    if (rv != SU_OK) {
+        printf("corrupt %s\n", id);    /* changed after verification */
+        fk->corrupt++;
+        return SU_CLI_EXIT_OK;
+    }
+    if (!same) {
+        printf("mismatch %s\n", id);
+        fk->mismatch++;
+        return SU_CLI_EXIT_OK;
+    }
+    rv = su_redis_meta_add(fk->redis, p, id, "iv", iv, &added);
+    /* not found: deleted meanwhile, and not brought back */
+    if (rv != SU_OK && rv != SU_ERR_NOT_FOUND) {
+        su_cli_err("redis: %s", su_redis_errstr(fk->redis));
+        return SU_CLI_EXIT_ENV;
+    }
+    if (added) {
+        printf("iv-recorded %s\n", id);
+        fk->recorded++;
+    }
+    return SU_CLI_EXIT_OK;
+}
+
+/*
+ * Is the file the one its metadata describes? The IV recorded at upload
+ * against the file's (iv: verified with --key, from the header alone
+ * without; NULL if it could not be read). rd: the verified file, or NULL.
+ */
+static int su_cli_fsck_bound(apr_pool_t *p, su_cli_fsck_t *fk, const char *id,
+                             apr_table_t *meta, const char *iv,
+                             su_fmt_reader_t *rd, uint64_t size)
+{
+    const char *want = meta ? apr_table_get(meta, "iv") : NULL;
+
+    if (meta == NULL)
+        return SU_CLI_EXIT_OK;
+    if (want == NULL && fk->backfill && rd != NULL && iv != NULL)
+        return su_cli_fsck_backfill(p, fk, id, meta, iv, rd, size);
+    if (want == NULL) {
+        printf("no-iv %s\n", id);
+        fk->noiv++;
+    } else if (iv != NULL && strcmp(want, iv) != 0) {
+        printf("mismatch %s\n", id);
+        fk->mismatch++;
+    }
+    return SU_CLI_EXIT_OK;
+}
+
+/* With --key: verified completely, then compared with its metadata. */
+static int su_cli_fsck_verify(apr_pool_t *p, su_cli_fsck_t *fk,
+                              const su_cli_entry_t *e, apr_table_t *meta)
+{
+    char iv[SU_FMT_IV_HEX_LEN + 1];
+    su_fmt_reader_t *rd = NULL;
+    uint64_t size = 0;
+    su_err_t rv;
+    int rc;
+
+    rv = su_fmt_reader_open(p, e->path, fk->keys.k, fk->keys.n, &rd, &size);
+    if (rv == SU_ERR_NOT_FOUND)
+        return SU_CLI_EXIT_OK;   /* deleted meanwhile */
+    fk->verified++;
+    if (rv != SU_OK) {
+        printf("corrupt %s\n", e->id);
+        fk->corrupt++;
+        return SU_CLI_EXIT_OK;
+    }
+    su_fmt_reader_iv_hex(rd, iv);
+    rc = su_cli_fsck_bound(p, fk, e->id, meta, iv, rd, size);
+    su_fmt_reader_close(rd);
+    return rc;
+}
+
 static int su_cli_fsck_stored(apr_pool_t *p, su_cli_fsck_t *fk,
                               const su_cli_entry_t *e)
 {
-    uint64_t size = 0;
-    int has, rc = su_cli_fsck_has_meta(p, fk, e->id, &has);
-    su_err_t rv;
+    char iv[SU_FMT_IV_HEX_LEN + 1];
+    const char *seen = NULL;
+    apr_table_t *meta = NULL;
+    int has, rc = su_cli_fsck_meta(p, fk, e->id, &has, &meta);
 
     if (rc != SU_CLI_EXIT_OK)
         return rc;
@@ -996,17 +1126,12 @@ static int su_cli_fsck_stored(apr_pool_t *p, su_cli_fsck_t *fk,
         printf("orphan %s\n", e->id);
         fk->orphan++;
     }
-    if (fk->keys.n == 0)
-        return SU_CLI_EXIT_OK;
-    rv = su_fmt_file_verify(p, e->path, fk->keys.k, fk->keys.n, &size);
-    if (rv == SU_ERR_NOT_FOUND)
-        return SU_CLI_EXIT_OK;   /* deleted meanwhile */
-    fk->verified++;
-    if (rv != SU_OK) {
-        printf("corrupt %s\n", e->id);
-        fk->corrupt++;
-    }
-    return SU_CLI_EXIT_OK;
+    if (fk->keys.n > 0)
+        return su_cli_fsck_verify(p, fk, e, meta);
+    /* without keys, the header's IV as it is: a mismatch is still one */
+    if (meta != NULL && su_fmt_file_iv_hex(p, e->path, iv) == SU_OK)
+        seen = iv;
+    return su_cli_fsck_bound(p, fk, e->id, meta, seen, NULL, 0);
 }
 
 static void su_cli_fsck_temp(apr_pool_t *p, su_cli_fsck_t *fk,
@@ -1085,14 +1210,15 @@ static void su_cli_fsck_missing(apr_pool_t *p, su_cli_fsck_t *fk,
 static int su_cli_fsck_summary(const su_cli_fsck_t *fk)
 {
     unsigned long problems = fk->orphan + fk->missing + fk->corrupt
-                             + fk->unexpected + (fk->stale - fk->removed);
+                             + fk->unexpected + (fk->stale - fk->removed)
+                             + fk->mismatch + fk->noiv;
 
     printf("summary: files=%lu metadata=%d verified=%lu orphan=%lu missing=%lu "
            "corrupt=%lu stale-temp=%lu unexpected=%lu in-progress-temp=%lu "
-           "removed=%lu problems=%lu\n",
+           "removed=%lu mismatch=%lu no-iv=%lu iv-recorded=%lu problems=%lu\n",
            fk->files, fk->meta_ids->nelts, fk->verified, fk->orphan, fk->missing,
            fk->corrupt, fk->stale, fk->unexpected, fk->inprogress, fk->removed,
-           problems);
+           fk->mismatch, fk->noiv, fk->recorded, problems);
     if (fflush(stdout) != 0)
         return SU_CLI_EXIT_FAIL;
     return problems ? SU_CLI_EXIT_FAIL : SU_CLI_EXIT_OK;
@@ -1128,7 +1254,7 @@ static int su_cli_fsck_run(apr_pool_t *p, su_cli_fsck_t *fk)
 }
 
 enum { SU_CLI_OPT_PASSFILE = 256, SU_CLI_OPT_DB, SU_CLI_OPT_TIMEOUT,
-       SU_CLI_OPT_REPAIR };
+       SU_CLI_OPT_REPAIR, SU_CLI_OPT_BACKFILL };
 
 static int su_cli_fsck_opt(apr_pool_t *p, su_cli_fsck_t *fk, int c,
                            const char *arg, su_cli_paths_t *kp)
@@ -1142,6 +1268,7 @@ static int su_cli_fsck_opt(apr_pool_t *p, su_cli_fsck_t *fk, int c,
     case 'k': return su_cli_add_path("fsck", kp, arg);
     case SU_CLI_OPT_PASSFILE: fk->password_file = arg; return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_REPAIR: fk->repair = 1; return SU_CLI_EXIT_OK;
+    case SU_CLI_OPT_BACKFILL: fk->backfill = 1; return SU_CLI_EXIT_OK;
     case 'r':
         if (su_redis_parse_server(p, arg, &fk->rconf, &err) != SU_OK)
             return su_cli_usage_error("fsck", "fsck: --redis: %s",
@@ -1173,6 +1300,7 @@ static int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
         {"timeout", required_argument, NULL, SU_CLI_OPT_TIMEOUT},
         {"key", required_argument, NULL, 'k'},
         {"repair", no_argument, NULL, SU_CLI_OPT_REPAIR},
+        {"backfill-iv", no_argument, NULL, SU_CLI_OPT_BACKFILL},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     const su_cli_opts_t o = {"fsck", ":s:r:p:k:h", lo};
     su_cli_paths_t kp = {{NULL}, 0};
@@ -1199,6 +1327,9 @@ static int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
                                   argv[optind]);
     if (fk.dir == NULL)
         return su_cli_usage_error("fsck", "fsck: --storage is required");
+    /* an IV is only recorded for a file shown to be the one uploaded */
+    if (fk.backfill && kp.n == 0)
+        return su_cli_usage_error("fsck", "fsck: --backfill-iv needs --key");
     if ((rc = su_cli_load_keys(p, &kp, &fk.keys)) != SU_CLI_EXIT_OK)
         return rc;
     return su_cli_fsck_run(p, &fk);

@@ -777,6 +777,28 @@ su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
     return rv;
 }
 
+void su_fmt_header_iv_hex(const unsigned char header[SU_FMT_HEADER_LEN],
+                          char out[SU_FMT_IV_HEX_LEN + 1])
+{
+    su_util_hex(out, header + SU_FMT_OFF_IV, SU_FMT_IV_LEN);
+}
+
+su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
+                            char out[SU_FMT_IV_HEX_LEN + 1])
+{
+    su_fmt_file_t *f;
+    su_err_t rv = su_fmt_file_open(p, path, &f);
+
+    if (rv != SU_OK)
+        return rv;
+    if (su_fmt_header_magic_ok(f->header))
+        su_fmt_header_iv_hex(f->header, out);
+    else
+        rv = SU_ERR_INTEGRITY;
+    apr_pool_destroy(f->pool);
+    return rv;
+}
+
 /* ---- a reader for streaming answers ---- */
 
 struct su_fmt_reader {
@@ -1005,6 +1027,12 @@ su_err_t su_fmt_reader_end(su_fmt_reader_t *rd, size_t *len)
     rd->job_busy = 0;
     *len = rd->job_len;
     return rd->job_rv;
+}
+
+void su_fmt_reader_iv_hex(const su_fmt_reader_t *rd,
+                          char out[SU_FMT_IV_HEX_LEN + 1])
+{
+    su_fmt_header_iv_hex(rd->f->header, out);
 }
 
 void su_fmt_reader_close(su_fmt_reader_t *rd)

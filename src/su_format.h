@@ -119,6 +119,21 @@ su_err_t su_dec_update(su_dec_t *dec, const unsigned char *ct, size_t len,
                        unsigned char *out, size_t *outlen);
 su_err_t su_dec_final(su_dec_t *dec, unsigned char *out, size_t *outlen);
 
+/* ---- what binds a file to its id ---- */
+
+/*
+ * A stored file's IV, as SU_FMT_IV_HEX_LEN lowercase hex digits and a NUL:
+ * recorded with the file's metadata at upload (Redis field `iv`), and
+ * compared before the file is served as that id. It identifies the upload:
+ * 128 bits from the CSPRNG for every file, covered by the tag (no file
+ * with another's IV verifies without the data key), and kept by a rewrap,
+ * which rewrites the header's key fields and the tag but not the IV or the
+ * ciphertext.
+ */
+#define SU_FMT_IV_HEX_LEN (2 * SU_FMT_IV_LEN)
+void su_fmt_header_iv_hex(const unsigned char header[SU_FMT_HEADER_LEN],
+                          char out[SU_FMT_IV_HEX_LEN + 1]);
+
 /* ---- whole files (CLI, files handler) ---- */
 
 /*
@@ -128,6 +143,14 @@ su_err_t su_dec_final(su_dec_t *dec, unsigned char *out, size_t *outlen);
 su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             uint64_t *plain_size);
+
+/*
+ * The IV from a stored file's header, *not* verified (a report without
+ * keys): SU_ERR_NOT_FOUND if there is no file, SU_ERR_INTEGRITY if it
+ * does not have the size or magic of a stored file.
+ */
+su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
+                            char out[SU_FMT_IV_HEX_LEN + 1]);
 
 /* Callback for decrypted bytes; return non-zero to stop (then SU_ERR_ABORTED). */
 typedef int (*su_fmt_sink_fn)(void *ctx, const unsigned char *buf, size_t len);
@@ -178,6 +201,9 @@ su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
 su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
                             size_t *len);
 void su_fmt_reader_close(su_fmt_reader_t *rd);
+/* The IV of the file a reader opened (verified, like all of it). */
+void su_fmt_reader_iv_hex(const su_fmt_reader_t *rd,
+                          char out[SU_FMT_IV_HEX_LEN + 1]);
 /* The same, decrypting into the caller's buffer of SU_FMT_READ_MAX bytes
  * (so that an answer can be sent without another copy). */
 #define SU_FMT_READ_MAX (1024 * 1024 + 2 * SU_FMT_BLOCK)

@@ -763,6 +763,26 @@ static int su_hdr_ieq_n(const char *a, const char *b, apr_size_t n)
     return 1;
 }
 
+su_err_t su_hdr_valid_type(apr_pool_t *p, const char *value, const char **media)
+{
+    const char *m, *s;
+    apr_table_t *params;
+
+    if (value == NULL)
+        return SU_ERR_BAD_REQUEST;
+    if (strlen(value) > SU_HDR_TYPE_MAX)
+        return SU_ERR_TOO_LARGE;
+    /* CR and LF would end the header line it becomes */
+    for (s = value; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return SU_ERR_BAD_REQUEST;
+    if (su_hdr_params(p, value, &m, &params) != SU_OK || strchr(m, '/') == NULL)
+        return SU_ERR_BAD_REQUEST;
+    if (media != NULL)
+        *media = m;
+    return SU_OK;
+}
+
 int su_hdr_type_matches(const char *type, const char *pattern)
 {
     const char *t, *pt;

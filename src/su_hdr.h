@@ -71,6 +71,19 @@ su_err_t su_hdr_digest(const char *header, su_digest_t *out);
 /* Parse a Content-MD5 value (base64 of 16 bytes). */
 su_err_t su_hdr_content_md5(const char *header, su_digest_t *out);
 
+#define SU_HDR_TYPE_MAX 255  /* bytes of a stored media type */
+
+/*
+ * The rules every stored media type (a Content-Type value) meets: at most
+ * SU_HDR_TYPE_MAX bytes, no control characters, and "type/subtype" with
+ * well-formed parameters. Applied to the client's type at upload, and again
+ * to the stored type before it becomes a response header. SU_OK and, if
+ * media is not NULL, the lowercased "type/subtype" in *media;
+ * SU_ERR_TOO_LARGE when too long, SU_ERR_BAD_REQUEST when malformed
+ * (NULL and "" included).
+ */
+su_err_t su_hdr_valid_type(apr_pool_t *p, const char *value, const char **media);
+
 /* Is media type `type` (a Content-Type value; parameters ignored) allowed by a
  * pattern list entry ("image/png" exact, or a type then "/" "*" as a
  * wildcard subtype)? Case-insensitive. */

@@ -712,6 +712,40 @@ su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
     return rv;
 }
 
+static const char su_redis_lua_add[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n";
+
+su_err_t su_redis_meta_add(su_redis_t *r, apr_pool_t *p, const char *id,
+                           const char *field, const char *value, int *added)
+{
+    su_redis_cmd_t *cmd;
+    redisReply *rep;
+    su_err_t rv;
+
+    *added = 0;
+    if (r == NULL || id == NULL || field == NULL || value == NULL)
+        return SU_ERR_INTERNAL;
+    cmd = su_redis_cmd_make(p, 6);
+    su_redis_cmd_arg(cmd, "EVAL");
+    su_redis_cmd_arg(cmd, su_redis_lua_add);
+    su_redis_cmd_arg(cmd, "1");
+    su_redis_cmd_arg(cmd, su_redis_file_key(r, p, id));
+    su_redis_cmd_arg(cmd, field);
+    su_redis_cmd_arg(cmd, value);
+    rv = su_redis_run(r, cmd, &rep);
+    if (rv != SU_OK)
+        return rv;
+    if (rep->type != REDIS_REPLY_INTEGER)
+        rv = su_redis_reply_failed(r, "EVAL", rep);
+    else if (rep->integer < 0)
+        rv = SU_ERR_NOT_FOUND;
+    else
+        *added = rep->integer == 1;
+    freeReplyObject(rep);
+    return rv;
+}
+
 /* The prefix taken literally in a SCAN MATCH pattern. */
 static const char *su_redis_glob_escape(apr_pool_t *p, const char *s)
 {

@@ -82,6 +82,15 @@ su_err_t su_redis_get_meta(su_redis_t *r, apr_pool_t *p, const char *id,
 su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
                          const apr_array_header_t *audit /* su_kv_t */);
 
+/*
+ * Add field to the existing hash PREFIXfile:{id} if it lacks it (in a
+ * script: a hash deleted meanwhile is not brought back, and a value already
+ * there is kept). *added is 1 if written, 0 if the field was there;
+ * SU_ERR_NOT_FOUND if there is no such hash.
+ */
+su_err_t su_redis_meta_add(su_redis_t *r, apr_pool_t *p, const char *id,
+                           const char *field, const char *value, int *added);
+
 /* All ids with a PREFIXfile:* hash (SCAN), as an array of const char *. */
 su_err_t su_redis_list_ids(su_redis_t *r, apr_pool_t *p,
                            apr_array_header_t **ids);

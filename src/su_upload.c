@@ -14,7 +14,6 @@
 
 /* Encrypt in slices of this size so the scratch buffer stays small. */
 #define SU_UPLOAD_SLICE (64 * 1024)
-#define SU_UPLOAD_MAX_TYPE 255
 
 /* A digest the client declared, and the running hash that must match it. */
 typedef struct su_upload_check {
@@ -137,20 +136,16 @@ static int su_upload_type_allowed(const su_upload_t *u, const char *type)
 static su_err_t su_upload_content_type(su_upload_t *u, const char *given,
                                        const char **out)
 {
-    const char *media;
-    apr_table_t *params;
-    const char *s;
+    const char *media = NULL;
+    su_err_t rv;
 
     /* no type given is application/octet-stream, and is checked as such */
     if (given == NULL || *given == '\0')
         given = "application/octet-stream";
-    if (strlen(given) > SU_UPLOAD_MAX_TYPE)
+    rv = su_hdr_valid_type(u->pool, given, &media);
+    if (rv == SU_ERR_TOO_LARGE)
         return su_upload_fail(u, SU_ERR_BAD_REQUEST, "Content-Type is too long.", NULL);
-    for (s = given; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return su_upload_fail(u, SU_ERR_BAD_REQUEST, "Malformed Content-Type.", NULL);
-    if (su_hdr_params(u->pool, given, &media, &params) != SU_OK
-        || strchr(media, '/') == NULL)
+    if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_BAD_REQUEST, "Malformed Content-Type.", NULL);
     if (!su_upload_type_allowed(u, media))
         return su_upload_fail(u, SU_ERR_UNSUPPORTED_TYPE,
@@ -166,6 +161,7 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
 {
     unsigned char header[SU_FMT_HEADER_LEN];
     const char *err = NULL;
+    char *iv;
     su_err_t rv;
 
     if (su_upload_content_type(u, content_type, &u->info.content_type) != SU_OK)
@@ -183,6 +179,9 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                               "cannot start encryption");
+    iv = apr_palloc(u->pool, SU_FMT_IV_HEX_LEN + 1);
+    su_fmt_header_iv_hex(header, iv);
+    u->info.iv_hex = iv;
     rv = su_store_create(u->pool, u->conf->storage_dir, u->id, &u->file, &err);
     if (rv == SU_OK && u->conf->sync)
         su_store_writeback(u->file);

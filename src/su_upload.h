@@ -29,6 +29,7 @@ typedef struct su_upload_info {
     const char *sha256_hex;
     const char *key_id_hex;
     const char *relpath;
+    const char *iv_hex;    /* the file's IV: what binds it to the id (su_format.h) */
     apr_uint64_t size;
 } su_upload_info_t;
 

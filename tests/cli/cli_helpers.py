@@ -202,9 +202,24 @@ class RedisServer:
                            socket_timeout=5)
 
 
-def put_meta(client, prefix, fid, kek, size=0):
-    client.hset(prefix + "file:" + fid, mapping={
-        "id": fid, "name": "f.bin", "size": str(size), "sha256": "0" * 64,
+def put_meta(client, prefix, fid, kek, size=0, store=None, plain=None):
+    """A metadata hash as an upload writes it. With store, the IV of the
+    stored file (if there is one) is recorded, as the module does; without,
+    the hash is one from before IVs were recorded. With plain, size and
+    sha256 are the plaintext's."""
+    sha = "0" * 64
+    if plain is not None:
+        size, sha = len(plain), hashlib.sha256(plain).hexdigest()
+    fields = {
+        "id": fid, "name": "f.bin", "size": str(size), "sha256": sha,
         "content_type": "application/octet-stream", "key_id": key_id(kek).hex(),
         "path": "%s/%s.enc" % (fid[:2], fid), "created": "2024-01-01T00:00:00Z",
-        "client_ip": "127.0.0.1", "user": "", "request_id": "r1"})
+        "client_ip": "127.0.0.1", "user": "", "request_id": "r1"}
+    if store is not None and os.path.exists(store.path(fid)):
+        fields["iv"] = file_iv(store.read(fid))
+    client.hset(prefix + "file:" + fid, mapping=fields)
+
+
+def file_iv(blob):
+    """What the metadata records to bind a stored file to its id."""
+    return blob[88:HEADER_LEN].hex()

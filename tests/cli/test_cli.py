@@ -2,14 +2,15 @@
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import time
 
 import pytest
 
-from cli_helpers import (HEADER_LEN, RedisServer, decrypt, encrypt, free_port,
-                         key_id, new_id, put_meta, run)
+from cli_helpers import (HEADER_LEN, RedisServer, decrypt, encrypt, file_iv,
+                         free_port, key_id, new_id, put_meta, run)
 
 SIZES = [0, 1, 15, 16, 17, 65535, 65537, 1024 * 1024]
 
@@ -506,12 +507,12 @@ def messy(keys, store, redis_server, prefix):
     rc = redis_server.client()
     good = [store.put(raw, os.urandom(n)) for n in (0, 100, 5000)]
     for fid in good:
-        put_meta(rc, prefix, fid, raw)
+        put_meta(rc, prefix, fid, raw, store=store)
     orphan = store.put(raw, b"no metadata")
     missing = new_id()
-    put_meta(rc, prefix, missing, raw)
+    put_meta(rc, prefix, missing, raw, store=store)
     corrupt = store.put(raw, os.urandom(300))
-    put_meta(rc, prefix, corrupt, raw)
+    put_meta(rc, prefix, corrupt, raw, store=store)
     blob = bytearray(store.read(corrupt))
     blob[150] ^= 0x10
     with open(store.path(corrupt), "wb") as f:
@@ -596,7 +597,7 @@ def test_fsck_clean(keys, store, redis_server, prefix):
     rc = redis_server.client()
     ids = [store.put(raw, os.urandom(n)) for n in (1, 2, 3)]
     for fid in ids:
-        put_meta(rc, prefix, fid, raw)
+        put_meta(rc, prefix, fid, raw, store=store)
     fresh = os.path.join(store.root, ids[0][:2], ".tmp-" + new_id())
     with open(fresh, "wb") as f:
         f.write(b"in flight")
@@ -620,7 +621,7 @@ def test_fsck_repair_of_only_stale_temp_leaves_clean(keys, store, redis_server,
                                                      prefix):
     raw, _ = keys.make()
     fid = store.put(raw, b"x")
-    put_meta(redis_server.client(), prefix, fid, raw)
+    put_meta(redis_server.client(), prefix, fid, raw, store=store)
     stale = os.path.join(store.root, fid[:2], ".tmp-" + new_id())
     open(stale, "wb").close()
     age(stale, 7200)
@@ -635,7 +636,7 @@ def test_fsck_repair_of_only_stale_temp_leaves_clean(keys, store, redis_server,
 def test_fsck_database_option(keys, store, redis_server, prefix):
     raw, _ = keys.make()
     fid = store.put(raw, b"x")
-    put_meta(redis_server.client(db=3), prefix, fid, raw)
+    put_meta(redis_server.client(db=3), prefix, fid, raw, store=store)
     r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix,
             "--db", "3")
     assert r.rc == 0, r
@@ -699,3 +700,130 @@ def test_fsck_password_file(store, tmp_path):
         assert r.rc == 3, r
     finally:
         srv.stop()
+
+
+# ------------------------------------------------- fsck: files bound to ids
+
+def fsck(store, redis_server, prefix, *extra):
+    return run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix,
+               *extra)
+
+
+def test_fsck_reports_swapped_file(keys, store, redis_server, prefix):
+    """A's file copied over B's, the same size: it verifies, but its IV is
+    not the one recorded for B. Found with and without keys."""
+    raw, kp = keys.make()
+    rc = redis_server.client()
+    plains = {store.put(raw, p): p for p in (b"A" * 29, b"B" * 29)}
+    for fid, plain in plains.items():
+        put_meta(rc, prefix, fid, raw, store=store, plain=plain)
+    a, b = plains
+    assert fsck(store, redis_server, prefix, "-k", kp).rc == 0
+    shutil.copyfile(store.path(a), store.path(b))
+    for extra in ((), ("-k", kp)):
+        r = fsck(store, redis_server, prefix, *extra)
+        assert r.rc == 1, r
+        assert findings(r) == ["mismatch " + b], r
+        s = summary(r)
+        assert s["mismatch"] == "1" and s["problems"] == "1", s
+    # a recorded IV is never replaced
+    before = rc.hgetall(prefix + "file:" + b)
+    r = fsck(store, redis_server, prefix, "-k", kp, "--backfill-iv")
+    assert r.rc == 1 and findings(r) == ["mismatch " + b], r
+    assert rc.hgetall(prefix + "file:" + b) == before
+
+
+def test_fsck_rewrapped_files_stay_bound(keys, store, redis_server, prefix):
+    """A rewrap changes the tag, not the IV: the metadata still matches."""
+    old, kp_old = keys.make()
+    new, kp_new = keys.make()
+    rc = redis_server.client()
+    for n in (0, 100, 70000):
+        fid = store.put(old, os.urandom(n))
+        put_meta(rc, prefix, fid, old, store=store)
+    assert run("rewrap", "-s", store.root, "-f", kp_old, "-t", kp_new).rc == 0
+    r = fsck(store, redis_server, prefix, "-k", kp_new)
+    assert r.rc == 0 and findings(r) == [], r
+    assert summary(r)["verified"] == "3"
+
+
+@pytest.fixture
+def unbound(keys, store, redis_server, prefix):
+    """Metadata from before IVs were recorded: good files, one with a file
+    of another id (same size) copied over it, one corrupt, one whose
+    plaintext is not the one the metadata describes."""
+    raw, kp = keys.make()
+    rc = redis_server.client()
+    plains = [b"", b"x", os.urandom(5000), os.urandom(2 * 1024 * 1024 + 3),
+              os.urandom(100)]
+    good = [store.put(raw, p) for p in plains]
+    for fid, plain in zip(good, plains):
+        put_meta(rc, prefix, fid, raw, plain=plain)
+    victim = store.put(raw, os.urandom(100))
+    put_meta(rc, prefix, victim, raw, plain=decrypt(raw, store.read(victim)))
+    shutil.copyfile(store.path(good[-1]), store.path(victim))
+    corrupt = store.put(raw, os.urandom(300))
+    put_meta(rc, prefix, corrupt, raw, plain=decrypt(raw, store.read(corrupt)))
+    blob = bytearray(store.read(corrupt))
+    blob[150] ^= 0x10
+    with open(store.path(corrupt), "wb") as f:
+        f.write(blob)
+    other = store.put(raw, b"not what the metadata says")
+    put_meta(rc, prefix, other, raw, plain=b"something else of another size")
+    return dict(raw=raw, kp=kp, good=good, victim=victim, corrupt=corrupt,
+                other=other, all=good + [victim, corrupt, other])
+
+
+def test_fsck_reports_metadata_without_iv(store, redis_server, prefix,
+                                          unbound):
+    u = unbound
+    r = fsck(store, redis_server, prefix)
+    assert r.rc == 1, r
+    assert findings(r) == sorted("no-iv " + f for f in u["all"]), r
+    s = summary(r)
+    assert s["no-iv"] == str(len(u["all"])) and s["problems"] == s["no-iv"], s
+    r = fsck(store, redis_server, prefix, "-k", u["kp"])
+    assert r.rc == 1, r
+    assert findings(r) == sorted(["corrupt " + u["corrupt"]] + [
+        "no-iv " + f for f in u["all"] if f != u["corrupt"]]), r
+    # nothing was recorded
+    rc = redis_server.client()
+    assert not [f for f in u["all"] if rc.hexists(prefix + "file:" + f, "iv")]
+
+
+def test_fsck_backfill_iv(store, redis_server, prefix, unbound):
+    """--backfill-iv records the IV of a file whose plaintext is the one its
+    metadata recorded at upload; a swapped or different file is reported,
+    not bound."""
+    u = unbound
+    rc = redis_server.client()
+    r = fsck(store, redis_server, prefix, "-k", u["kp"], "--backfill-iv")
+    assert r.rc == 1, r
+    assert findings(r) == sorted(
+        ["iv-recorded " + f for f in u["good"]]
+        + ["mismatch " + u["victim"], "mismatch " + u["other"],
+           "corrupt " + u["corrupt"]]), r
+    s = summary(r)
+    assert (s["iv-recorded"], s["mismatch"], s["corrupt"], s["problems"]) == (
+        str(len(u["good"])), "2", "1", "3"), s
+    no_key_material(r, u["raw"])
+    for fid in u["good"]:
+        assert rc.hget(prefix + "file:" + fid, "iv").decode() == \
+            file_iv(store.read(fid))
+    for fid in (u["victim"], u["other"], u["corrupt"]):
+        assert not rc.hexists(prefix + "file:" + fid, "iv"), fid
+    # the next run: the good files are bound, the rest still reported
+    r = fsck(store, redis_server, prefix, "-k", u["kp"])
+    assert findings(r) == sorted(
+        ["no-iv " + u["victim"], "no-iv " + u["other"],
+         "corrupt " + u["corrupt"]]), r
+    r = fsck(store, redis_server, prefix, "-k", u["kp"], "--backfill-iv")
+    assert summary(r)["iv-recorded"] == "0", r
+
+
+def test_fsck_backfill_iv_needs_key(store, redis_server, prefix, unbound):
+    r = fsck(store, redis_server, prefix, "--backfill-iv")
+    assert r.rc == 2 and "--key" in r.err and r.out == b"", r
+    rc = redis_server.client()
+    assert not [f for f in unbound["all"]
+                if rc.hexists(prefix + "file:" + f, "iv")]

@@ -224,6 +224,7 @@ class Stack:
         assert meta.get("content_type") == doc["content_type"], meta
         assert meta.get("key_id") == H.key_id(self.kek1).hex(), meta
         assert meta.get("path") == rel, meta
+        assert meta.get("iv") == blob[88:104].hex(), meta
         created = meta.get("created", "")
         assert H.RFC3339_UTC_RE.match(created), meta
         when = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S").replace(

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import subprocess
 import threading
@@ -132,6 +133,14 @@ def check_download_headers(resp, doc):
     assert "Content-Range" not in h, h
     assert "bytes" not in h.get("Accept-Ranges", "").lower(), h
     check_disposition(h.get("Content-Disposition", ""), doc["name"])
+    check_file_guards(h)
+
+
+def check_file_guards(h):
+    """What keeps a stored file from acting as a page of the site."""
+    assert h.get("X-Content-Type-Options") == "nosniff", h
+    assert h.get("Content-Security-Policy") == "sandbox", h
+    assert h.get("Cross-Origin-Resource-Policy") == "same-origin", h
 
 
 def audit_entries(rv, mark, event, fid, settle=2.0):
@@ -291,6 +300,42 @@ def test_content_type_as_stored(fresh, ctype):
         "attachment"
 
 
+# a stored type as nobody uploaded it: written into Redis directly
+@pytest.mark.parametrize("junk", [
+    "text/html\r\nX-Injected: yes", "text/html\nSet-Cookie: a=b",
+    "text/html\r", "\r\n", "text/plain\t", "text/html\x7f", "",
+    "text", "/html", "text/", "text/html; charset=\"open", "te xt/html",
+    "text/h\u00e9ml", "text/" + "x" * 300, "text/html; a=1; a=2",
+])
+def test_stored_type_revalidated(fresh, junk):
+    data = b"<html><script>alert(1)</script></html>"
+    doc = upload(fresh, data, name="t.html", ctype="text/html")
+    fid = doc["id"]
+    fresh.redis.client().hset(fresh.prefix + "file:" + fid, "content_type",
+                              junk)
+    rv = fresh.rv
+    mark = rv.audit_mark()
+    for method in ("GET", "HEAD"):
+        resp = raw_get(fresh.apache.port, "/api/files/" + fid, method=method)
+        assert resp.status == 200, (resp.status, resp.body[:300])
+        assert resp.body == (data if method == "GET" else b"")
+        h = resp.headers
+        assert h["content-type"] == "application/octet-stream", h
+        assert h["content-length"] == str(len(data)), h
+        assert "x-injected" not in h and "set-cookie" not in h, h
+        check_file_guards({k.title(): v for k, v in h.items()})
+        check_disposition(h["content-disposition"], "t.html")
+    e = audit_entries(rv, mark, "file.read", fid)
+    assert len(e) == 2, rv.audit_since(mark)
+    for entry, size in zip(e, (len(data), 0)):
+        check_audit(entry, 200, reason="")
+        assert entry["bytes"] == str(size), entry
+    fresh.assert_logged(e[0]["request_id"], "SU00220")
+    # the stored value itself is left as it is
+    assert fresh.rv.meta(fid)["content_type"] == junk
+    requests.delete(files_url(fresh, fid), timeout=60)
+
+
 def _stream_with_pause(s, fid, during):
     """GET fid, read 64 KiB (verification is over by then), call during(),
     read the rest. Returns (body, declared length, clean end)."""
@@ -416,7 +461,7 @@ def test_meta(fresh):
     assert r.headers["Content-Type"].split(";")[0] == "application/json"
     m = r.json()
     assert META_FIELDS <= set(m), "missing: %r" % (META_FIELDS - set(m))
-    assert "path" not in m, m
+    assert "path" not in m and "iv" not in m, m
     assert not [k for k in m if re.search(r"wrap|kek|secret|data_key|mac",
                                           k)], m
     assert not any(fid[:2] + "/" in str(v) or ".enc" in str(v)
@@ -432,6 +477,9 @@ def test_meta(fresh):
     stored = fresh.rv.meta(fid)
     for k, v in m.items():
         assert str(v) == stored.get(k), (k, v, stored.get(k))
+    # what binds the file to the id: its IV, recorded but not shown
+    with open(enc_path(fresh.site.storage, fid), "rb") as f:
+        assert stored["iv"] == f.read()[88:104].hex(), stored
     # HEAD of /meta: headers only
     h = requests.head(files_url(fresh, fid, "/meta"), timeout=60)
     assert h.status_code == 200 and h.content == b""
@@ -722,6 +770,41 @@ def test_swapped_files_are_500(fresh):
         requests.delete(files_url(fresh, x["id"]), timeout=60)
 
 
+def test_swapped_same_size_files_are_500(fresh):
+    """A's file copied over B's, both 29 bytes: it verifies and has the size
+    B's metadata records, but it is not the file uploaded as B (its IV is
+    A's), so B is refused, GET and HEAD, and A's plaintext never leaves."""
+    a_plain = b"PLAINTEXT-MARKER of file A 01"
+    b_plain = b"the other file, also 29 bytes"
+    assert len(a_plain) == len(b_plain) == 29
+    a = upload(fresh, a_plain, name="a.txt", ctype="text/plain")
+    b = upload(fresh, b_plain, name="b.txt", ctype="text/plain")
+    pa, pb = (enc_path(fresh.site.storage, x["id"]) for x in (a, b))
+    shutil.copyfile(pa, pb)
+    mark = fresh.rv.audit_mark()
+    r = _expect_read_failure(fresh, b["id"], b"PLAINTEXT-MARKER", fresh.rv)
+    assert b"file A" not in r.content
+    e = audit_entries(fresh.rv, mark, "file.read", b["id"])
+    fresh.assert_logged(e[-1]["request_id"], "not the file stored under this id")
+    # A is still A
+    r = requests.get(files_url(fresh, a["id"]), timeout=60)
+    assert r.status_code == 200 and r.content == a_plain
+    for x in (a, b):
+        requests.delete(files_url(fresh, x["id"]), timeout=60)
+
+
+def test_metadata_without_iv_still_served(fresh):
+    """Metadata written before IVs were recorded: the file is served as
+    before (secupload fsck lists it and records the IV)."""
+    data = secrets.token_bytes(1000)
+    doc = upload(fresh, data, name="old.bin")
+    fid = doc["id"]
+    fresh.redis.client().hdel(fresh.prefix + "file:" + fid, "iv")
+    r = requests.get(files_url(fresh, fid), timeout=60)
+    assert r.status_code == 200 and r.content == data
+    requests.delete(files_url(fresh, fid), timeout=60)
+
+
 # -------------------------------------------------------------- owner only
 
 def test_owner_only(fresh):
@@ -945,6 +1028,7 @@ def test_key_rotation_rewrap_cli(rot):
     (a, a_plain), (b, b_plain), c = _rotate_to_k2(rot, big=c_plain)
     files = ((a, a_plain), (b, b_plain), (c, c_plain))
     blob_b = rot.blob(b["id"])
+    old_a = rot.blob(a["id"])
 
     # K2 alone cannot open A yet: 500, not garbage
     rot.serve([rot.k2])
@@ -972,13 +1056,22 @@ def test_key_rotation_rewrap_cli(rot):
     assert not H.stray_files(rot.site.storage), H.stray_files(
         rot.site.storage)
 
-    # a server with only K2 reads everything
+    # a server with only K2 reads everything: the IVs recorded at upload
+    # are still the files' (a rewrap changes the tag, not the IV)
     rot.serve([rot.k2])
     for doc, plain in files:
         r = rot.read(doc["id"])
         assert r.status_code == 200, r.text[:300]
         same = r.content == plain
         assert same, doc["id"]
+        assert rot.meta(doc["id"])["iv"] == rot.blob(doc["id"])[88:104].hex()
+
+    # A's version from before the rewrap put back: the same upload, but
+    # under K1, which this server no longer holds
+    with open(enc_path(rot.site.storage, a["id"]), "r+b") as f:
+        f.truncate(0)
+        f.write(old_a)
+    assert_json_error(rot.read(a["id"]), 500, "internal_error")
 
 
 def test_stop_during_download_no_crash(rot):

@@ -579,6 +579,54 @@ START_TEST(rotation)
 }
 END_TEST
 
+/* What binds a file to its id: its IV, from the header, the same verified
+ * or not, and kept by a rewrap (which changes the tag). */
+static void reader_iv(const char *path, const su_kek_t *kek, char *out)
+{
+    const su_kek_t *keks[1] = { kek };
+    su_fmt_reader_t *rd;
+    uint64_t size;
+
+    ck_assert_int_eq(su_fmt_reader_open(pool, path, keks, 1, &rd, &size), SU_OK);
+    su_fmt_reader_iv_hex(rd, out);
+    su_fmt_reader_close(rd);
+}
+
+START_TEST(iv_binding)
+{
+    unsigned char *data = random_data(5000), *blob;
+    const char *path = tpath("iv.enc");
+    const su_kek_t *both[2] = { &k2, &k1 };
+    char want[SU_FMT_IV_HEX_LEN + 1], got[SU_FMT_IV_HEX_LEN + 1];
+    size_t len;
+
+    encrypt_file(&k1, data, 5000, path, NULL, NULL);
+    blob = read_file(path, &len);
+    hex(blob + 88, SU_FMT_IV_LEN, want);
+    su_fmt_header_iv_hex(blob, got);
+    ck_assert_str_eq(got, want);
+    ck_assert_int_eq(su_fmt_file_iv_hex(pool, path, got), SU_OK);
+    ck_assert_str_eq(got, want);
+    reader_iv(path, &k1, got);
+    ck_assert_str_eq(got, want);
+    ck_assert_int_eq(su_fmt_file_rewrap(pool, path, both, 2, &k2), SU_OK);
+    ck_assert_int_eq(su_fmt_file_iv_hex(pool, path, got), SU_OK);
+    ck_assert_str_eq(got, want);
+    reader_iv(path, &k2, got);
+    ck_assert_str_eq(got, want);
+
+    ck_assert_int_eq(su_fmt_file_iv_hex(pool, tpath("none.enc"), got),
+                     SU_ERR_NOT_FOUND);
+    blob[0] ^= 1;
+    write_file(path, blob, len);
+    ck_assert_int_eq(su_fmt_file_iv_hex(pool, path, got), SU_ERR_INTEGRITY);
+    write_file(path, blob, len - 1);
+    ck_assert_int_eq(su_fmt_file_iv_hex(pool, path, got), SU_ERR_INTEGRITY);
+    free(blob);
+    free(data);
+}
+END_TEST
+
 START_TEST(wrong_key)
 {
     const char *path = tpath("w.enc");
@@ -967,6 +1015,7 @@ static Suite *format_suite(void)
     tcase_add_loop_test(tc, bad_padding_under_valid_mac, 0,
                         (int)(sizeof pad_blocks / sizeof pad_blocks[0]));
     tcase_add_test(tc, rotation);
+    tcase_add_test(tc, iv_binding);
     tcase_add_test(tc, wrong_key);
     tcase_add_test(tc, corrupt_wrapped_key);
     tcase_add_test(tc, corrupt_wrapped_key_file);

@@ -448,6 +448,37 @@ END_TEST
 
 /* ---- media types ---- */
 
+/* The rules a stored media type meets, at upload and again when served. */
+START_TEST(valid_type)
+{
+    static const char *const bad[] = {
+        "", " ", "text", "/plain", "text/", "te xt/plain", "text/pl\xc3\xa9in",
+        "text/html\r\nX-Injected: 1", "text/html\n", "text/html\r", "\r\n",
+        "text/plain\t", "text/plain\x7f", "text/plain\x01", "text/plain; a=\"open",
+        "text/plain; a=1; a=2", "text/plain; =x", NULL
+    };
+    const char *media = NULL;
+    char *longest = apr_pcalloc(pool, SU_HDR_TYPE_MAX + 2);
+    int i;
+
+    ck_assert_int_eq(su_hdr_valid_type(pool, "Text/Plain; charset=\"utf-8\"", &media),
+                     SU_OK);
+    ck_assert_str_eq(media, "text/plain");
+    ck_assert_int_eq(su_hdr_valid_type(pool, "application/octet-stream", NULL), SU_OK);
+    for (i = 0; bad[i] != NULL; i++)
+        ck_assert_msg(su_hdr_valid_type(pool, bad[i], NULL) == SU_ERR_BAD_REQUEST,
+                      "accepted: %s", bad[i]);
+    ck_assert_int_eq(su_hdr_valid_type(pool, NULL, NULL), SU_ERR_BAD_REQUEST);
+    /* 255 bytes is the longest */
+    memset(longest, 'x', SU_HDR_TYPE_MAX);
+    longest[0] = 'a';
+    longest[1] = '/';
+    ck_assert_int_eq(su_hdr_valid_type(pool, longest, NULL), SU_OK);
+    longest[SU_HDR_TYPE_MAX] = 'x';
+    ck_assert_int_eq(su_hdr_valid_type(pool, longest, NULL), SU_ERR_TOO_LARGE);
+}
+END_TEST
+
 START_TEST(type_matching)
 {
     ck_assert(su_hdr_type_matches("image/png", "image/png"));
@@ -493,6 +524,7 @@ static Suite *hdr_suite(void)
     tcase_add_test(tc, content_md5);
     tcase_add_test(tc, base64_unused_bits);
     tcase_add_test(tc, type_matching);
+    tcase_add_test(tc, valid_type);
     suite_add_tcase(s, tc);
     return s;
 }

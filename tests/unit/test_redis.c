@@ -562,6 +562,35 @@ START_TEST(test_delete)
 }
 END_TEST
 
+/* A field added to existing metadata only (fsck --backfill-iv). */
+START_TEST(test_meta_add)
+{
+    su_redis_conf_t conf = conf_for(g_port);
+    su_redis_t *r = connect_ok(&conf);
+    redisContext *c = raw_connect();
+    apr_table_t *meta;
+    int added = -1;
+
+    /* no hash (deleted meanwhile): none is made */
+    ck_assert_int_eq(su_redis_meta_add(r, g_p, "ma", "iv", "00", &added),
+                     SU_ERR_NOT_FOUND);
+    ck_assert_int_eq(added, 0);
+    ck_assert_int_eq(raw_int(c, "EXISTS t:file:ma", NULL), 0);
+    ck_assert_int_eq(su_redis_store(r, g_p, "ma", kvs(g_p, META), kvs(g_p, AUDIT)),
+                     SU_OK);
+    ck_assert_int_eq(su_redis_meta_add(r, g_p, "ma", "iv", "0011", &added), SU_OK);
+    ck_assert_int_eq(added, 1);
+    /* a value already there is kept */
+    ck_assert_int_eq(su_redis_meta_add(r, g_p, "ma", "iv", "ffff", &added), SU_OK);
+    ck_assert_int_eq(added, 0);
+    ck_assert_int_eq(su_redis_get_meta(r, g_p, "ma", &meta), SU_OK);
+    ck_assert_str_eq(apr_table_get(meta, "iv"), "0011");
+    ck_assert_int_eq(apr_table_elts(meta)->nelts, 6);
+    ck_assert(su_redis_usable(r));
+    redisFree(c);
+}
+END_TEST
+
 static int has_id(const apr_array_header_t *ids, const char *id)
 {
     int i;
@@ -942,6 +971,7 @@ static Suite *redis_suite(void)
     tcase_add_test(plain, test_select_db);
     tcase_add_test(plain, test_get_meta);
     tcase_add_test(plain, test_delete);
+    tcase_add_test(plain, test_meta_add);
     tcase_add_test(plain, test_list_ids);
     tcase_add_test(plain, test_connect_refused);
     tcase_add_test(plain, test_close_idempotent);

@@ -81,9 +81,10 @@ static void expect_stored(su_upload_t *u, const unsigned char *plain, size_t n)
 {
     const su_upload_info_t *in = su_upload_info(u);
     const su_kek_t *keks[1] = { &kek };
-    unsigned char md[32];
-    char hex[65];
+    unsigned char md[32], head[SU_FMT_HEADER_LEN];
+    char hex[65], iv[SU_FMT_IV_HEX_LEN + 1];
     sink_t s = { 0 };
+    FILE *f;
     int i;
 
     ck_assert_int_eq(su_upload_finish(u, 1), SU_OK);
@@ -101,6 +102,17 @@ static void expect_stored(su_upload_t *u, const unsigned char *plain, size_t n)
     ck_assert(n == 0 || memcmp(s.buf, plain, n) == 0);
     free(s.buf);
     ck_assert_int_eq(su_check_count_files(dir), 1);
+    /* what the metadata records to bind the file to its id: its IV */
+    f = fopen(su_store_path(pool, dir, in->id), "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fread(head, 1, sizeof head, f), sizeof head);
+    fclose(f);
+    for (i = 0; i < SU_FMT_IV_LEN; i++)
+        sprintf(iv + 2 * i, "%02x", head[88 + i]);
+    ck_assert_str_eq(in->iv_hex, iv);
+    ck_assert_int_eq(su_fmt_file_iv_hex(pool, su_store_path(pool, dir, in->id), iv),
+                     SU_OK);
+    ck_assert_str_eq(in->iv_hex, iv);
 }
 
 static void expect_nothing_kept(su_upload_t *u)
