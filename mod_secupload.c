@@ -789,7 +789,8 @@ static void su_req_drop_redis(su_req_t *q)
  * A connection that answered just now, for a write that follows. A pooled
  * connection may have been closed or forgotten by the server while idle
  * (Redis' own `timeout`, a restart, a failover); one PING finds out, and
- * since nothing of the write was sent yet, a fresh connection is safe.
+ * since nothing of the write was sent yet, a fresh connection is safe. A
+ * PING that timed out means a stalled server: no second wait for it.
  */
 static su_err_t su_req_redis_live(su_req_t *q)
 {
@@ -800,6 +801,8 @@ static su_err_t su_req_redis_live(su_req_t *q)
             return SU_ERR_UNAVAILABLE;
         if (su_redis_ping(q->redis, q->r->pool) == SU_OK)
             return SU_OK;
+        if (su_redis_timed_out(q->redis))
+            return SU_ERR_UNAVAILABLE;
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, SU_LOGNO(00015)
                       "a pooled Redis connection no longer answers (%s); "
                       "taking a fresh one", su_redis_errstr(q->redis));
@@ -1036,6 +1039,28 @@ static void su_drain_small_h2(su_req_t *q)
 }
 
 /*
+ * A connection lost while the child stops: a hard stop closes the sockets
+ * of requests in flight from another thread, and a worker still reading
+ * one may be handed whatever new socket takes its descriptor number next.
+ * So no Redis connection is opened then (the audit entry of such a lost
+ * upload is given up; its temp file still goes), and the child exits in
+ * time instead of being killed with temp files left behind.
+ */
+static int su_lost_in_stop(su_req_t *q, su_err_t e)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    if (e != SU_ERR_ABORTED || q->redis != NULL)
+        return 0;
+    if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS
+        || state != AP_MPMQ_STOPPING)
+        return 0;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, SU_LOGNO(00017)
+                  "the server is stopping: no audit entry for this lost upload");
+    return 1;
+}
+
+/*
  * The one place where an error becomes an answer: status, JSON body, headers,
  * log line and audit entry. The connection is closed after any error, so the
  * unread rest of a body is never taken for a next request.
@@ -1050,7 +1075,7 @@ static int su_fail(su_req_t *q, su_err_t e, const char *message,
     ap_log_rerror(APLOG_MARK, level, 0, r, SU_LOGNO(00020)
                   "%s failed: %d %s: %s", q->action, status, su_err_code(e),
                   detail && *detail ? detail : message);
-    if (q->fail_event && e != SU_ERR_UNAVAILABLE)
+    if (q->fail_event && e != SU_ERR_UNAVAILABLE && !su_lost_in_stop(q, e))
         su_audit_only(q, su_audit(q, q->fail_event, status, id, su_err_code(e), bytes));
     if (q->body_unread) {
         su_drain_small_h2(q);
@@ -1282,6 +1307,26 @@ static int su_upload_failed(su_req_t *q, su_upload_t *u, su_err_t rv)
                    su_upload_id(u), su_upload_received(u));
 }
 
+/*
+ * The metadata write failed, or no live connection was found for it (sent
+ * is 0: then nothing can have been applied, and there is nothing to settle).
+ */
+static int su_stored_unavailable(su_req_t *q, su_upload_t *u, int sent)
+{
+    const su_upload_info_t *in = su_upload_info(u);
+    /* a copy: settling below may free the connection it lives in */
+    const char *why = apr_pstrdup(q->r->pool, q->redis ? su_redis_errstr(q->redis)
+                                                       : "no connection");
+    su_upload_discard(u);
+    if (!sent)
+        su_req_drop_redis(q);
+    else if (q->redis && !su_redis_usable(q->redis))
+        su_settle(q, in->id, in->size);  /* sent, but was it applied? */
+    return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
+                   "nothing was kept. Try again later.",
+                   apr_pstrcat(q->r->pool, "Redis: ", why, NULL), in->id, in->size);
+}
+
 static int su_stored(su_req_t *q, su_upload_t *u, int sync)
 {
     request_rec *r = q->r;
@@ -1290,18 +1335,10 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     su_err_t rv;
 
     audit = su_audit(q, "upload.stored", HTTP_CREATED, in->id, "", in->size);
-    if (su_req_redis_live(q) != SU_OK
-        || su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK) {
-        /* a copy: settling below may free the connection it lives in */
-        const char *why = apr_pstrdup(r->pool, q->redis ? su_redis_errstr(q->redis)
-                                                        : "no connection");
-        su_upload_discard(u);
-        if (q->redis && !su_redis_usable(q->redis))
-            su_settle(q, in->id, in->size);  /* sent, but was it applied? */
-        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
-                       "nothing was kept. Try again later.",
-                       apr_pstrcat(r->pool, "Redis: ", why, NULL), in->id, in->size);
-    }
+    if (su_req_redis_live(q) != SU_OK)
+        return su_stored_unavailable(q, u, 0);
+    if (su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK)
+        return su_stored_unavailable(q, u, 1);
     rv = su_upload_commit(u, sync);
     if (rv != SU_OK) {
         /* the metadata must not outlive the file it describes; the delete

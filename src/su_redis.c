@@ -44,6 +44,7 @@ struct su_redis {
     long audit_maxlen;
     int timeout_ms;
     int broken;
+    int timed_out;        /* the last failure was a timeout, not a close */
     char err[SU_REDIS_ERRLEN];
 };
 
@@ -101,8 +102,10 @@ static su_err_t su_redis_ctx_failed(su_redis_t *r, const char *what)
 
     if (r->c && r->c->err) {
         msg = r->c->errstr[0] ? r->c->errstr : "I/O error";
-        if (r->c->err == REDIS_ERR_IO && strstr(msg, "temporarily"))
+        if (r->c->err == REDIS_ERR_IO && strstr(msg, "temporarily")) {
             msg = "timed out";
+            r->timed_out = 1;
+        }
     }
     su_redis_set_err(r, what, msg, strlen(msg));
     r->broken = 1;
@@ -536,6 +539,11 @@ su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p)
     if (rep)
         freeReplyObject(rep);
     return rv;
+}
+
+int su_redis_timed_out(const su_redis_t *r)
+{
+    return r != NULL && r->timed_out;
 }
 
 const char *su_redis_errstr(const su_redis_t *r)

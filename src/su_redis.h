@@ -57,6 +57,9 @@ int su_redis_usable(const su_redis_t *r);
  * a connection the server closed or forgot while it sat idle.
  */
 su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p);
+/* True once a command on this connection timed out (a stalled server, as
+ * opposed to a closed connection). */
+int su_redis_timed_out(const su_redis_t *r);
 /* The last error message on this connection (never a secret), or "". */
 const char *su_redis_errstr(const su_redis_t *r);
 

@@ -79,3 +79,37 @@ def test_settled_entry_credits_the_failed_request(lossy):
     assert e["settled_by"] and e["settled_by"] != e["request_id"], e
     assert e["time"] < e["settled_time"], e
     lossy.assert_logged(e["request_id"], fid)
+
+
+def _eval_calls(client):
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_eval", {}).get("calls", 0))
+
+
+def test_write_arriving_after_its_deadline_is_not_applied(lossy):
+    """The upload's write reaches Redis only after the module gave up on it
+    (held 2.5 s on the way, SecUploadRedisTimeout 2 s): the script sees its
+    deadline passed and writes nothing, so a 503 never turns into metadata
+    later. (A Redis stalled before the write is found by the PING that
+    precedes it: test_faults.py::test_redis_debug_sleep.)"""
+    proxy = lossy.proxy()
+    warm = secrets.token_bytes(100)
+    lossy.check_stored(lossy.post_raw(warm), warm)
+    client = lossy.redis.client()
+    evals_before = _eval_calls(client)
+    files_before, keys_before = lossy.files(), lossy.rv.file_keys()
+    proxy.blackout = 0.0
+    proxy.delay = 2.5
+    try:
+        proxy.fired.clear()
+        proxy.armed.set()
+        r = lossy.post_raw(secrets.token_bytes(5000))
+        assert r.status_code == 503, r.text
+        assert H._wait_for(proxy.fired.is_set, 5.0), "the write was never held"
+        # the held write has reached Redis and run
+        assert H._wait_for(lambda: _eval_calls(client) > evals_before, 5.0), \
+            "the late write never reached Redis"
+    finally:
+        proxy.delay = 0.0
+    lossy.assert_nothing_kept(files_before, keys_before)
+    assert not H.unsettled_ids(lossy.site.storage)

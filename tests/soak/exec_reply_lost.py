@@ -47,6 +47,8 @@ class DropAfterExec:
         self.armed = threading.Event()
         self.fired = threading.Event()
         self.blackout = 0.0       # seconds of refusal after firing
+        self.delay = 0.0          # > 0: hold the write this long, then pass
+                                  # it and its reply on (a late write)
         self.refuse_until = 0.0
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,6 +79,13 @@ class DropAfterExec:
                 data = c.recv(65536)
                 if not data:
                     break
+                if self.armed.is_set() and b"EVAL" in data and \
+                        b"EXEC" in data and self.delay > 0:
+                    self.armed.clear()
+                    time.sleep(self.delay)
+                    self.fired.set()
+                    s.sendall(data)
+                    continue
                 if self.armed.is_set() and b"EVAL" in data and \
                         b"EXEC" in data:
                     self.armed.clear()
