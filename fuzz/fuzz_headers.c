@@ -7,7 +7,14 @@
  * Invariants:
  *   su_hdr_params      value and parameter names lowercased, at most 64
  *   su_hdr_ext_value   the result is well-formed UTF-8
- *   su_hdr_disposition the type is lowercased; a filename* result is UTF-8
+ *   su_hdr_disposition the type is lowercased; a filename* result is UTF-8,
+ *                      a plain one is the parameter with %22, %0D, %0A
+ *                      decoded once (the target's own decoder) and none
+ *                      left; any string without controls, put between
+ *                      quotes with '"' and '\' escaped, comes back as it
+ *                      was (then form-decoded), and so it does unescaped
+ *                      when it has no '"', no "\\" and no trailing '\'
+ *                      (a Windows path as browsers send it)
  *   su_hdr_digest / su_hdr_content_md5  the length fits the algorithm;
  *                      a failure leaves nothing behind
  *   su_hdr_safe_name   at most 255 bytes, no control characters, no '/'
@@ -18,6 +25,7 @@
  *   su_hdr_type_matches "*" patterns and the type itself agree
  */
 #include <string.h>
+#include <strings.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
 
@@ -65,6 +73,53 @@ static void fz_ext(apr_pool_t *p, const char *s)
              "ext_value: not UTF-8");
 }
 
+/* "%22", "%0D", "%0A" (any case) at s: the byte it stands for, else 0. */
+static char fz_form_escape(const char *s)
+{
+    if (strncmp(s, "%22", 3) == 0)
+        return '"';
+    if (strncasecmp(s, "%0d", 3) == 0)
+        return '\r';
+    if (strncasecmp(s, "%0a", 3) == 0)
+        return '\n';
+    return 0;
+}
+
+static char *fz_form_decode(apr_pool_t *p, const char *s)
+{
+    char *out = apr_palloc(p, strlen(s) + 1);
+    size_t o = 0;
+
+    while (*s) {
+        char c = fz_form_escape(s);
+
+        out[o++] = c ? c : *s;
+        s += c ? 3 : 1;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int fz_has_form_escape(const char *s)
+{
+    for (; *s; s++)
+        if (fz_form_escape(s))
+            return 1;
+    return 0;
+}
+
+/* A plain filename: the parameter, with the form escapes decoded once. */
+static void fz_plain_filename(apr_pool_t *p, const char *fn, const char *param)
+{
+    if (param == NULL) {
+        FZ_CHECK(fn == NULL, "disposition: a filename without the parameter");
+        return;
+    }
+    FZ_CHECK(fn != NULL && strcmp(fn, fz_form_decode(p, param)) == 0,
+             "disposition: filename is not the form-decoded parameter");
+    FZ_CHECK(!fz_has_form_escape(fn), "disposition: a form escape left");
+}
+
 static void fz_disposition(apr_pool_t *p, const char *s)
 {
     const char *disp = NULL, *fn = NULL, *v;
@@ -78,9 +133,48 @@ static void fz_disposition(apr_pool_t *p, const char *s)
         FZ_CHECK(fn != NULL && fz_utf8_valid((const unsigned char *)fn, strlen(fn)),
                  "disposition: filename* not UTF-8");
     else
-        FZ_CHECK(fn == apr_table_get(t, "filename") ||
-                 (fn != NULL && strcmp(fn, apr_table_get(t, "filename")) == 0),
-                 "disposition: filename differs from the parameter");
+        fz_plain_filename(p, fn, apr_table_get(t, "filename"));
+}
+
+/* s between the quotes of a filename parameter (quote: escape '"' and '\'). */
+static const char *fz_quoted_filename(apr_pool_t *p, const char *s, int quote)
+{
+    char *q = apr_palloc(p, 2 * strlen(s) + 1);
+    size_t o = 0;
+
+    for (; *s; s++) {
+        if (quote && (*s == '"' || *s == '\\'))
+            q[o++] = '\\';
+        q[o++] = *s;
+    }
+    q[o] = '\0';
+    return apr_pstrcat(p, "attachment; filename=\"", q, "\"", NULL);
+}
+
+static void fz_filename_back(apr_pool_t *p, const char *s, int quote)
+{
+    const char *disp = NULL, *fn = NULL;
+
+    FZ_CHECK(su_hdr_disposition(p, fz_quoted_filename(p, s, quote), &disp, &fn) == SU_OK,
+             "filename: a quoted name does not parse");
+    FZ_CHECK(fn != NULL && strcmp(fn, fz_form_decode(p, s)) == 0,
+             "filename: a quoted name does not come back");
+}
+
+/* Backslashes in a quoted file name: escaped or, where unambiguous, as sent. */
+static void fz_filename_quoting(apr_pool_t *p, const char *s, size_t n)
+{
+    size_t i;
+
+    if (n > 4000)
+        return;
+    for (i = 0; i < n; i++)
+        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+            return;
+    fz_filename_back(p, s, 1);
+    if (strchr(s, '"') == NULL && strstr(s, "\\\\") == NULL
+        && (n == 0 || s[n - 1] != '\\'))
+        fz_filename_back(p, s, 0);
 }
 
 static int fz_zero(const su_digest_t *d)
@@ -201,6 +295,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_params(p, s);
     fz_ext(p, s);
     fz_disposition(p, s);
+    fz_filename_quoting(p, s, n1);
     fz_digests(s);
     name = fz_safe_name(p, s);
     fz_attachment(p, name, 1);

@@ -83,6 +83,10 @@ def mp_seeds():
     crs = part(b, [b'Content-Disposition: form-data; name="file"; filename="cr"'],
                b"\r" * 40 + b"\r\n" * 10 + b"\r\n--" + b[:5]) + b"--" + b + b"--\r\n"
     write("fuzz_mp", "12-cr-runs", mp(0x00, b, crs))
+    win = part(b, [b'Content-Disposition: form-data; name="file"; '
+                   b'filename="C:\\Users\\ana\\r%22q%22%0D%0a.pdf"'], b"x")
+    win += b"--" + b + b"--\r\n"
+    write("fuzz_mp", "14-windows-path-name", mp(0x03, b, win))
 
 
 # ---- fuzz_reader ----
@@ -153,6 +157,9 @@ def headers_seeds():
         b"text/plain\x00*/*",
         b"a; b=\"unterminated",
         b"x; " + b"; ".join(b"p%d=v" % i for i in range(70)),
+        b'attachment; filename="..\\..\\windows\\evil.txt"',
+        b'form-data; name="file"; filename="\\\\server\\share\\r\xc3\xa9sum\xc3\xa9 '
+        b'%22q%22%0d%0A\\"x\\\\.txt"',
     ]
     for i, s in enumerate(seeds, 1):
         write("fuzz_headers", "%02d" % i, s)

@@ -166,10 +166,20 @@ static const char *su_hdr_token(apr_pool_t *p, const char *s, int slash, char **
 }
 
 /*
+ * Does the backslash at s start a quoted-pair? In a file name only \" and
+ * \\ do: browsers and most clients send a Windows path's backslashes as
+ * they are, so any other backslash is a literal character (a separator).
+ */
+static int su_hdr_is_escape(const char *s, int fname)
+{
+    return !fname || s[1] == '"' || s[1] == '\\';
+}
+
+/*
  * End of a quoted-string body (s is just past the opening quote): the
  * closing quote, or NULL if malformed; *n gets the unescaped length.
  */
-static const char *su_hdr_quoted_end(const char *s, apr_size_t *n)
+static const char *su_hdr_quoted_end(const char *s, int fname, apr_size_t *n)
 {
     apr_size_t k = 0;
 
@@ -180,12 +190,12 @@ static const char *su_hdr_quoted_end(const char *s, apr_size_t *n)
             *n = k;
             return s;
         }
-        if (c == '\\') {
+        if (c == '\\' && su_hdr_is_escape(s, fname)) {
             if (!su_hdr_is_qpair((unsigned char)s[1]))
                 return NULL;
             s += 2;
-        } else if (su_hdr_is_qdtext(c)) {
-            s++;
+        } else if (c == '\\' || su_hdr_is_qdtext(c)) {
+            s++;   /* a backslash here is a literal one in a file name */
         } else {
             return NULL;   /* includes the end of the string: unterminated */
         }
@@ -193,17 +203,17 @@ static const char *su_hdr_quoted_end(const char *s, apr_size_t *n)
 }
 
 /* Sized exactly, so many parameters cannot multiply the memory used. */
-static const char *su_hdr_quoted(apr_pool_t *p, const char *s, char **out)
+static const char *su_hdr_quoted(apr_pool_t *p, const char *s, int fname, char **out)
 {
     apr_size_t n, i;
-    const char *e = su_hdr_quoted_end(s, &n);
+    const char *e = su_hdr_quoted_end(s, fname, &n);
     char *buf;
 
     if (e == NULL)
         return NULL;
     buf = apr_palloc(p, n + 1);
     for (i = 0; s < e; i++) {
-        if (*s == '\\')
+        if (*s == '\\' && su_hdr_is_escape(s, fname))
             s++;
         buf[i] = *s++;
     }
@@ -212,12 +222,13 @@ static const char *su_hdr_quoted(apr_pool_t *p, const char *s, char **out)
     return e + 1;
 }
 
-static const char *su_hdr_param_value(apr_pool_t *p, const char *s, char **out)
+static const char *su_hdr_param_value(apr_pool_t *p, const char *s, int fname,
+                                      char **out)
 {
     const char *b = s;
 
     if (*s == '"')
-        return su_hdr_quoted(p, s + 1, out);
+        return su_hdr_quoted(p, s + 1, fname, out);
     while (su_hdr_is_tchar((unsigned char)*s))
         s++;
     if (s == b)
@@ -242,7 +253,8 @@ static const char *su_hdr_param(apr_pool_t *p, const char *s, apr_table_t *t)
     s = su_hdr_skip_ows(s);
     if (*s != '=')
         return NULL;
-    s = su_hdr_param_value(p, su_hdr_skip_ows(s + 1), &val);
+    s = su_hdr_param_value(p, su_hdr_skip_ows(s + 1), strcmp(name, "filename") == 0,
+                           &val);
     if (s == NULL || apr_table_get(t, name) != NULL
         || apr_table_elts(t)->nelts >= SU_HDR_MAX_PARAMS)
         return NULL;
@@ -350,6 +362,41 @@ su_err_t su_hdr_ext_value(apr_pool_t *p, const char *ext, const char **out)
     return SU_OK;
 }
 
+/*
+ * The byte a form-encoded "%22", "%0D" or "%0A" at s stands for, or 0. HTML
+ * encodes only these three in a part's file name; decoding any other %XX
+ * would change names that merely contain a percent sign.
+ */
+static char su_hdr_form_escape(const char *s)
+{
+    int hi, lo;
+
+    if (s[0] != '%')
+        return 0;
+    hi = su_hdr_hex((unsigned char)s[1]);
+    lo = hi < 0 ? -1 : su_hdr_hex((unsigned char)s[2]);
+    if (hi == 2 && lo == 2)
+        return '"';
+    if (hi == 0 && (lo == 0xd || lo == 0xa))
+        return (char)lo;
+    return 0;
+}
+
+/* A copy of a plain filename with the form escapes decoded, in one pass. */
+static const char *su_hdr_form_decode(apr_pool_t *p, const char *s)
+{
+    char *out = apr_palloc(p, strlen(s) + 1), *o = out;
+
+    while (*s != '\0') {
+        char c = su_hdr_form_escape(s);
+
+        *o++ = c ? c : *s;
+        s += c ? 3 : 1;
+    }
+    *o = '\0';
+    return out;
+}
+
 su_err_t su_hdr_disposition(apr_pool_t *p, const char *header,
                             const char **disposition, const char **filename)
 {
@@ -366,6 +413,8 @@ su_err_t su_hdr_disposition(apr_pool_t *p, const char *header,
         e = su_hdr_ext_value(p, ext, &plain);
         if (e != SU_OK)
             return e;
+    } else if (plain != NULL) {
+        plain = su_hdr_form_decode(p, plain);
     }
     *disposition = v;
     *filename = plain;

@@ -16,8 +16,10 @@
 /*
  * Split "type/subtype; a=b; c=\"d\"" (or "form-data; name=...") into the
  * lowercased first token (*value) and its parameters (names lowercased, values
- * unquoted with quoted-pairs resolved) in *params. SU_ERR_BAD_REQUEST on
- * malformed input (bad token, unterminated quote, a parameter given twice).
+ * unquoted with quoted-pairs resolved) in *params. In the value of a
+ * "filename" parameter only \" and \\ are quoted-pairs; any other backslash
+ * stays (Windows paths). SU_ERR_BAD_REQUEST on malformed input (bad token,
+ * unterminated quote, a parameter given twice).
  */
 su_err_t su_hdr_params(apr_pool_t *p, const char *header, const char **value,
                        apr_table_t **params);
@@ -31,8 +33,11 @@ su_err_t su_hdr_ext_value(apr_pool_t *p, const char *ext, const char **out);
 
 /*
  * The filename a Content-Disposition value carries: filename* (RFC 5987)
- * preferred over filename; *filename is NULL if neither is present.
- * *disposition gets the lowercased disposition type.
+ * preferred over filename; *filename is NULL if neither is present. In a
+ * plain filename HTML's form escapes %22, %0D and %0A (hex digits in any
+ * case) are decoded, no other %XX. *disposition gets the lowercased
+ * disposition type. The result is the client's string, still to be reduced
+ * by su_hdr_safe_name.
  */
 su_err_t su_hdr_disposition(apr_pool_t *p, const char *header,
                             const char **disposition, const char **filename);

@@ -151,6 +151,70 @@ def test_name_cut_to_255_bytes_on_char_boundary(fresh):
     assert given.encode("utf-8").startswith(name) or name.endswith(b".txt")
 
 
+# A client's file name as it stands between the quotes (of the raw upload's
+# Content-Disposition header or of the file part's): backslashes are sent as
+# they are (only \" and \\ are escapes), '"', CR and LF as HTML's %22, %0D,
+# %0A; the name is what is left after the last '/' or '\'.
+CLIENT_NAMES = [pytest.param(g, e, id=i) for i, g, e in [
+    ("dotdot-path", "..\\..\\windows\\evil.txt", "evil.txt"),
+    ("windows", "C:\\Users\\ana\\report.pdf", "report.pdf"),
+    ("unc", "\\\\server\\share\\a.txt", "a.txt"),   # \\ is one backslash
+    ("mixed", "a/b\\c/d\\e.txt", "e.txt"),
+    ("escaped-quote", "C:\\dir\\we\\\"ird.txt", 'we"ird.txt'),
+    ("escaped-backslash", "a\\\\b.txt", "b.txt"),
+    ("form-quote", "r\u00e9sum\u00e9 %22q%22.txt", 'r\u00e9sum\u00e9 "q".txt'),
+    ("form-crlf", "a%0d%0Ab.txt", "ab.txt"),
+    ("other-pct", "%41%2F%5C.txt", "%41%2F%5C.txt"),          # no other %XX
+    ("cut-254", "C:\\dir\\" + "\u00e9" * 200, "\u00e9" * 127),  # not 255
+    ("trailing-sep", "C:\\dir\\\\", ""),
+    ("dotdot", "C:\\dir\\..", ""),
+]]
+
+
+def _raw_with_name(fresh, data, given):
+    value = b'attachment; filename="' + given.encode("utf-8") + b'"'
+    return fresh.post(data, {"Content-Type": "application/octet-stream",
+                             "Content-Disposition": value})
+
+
+@pytest.mark.parametrize("given,expected", CLIENT_NAMES)
+def test_raw_client_file_name(fresh, given, expected):
+    data = b"raw client name"
+    doc = fresh.check_stored(_raw_with_name(fresh, data, given), data,
+                             name=expected)
+    assert fresh.rv.meta(doc["id"]).get("name") == expected
+
+
+@pytest.mark.parametrize("given,expected", CLIENT_NAMES)
+def test_multipart_client_file_name(fresh, given, expected):
+    data = b"part client name"
+    r, _ = fresh.post_multipart([H.file_part(data, given)])
+    doc = fresh.check_stored(r, data, name=expected)
+    assert fresh.rv.meta(doc["id"]).get("name") == expected
+
+
+def test_name_reduced_to_nothing_is_no_name(fresh):
+    """A name that reduces to nothing is stored as a missing one is."""
+    data = b"no name"
+    plain = fresh.check_stored(fresh.post_raw(data), data)
+    empty = fresh.check_stored(_raw_with_name(fresh, data, "C:\\dir\\\\"),
+                               data)
+    assert plain["name"] == empty["name"] == ""
+    assert fresh.rv.meta(empty["id"]).get("name") == ""
+
+
+def test_raw_file_name_open_after_escaped_quote(fresh):
+    # \" escapes the quote even after a path: the value never ends
+    _, doc = fresh.expect_error(lambda: _raw_with_name(
+        fresh, b"x", "C:\\dir\\"), 400, "bad_request")
+    assert doc["message"] == "Malformed Content-Disposition header.", doc
+
+
+def test_multipart_file_name_open_after_escaped_quote(fresh):
+    fresh.expect_error(lambda: fresh.post_multipart(
+        [H.file_part(b"x", "C:\\dir\\")])[0], 400, "bad_request")
+
+
 def test_fresh_key_and_iv_per_file(fresh):
     data = b"same plaintext twice" * 10
     blobs = []

@@ -224,6 +224,95 @@ START_TEST(disposition)
 }
 END_TEST
 
+/* The name a Content-Disposition value leaves after su_hdr_safe_name. */
+static const char *disp_name(const char *header)
+{
+    const char *d, *f;
+
+    ck_assert_msg(su_hdr_disposition(pool, header, &d, &f) == SU_OK, "refused: %s", header);
+    return su_hdr_safe_name(pool, f);
+}
+
+static const char *disp_file(const char *header)
+{
+    const char *d, *f;
+
+    ck_assert_msg(su_hdr_disposition(pool, header, &d, &f) == SU_OK, "refused: %s", header);
+    ck_assert_ptr_nonnull(f);
+    return f;
+}
+
+START_TEST(disposition_backslashes)
+{
+    const char *v;
+    apr_table_t *t;
+
+    /* a backslash that escapes neither '"' nor '\' is a literal one */
+    ck_assert_str_eq(disp_file("attachment; filename=\"..\\..\\windows\\evil.txt\""),
+                     "..\\..\\windows\\evil.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"..\\..\\windows\\evil.txt\""),
+                     "evil.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"C:\\Users\\ana\\report.pdf\""),
+                     "report.pdf");
+    ck_assert_str_eq(disp_name("form-data; name=\"file\"; filename=\"C:\\Users\\ana\\r.pdf\""),
+                     "r.pdf");
+    /* UNC, as browsers send it and with RFC quoted-pairs: both reduce the same */
+    ck_assert_str_eq(disp_file("attachment; filename=\"\\\\server\\share\\a.txt\""),
+                     "\\server\\share\\a.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"\\\\server\\share\\a.txt\""), "a.txt");
+    ck_assert_str_eq(disp_file("attachment; filename=\"\\\\\\\\server\\\\share\\\\a.txt\""),
+                     "\\\\server\\share\\a.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"\\\\\\\\server\\\\share\\\\a.txt\""),
+                     "a.txt");
+    /* mixed separators */
+    ck_assert_str_eq(disp_name("attachment; filename=\"a/b\\c/d\\e.txt\""), "e.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"a\\b/c.txt\""), "c.txt");
+    /* \" is a quote, \\ one backslash (and so a separator) */
+    ck_assert_str_eq(disp_name("attachment; filename=\"we\\\"ird.txt\""), "we\"ird.txt");
+    ck_assert_str_eq(disp_file("attachment; filename=\"a\\\\b.txt\""), "a\\b.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"a\\\\b.txt\""), "b.txt");
+    /* a trailing separator, "." or "..": no name at all */
+    ck_assert_str_eq(disp_name("attachment; filename=\"C:\\dir\\\\\""), "");
+    ck_assert_str_eq(disp_name("attachment; filename=\"dir/\""), "");
+    ck_assert_str_eq(disp_name("attachment; filename=\"C:\\dir\\..\""), "");
+    ck_assert_str_eq(disp_name("attachment; filename=\"C:\\dir\\.\""), "");
+    /* \" before the closing quote still escapes it: unterminated */
+    ck_assert_int_eq(su_hdr_disposition(pool, "attachment; filename=\"C:\\dir\\\"", &v, &v),
+                     SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(su_hdr_disposition(pool, "attachment; filename=\"a\\\x01\"", &v, &v),
+                     SU_ERR_BAD_REQUEST);
+    /* other parameters keep RFC 9110's quoted-pairs */
+    ck_assert_int_eq(su_hdr_params(pool, "form-data; name=\"a\\b\"; filename=\"a\\b\"",
+                                   &v, &t), SU_OK);
+    ck_assert_str_eq(apr_table_get(t, "name"), "ab");
+    ck_assert_str_eq(apr_table_get(t, "filename"), "a\\b");
+}
+END_TEST
+
+START_TEST(disposition_form_escapes)
+{
+    /* HTML's form encoding of a part's file name: %22, %0D, %0A, any case */
+    ck_assert_str_eq(disp_file("form-data; name=\"file\"; "
+                               "filename=\"r\xc3\xa9sum\xc3\xa9 %22q%22.txt\""),
+                     "r\xc3\xa9sum\xc3\xa9 \"q\".txt");
+    ck_assert_str_eq(disp_file("attachment; filename=\"a%0d%0Ab%0D%0ac.txt\""),
+                     "a\r\nb\r\nc.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"a%0d%0Ab.txt\""), "ab.txt");
+    ck_assert_str_eq(disp_file("attachment; filename=a%22b.txt"), "a\"b.txt");
+    /* no other %XX, and only one pass */
+    ck_assert_str_eq(disp_file("attachment; filename=\"%41.txt\""), "%41.txt");
+    ck_assert_str_eq(disp_name("attachment; filename=\"a%2Fb%5Cc%00d%C3%A9\""),
+                     "a%2Fb%5Cc%00d%C3%A9");
+    ck_assert_str_eq(disp_file("attachment; filename=\"%2522 %%22 %2 %\""), "%2522 %\" %2 %");
+    ck_assert_str_eq(disp_file("attachment; filename=\"%0\""), "%0");
+    /* filename* is RFC 5987 alone: decoded once, then reduced like the rest */
+    ck_assert_str_eq(disp_file("attachment; filename*=UTF-8''a%2522b"), "a%22b");
+    ck_assert_str_eq(disp_name("attachment; filename*=UTF-8''..%5C..%5Cwin%5Cevil.txt"),
+                     "evil.txt");
+    ck_assert_str_eq(disp_name("attachment; filename*=UTF-8''C%3A%5Cdir%5C"), "");
+}
+END_TEST
+
 /* ---- safe names ---- */
 
 START_TEST(safe_name_paths)
@@ -257,7 +346,7 @@ END_TEST
 START_TEST(safe_name_length)
 {
     char in[400];
-    const char *o;
+    const char *o, *s;
     int i;
 
     /* 300 ASCII bytes: cut to 255 */
@@ -290,6 +379,22 @@ START_TEST(safe_name_length)
     in[300] = '\0';
     o = su_hdr_safe_name(pool, in);
     ck_assert_uint_eq(strlen(o), 252);
+
+    /* after a Windows path, from a header: the cut still falls between characters */
+    s = "attachment; filename=\"C:\\dir\\a";
+    for (i = 0; i < 200; i++)
+        s = apr_pstrcat(pool, s, "\xc3\xa9", NULL);
+    o = disp_name(apr_pstrcat(pool, s, "\"", NULL));
+    ck_assert_uint_eq(strlen(o), 255);
+    ck_assert_int_eq(memcmp(o, "a\xc3\xa9", 3), 0);
+    ck_assert_int_eq(memcmp(o + 253, "\xc3\xa9", 2), 0);
+    o = disp_name(apr_pstrcat(pool, s, "\xc3\xa9\xc3\xa9\\b\xc3\xa9\"", NULL));
+    ck_assert_str_eq(o, "b\xc3\xa9");
+    s = "attachment; filename=\"C:\\dir\\";
+    for (i = 0; i < 200; i++)
+        s = apr_pstrcat(pool, s, "\xc3\xa9", NULL);
+    o = disp_name(apr_pstrcat(pool, s, "\"", NULL));
+    ck_assert_uint_eq(strlen(o), 254);
 
     /* removed bytes do not count against the cap */
     for (i = 0; i < 300; i++)
@@ -515,6 +620,8 @@ static Suite *hdr_suite(void)
     tcase_add_test(tc, ext_values);
     tcase_add_test(tc, ext_value_errors);
     tcase_add_test(tc, disposition);
+    tcase_add_test(tc, disposition_backslashes);
+    tcase_add_test(tc, disposition_form_escapes);
     tcase_add_test(tc, safe_name_paths);
     tcase_add_test(tc, safe_name_chars);
     tcase_add_test(tc, safe_name_length);

@@ -199,6 +199,28 @@ START_TEST(several_parts)
 }
 END_TEST
 
+/* A part's file name as browsers send it: a Windows path's backslashes as
+ * they are, '"', CR and LF as %22, %0D, %0A; other %XX stay. */
+START_TEST(file_name_as_browsers_send_it)
+{
+    check_valid_s("--" BND "\r\nContent-Disposition: form-data; name=\"file\"; "
+                  "filename=\"C:\\Users\\ana\\r\xc3\xa9sum\xc3\xa9 %22q%22.txt\"\r\n\r\n"
+                  "x\r\n--" BND "--\r\n",
+                  "[B name=file file=C:\\Users\\ana\\r\xc3\xa9sum\xc3\xa9 \"q\".txt "
+                  "type=(null)]x[E]");
+    check_valid_s("--" BND "\r\nContent-Disposition: form-data; name=\"file\"; "
+                  "filename=\"\\\\server\\share\\a%0d%0Ab%41.txt\"\r\n\r\n"
+                  "x\r\n--" BND "--\r\n",
+                  "[B name=file file=\\server\\share\\a\r\nb%41.txt type=(null)]x[E]");
+    check_valid_s("--" BND "\r\nContent-Disposition: form-data; name=\"file\"; "
+                  "filename=\"a/b\\c\\\"d\\\\e\"\r\n\r\nx\r\n--" BND "--\r\n",
+                  "[B name=file file=a/b\\c\"d\\e type=(null)]x[E]");
+    /* \" still escapes the quote: a trailing single backslash leaves it open */
+    check_bad_s("--" BND "\r\nContent-Disposition: form-data; name=\"file\"; "
+                "filename=\"C:\\dir\\\"\r\n\r\nx\r\n--" BND "--\r\n");
+}
+END_TEST
+
 START_TEST(empty_parts)
 {
     check_valid_s("--" BND "\r\n" CD_FILE "\r\n\r\n--" BND "--\r\n",
@@ -634,6 +656,7 @@ static Suite *mp_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, one_file_part);
     tcase_add_test(tc, several_parts);
+    tcase_add_test(tc, file_name_as_browsers_send_it);
     tcase_add_test(tc, empty_parts);
     tcase_add_test(tc, lookalikes);
     tcase_add_test(tc, lookalike_boundary_prefix);
