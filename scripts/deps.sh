@@ -9,6 +9,7 @@ SU_PACKAGES=(
   libssl-dev openssl libhiredis-dev libjansson-dev check
   redis-server curl
   python3 python3-pytest python3-requests python3-redis python3-cryptography
+  libapache2-mod-security2 modsecurity-crs
 )
 
 su_missing=()
