@@ -1,5 +1,6 @@
 """`make install` and Debian's a2enmod: the installed files, enabled in a copy
-of Debian's /etc/apache2, make a configuration Apache accepts."""
+of Debian's /etc/apache2 with the very command the docs give
+(`a2enmod secupload_module`), make a configuration Apache accepts."""
 
 import os
 import shutil
@@ -36,10 +37,10 @@ def test_make_install_lays_out_files(staged):
     so = staged + lib + "/mod_secupload.so"
     assert os.path.isfile(so)
     avail = staged + "/etc/apache2/mods-available"
-    with open(avail + "/secupload.load") as f:
+    with open(avail + "/secupload_module.load") as f:
         assert f.read().strip() == \
             "LoadModule secupload_module %s/mod_secupload.so" % lib
-    assert os.path.isfile(avail + "/secupload.conf")
+    assert os.path.isfile(avail + "/secupload_module.conf")
     tools = [os.path.join(d, "secupload") for d, _, fs in os.walk(staged)
              if "secupload" in fs and d.endswith("/bin")]
     assert tools, "the secupload tool was not installed"
@@ -52,15 +53,18 @@ def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
         conf = work + "/apache2"
         shutil.copytree("/etc/apache2", conf, symlinks=True)
         avail = staged + "/etc/apache2/mods-available"
-        for name in ("secupload.load", "secupload.conf"):
+        for name in ("secupload_module.load", "secupload_module.conf"):
             shutil.copy(avail + "/" + name, conf + "/mods-available/" + name)
         # load the module under test rather than a system-wide install
-        with open(conf + "/mods-available/secupload.load", "w") as f:
+        with open(conf + "/mods-available/secupload_module.load", "w") as f:
             f.write("LoadModule secupload_module %s\n" % module_so)
         env = dict(os.environ, APACHE_CONFDIR=conf)
-        r = _run(["a2enmod", "-q", "secupload.load"], env=env)
-        assert r.returncode == 0, r.stdout
-        for name in ("secupload.load", "secupload.conf"):
+        # the docs' command, word for word (a name ending in "load" would be
+        # cut short by a2enmod's suffix pattern)
+        r = _run(["a2enmod", "secupload_module"], env=env)
+        assert r.returncode == 0 and "does not exist" not in r.stdout, r.stdout
+        assert "Enabling module secupload_module." in r.stdout, r.stdout
+        for name in ("secupload_module.load", "secupload_module.conf"):
             assert os.path.islink(conf + "/mods-enabled/" + name)
         # Debian's apache2ctl reads envvars from APACHE_CONFDIR; the server
         # gets the sanitizer runtime when the module was built with it
@@ -74,8 +78,9 @@ def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
         r = _run(["bash", "-c", ". %s/envvars && export APACHE_RUN_DIR=%s/run "
                   "&& exec /usr/sbin/apache2 -d %s -M" % (conf, work, conf)], env=senv)
         assert "secupload_module" in r.stdout, r.stdout
-        r = _run(["a2dismod", "-q", "secupload.load"], env=env)
+        r = _run(["a2dismod", "secupload_module"], env=env)
         assert r.returncode == 0, r.stdout
-        assert not os.path.exists(conf + "/mods-enabled/secupload.load")
+        for name in ("secupload_module.load", "secupload_module.conf"):
+            assert not os.path.lexists(conf + "/mods-enabled/" + name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
