@@ -3,8 +3,8 @@
 -- docs/cli.md. The page's title becomes NAME (with the description below),
 -- its intro DESCRIPTION (a code block there SYNOPSIS), its ## sections the
 -- man page's sections. Links to other pages of docs/ name the installed
--- file ({docdir} is replaced at build time) or the man page. Tables get
--- column widths from their content, so tbl breaks no word. The page's note
+-- file ({docdir} is replaced at build time) or the man page. Tables become
+-- lists of entries. The page's note
 -- that it is also a man page ("*Also a man page: ...*") is left out.
 
 local stringify = pandoc.utils.stringify
@@ -22,10 +22,6 @@ local PAGES = {
       .. "rest: directives and set-up",
   },
 }
-
--- characters the columns of a table may take on an 80-column terminal, with
--- tbl's 3 between columns; pandoc writes a width as a fraction of 70
-local WIDTH, GAP, PANDOC_WIDTH = 70, 3, 70
 
 local function page_of(path)
   local base = path:match("([^/]+)$")
@@ -65,12 +61,6 @@ local function upper(inlines)
   }).content
 end
 
-local function longest_word(s)
-  local n = 0
-  for w in s:gmatch("%S+") do n = math.max(n, pandoc.text.len(w)) end
-  return n
-end
-
 local function inlines_of(blocks)
   local out = pandoc.List()
   for _, b in ipairs(blocks) do
@@ -80,20 +70,23 @@ local function inlines_of(blocks)
   return out
 end
 
--- a table too wide for the terminal: one entry per row, named by its first
--- cell, the other cells below it under their column's heading
-local function as_list(tbl)
+-- a table becomes a list of entries (.TP), one per row, named by its first
+-- cell: tbl's text blocks draw spurious warnings from groff 1.22 at some
+-- widths, and a list reads as well on any terminal. With more than two
+-- columns, each other cell comes under its column's heading.
+local function Table(tbl)
   local heads = {}
   for c, cell in ipairs(tbl.head.rows[1] and tbl.head.rows[1].cells or {}) do
     heads[c] = inlines_of(cell.contents)
   end
+  local labelled = #tbl.colspecs > 2
   local items = pandoc.List()
   for _, body in ipairs(tbl.bodies) do
     for _, row in ipairs(body.body) do
       local defs = pandoc.List()
       for c = 2, #row.cells do
         local text = inlines_of(row.cells[c].contents)
-        if heads[c] and #heads[c] > 0 then
+        if labelled and heads[c] and #heads[c] > 0 then
           local p = pandoc.List({pandoc.Emph(heads[c]), pandoc.Str(":"), pandoc.Space()})
           p:extend(text)
           text = p
@@ -104,36 +97,6 @@ local function as_list(tbl)
     end
   end
   return pandoc.DefinitionList(items)
-end
-
--- widths: each column at least its longest word, the rest shared out by
--- the amount of text in each
-local function Table(tbl)
-  local ncol = #tbl.colspecs
-  local minw, total = {}, {}
-  for c = 1, ncol do minw[c], total[c] = 1, 1 end
-  local function visit(rows)
-    for _, row in ipairs(rows) do
-      for c, cell in ipairs(row.cells) do
-        local s = stringify(cell.contents)
-        minw[c] = math.max(minw[c], longest_word(s) + 2)
-        total[c] = total[c] + pandoc.text.len(s)
-      end
-    end
-  end
-  visit(tbl.head.rows)
-  for _, body in ipairs(tbl.bodies) do visit(body.body) end
-  local summin, sumtot = 0, 0
-  for c = 1, ncol do summin, sumtot = summin + minw[c], sumtot + total[c] end
-  local room = WIDTH - GAP * (ncol - 1)
-  if ncol > 3 or summin > room then return as_list(tbl) end
-  local spare = room - summin
-  for c = 1, ncol do
-    local w = minw[c] + spare * total[c] / sumtot
-    tbl.colspecs[c] = {tbl.colspecs[c][1], w / PANDOC_WIDTH}
-  end
-  -- ragged right: a narrow column of long words cannot be justified
-  return {pandoc.RawBlock("man", ".na"), tbl, pandoc.RawBlock("man", ".ad")}
 end
 
 local function Header(h)
