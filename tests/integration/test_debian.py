@@ -66,7 +66,9 @@ def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
         # load the module under test rather than a system-wide install
         with open(conf + "/mods-available/secupload_module.load", "w") as f:
             f.write("LoadModule secupload_module %s\n" % module_so)
-        env = dict(os.environ, APACHE_CONFDIR=conf)
+        # a2enmod's state (enabled_by_admin/...) stays in the copy too
+        env = dict(os.environ, APACHE_CONFDIR=conf,
+                   APACHE_STATE_DIRECTORY=work + "/state")
         # the docs' command, word for word (a name ending in "load" would be
         # cut short by a2enmod's suffix pattern)
         r = _run(["a2enmod", "secupload_module"], env=env)
@@ -129,7 +131,8 @@ def test_example_site_is_accepted(staged, module_so, scratch):
         f.write(site)
     with open(conf + "/mods-available/secupload_module.load", "w") as f:
         f.write("LoadModule secupload_module %s\n" % module_so)
-    env = dict(os.environ, APACHE_CONFDIR=conf)
+    env = dict(os.environ, APACHE_CONFDIR=conf,
+               APACHE_STATE_DIRECTORY=str(tmp_path / "state"))
     for cmd in (["a2enmod", "secupload_module"], ["a2ensite", "secupload-site"]):
         r = _run(cmd, env=env)
         assert r.returncode == 0, r.stdout
