@@ -1,7 +1,9 @@
 """`make install` and Debian's a2enmod: the installed files, enabled in a copy
-of Debian's /etc/apache2, make a configuration Apache accepts."""
+of Debian's /etc/apache2 with the very command the docs give
+(`a2enmod secupload_module`), make a configuration Apache accepts."""
 
 import os
+import pathlib
 import shutil
 import subprocess
 import tempfile
@@ -36,14 +38,21 @@ def test_make_install_lays_out_files(staged):
     so = staged + lib + "/mod_secupload.so"
     assert os.path.isfile(so)
     avail = staged + "/etc/apache2/mods-available"
-    with open(avail + "/secupload.load") as f:
+    with open(avail + "/secupload_module.load") as f:
         assert f.read().strip() == \
             "LoadModule secupload_module %s/mod_secupload.so" % lib
-    assert os.path.isfile(avail + "/secupload.conf")
+    assert os.path.isfile(avail + "/secupload_module.conf")
     tools = [os.path.join(d, "secupload") for d, _, fs in os.walk(staged)
              if "secupload" in fs and d.endswith("/bin")]
     assert tools, "the secupload tool was not installed"
     assert os.access(tools[0], os.X_OK)
+    # the man pages, the docs they name and the example site
+    found = {os.path.relpath(os.path.join(d, f), staged)
+             for d, _, fs in os.walk(staged) for f in fs}
+    for tail in ("/man/man1/secupload.1", "/man/man5/mod_secupload.5",
+                 "/README.md", "/docs/configuration.md", "/docs/api.md",
+                 "/examples/secupload-site.conf"):
+        assert any(p.endswith(tail) for p in found), (tail, sorted(found))
 
 
 def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
@@ -52,15 +61,20 @@ def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
         conf = work + "/apache2"
         shutil.copytree("/etc/apache2", conf, symlinks=True)
         avail = staged + "/etc/apache2/mods-available"
-        for name in ("secupload.load", "secupload.conf"):
+        for name in ("secupload_module.load", "secupload_module.conf"):
             shutil.copy(avail + "/" + name, conf + "/mods-available/" + name)
         # load the module under test rather than a system-wide install
-        with open(conf + "/mods-available/secupload.load", "w") as f:
+        with open(conf + "/mods-available/secupload_module.load", "w") as f:
             f.write("LoadModule secupload_module %s\n" % module_so)
-        env = dict(os.environ, APACHE_CONFDIR=conf)
-        r = _run(["a2enmod", "-q", "secupload.load"], env=env)
-        assert r.returncode == 0, r.stdout
-        for name in ("secupload.load", "secupload.conf"):
+        # a2enmod's state (enabled_by_admin/...) stays in the copy too
+        env = dict(os.environ, APACHE_CONFDIR=conf,
+                   APACHE_STATE_DIRECTORY=work + "/state")
+        # the docs' command, word for word (a name ending in "load" would be
+        # cut short by a2enmod's suffix pattern)
+        r = _run(["a2enmod", "secupload_module"], env=env)
+        assert r.returncode == 0 and "does not exist" not in r.stdout, r.stdout
+        assert "Enabling module secupload_module." in r.stdout, r.stdout
+        for name in ("secupload_module.load", "secupload_module.conf"):
             assert os.path.islink(conf + "/mods-enabled/" + name)
         # Debian's apache2ctl reads envvars from APACHE_CONFDIR; the server
         # gets the sanitizer runtime when the module was built with it
@@ -74,8 +88,58 @@ def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
         r = _run(["bash", "-c", ". %s/envvars && export APACHE_RUN_DIR=%s/run "
                   "&& exec /usr/sbin/apache2 -d %s -M" % (conf, work, conf)], env=senv)
         assert "secupload_module" in r.stdout, r.stdout
-        r = _run(["a2dismod", "-q", "secupload.load"], env=env)
+        r = _run(["a2dismod", "secupload_module"], env=env)
         assert r.returncode == 0, r.stdout
-        assert not os.path.exists(conf + "/mods-enabled/secupload.load")
+        for name in ("secupload_module.load", "secupload_module.conf"):
+            assert not os.path.lexists(conf + "/mods-enabled/" + name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch():
+    root = tempfile.mkdtemp(prefix="secupload-site-")
+    os.chmod(root, 0o755)   # the server's user reaches the storage dir
+    try:
+        yield pathlib.Path(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_example_site_is_accepted(staged, module_so, scratch):
+    """The example site, with its paths pointed at a scratch directory, in a
+    copy of Debian's /etc/apache2 with the module enabled: apache2 -t."""
+    tmp_path = scratch
+    conf = str(tmp_path / "apache2")
+    shutil.copytree("/etc/apache2", conf, symlinks=True)
+    ex = [os.path.join(d, "secupload-site.conf") for d, _, fs in os.walk(staged)
+          if "secupload-site.conf" in fs]
+    assert ex, "the example site was not installed"
+    with open(ex[0]) as f:
+        site = f.read()
+    store, keys = tmp_path / "store", tmp_path / "keys"
+    store.mkdir()
+    H._chown_server_user(str(store))
+    keys.mkdir()
+    (keys / "files-kek-1.hex").write_text(os.urandom(32).hex() + "\n")
+    os.chmod(keys / "files-kek-1.hex", 0o400)
+    (keys / "htpasswd").write_text("")
+    site = site.replace("/var/lib/secupload/files.example.org", str(store))
+    site = site.replace("/etc/apache2/secupload", str(keys))
+    assert "/etc/apache2/secupload" not in site
+    with open(conf + "/sites-available/secupload-site.conf", "w") as f:
+        f.write(site)
+    with open(conf + "/mods-available/secupload_module.load", "w") as f:
+        f.write("LoadModule secupload_module %s\n" % module_so)
+    env = dict(os.environ, APACHE_CONFDIR=conf,
+               APACHE_STATE_DIRECTORY=str(tmp_path / "state"))
+    for cmd in (["a2enmod", "secupload_module"], ["a2ensite", "secupload-site"]):
+        r = _run(cmd, env=env)
+        assert r.returncode == 0, r.stdout
+    os.mkdir(str(tmp_path / "run"))
+    senv = dict(H.server_env(), APACHE_CONFDIR=conf)
+    r = _run(["bash", "-c", ". %s/envvars && export APACHE_RUN_DIR=%s/run "
+              "&& exec /usr/sbin/apache2 -d %s -t -D DUMP_VHOSTS"
+              % (conf, tmp_path, conf)], env=senv)
+    assert r.returncode == 0, r.stdout
+    assert "namevhost files.example.org" in r.stdout, r.stdout
