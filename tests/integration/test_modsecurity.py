@@ -2,7 +2,7 @@
 configuration, and the OWASP CRS from modsecurity-crs): the plaintext of an
 upload or a download never reaches ModSecurity's temp files, data dir or
 audit log, and the answers stay the module's JSON. What is tried is what
-conf/secupload.conf ships: its `<IfModule security2_module>` blocks are
+conf/secupload_module.conf ships: its `<IfModule security2_module>` blocks are
 taken from that file as they are.
 
 A control location without those settings shows that the check can fail:
@@ -24,7 +24,7 @@ import secupload_harness as H
 from secupload_stack import Stack, running
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHIPPED = os.path.join(HERE, "..", "..", "conf", "secupload.conf")
+SHIPPED = os.path.join(HERE, "..", "..", "conf", "secupload_module.conf")
 RECOMMENDED = "/etc/modsecurity/modsecurity.conf-recommended"
 CRS_SETUP = "/etc/modsecurity/crs/crs-setup.conf"
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
