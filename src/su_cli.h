@@ -1,0 +1,99 @@
+/*
+ * What the files of the secupload tool share: exit codes, messages, the
+ * option loop, key files, why a stored file failed, the storage walk, and
+ * the subcommands that main dispatches to (one file each).
+ */
+#ifndef SU_CLI_H
+#define SU_CLI_H
+
+#include <getopt.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+#include "su_common.h"
+#include "su_format.h"
+#include "su_key.h"
+
+#define SU_CLI_EXIT_OK    0
+#define SU_CLI_EXIT_FAIL  1
+#define SU_CLI_EXIT_USAGE 2
+#define SU_CLI_EXIT_ENV   3
+
+#define SU_CLI_MAX_KEYS      32
+/* A temp file untouched for this long belongs to no live writer. */
+#define SU_CLI_STALE_SECS    3600
+/* Upper bound on directory entries looked at in one run. */
+#define SU_CLI_MAX_ENTRIES   50000000L
+#define SU_CLI_PASSWORD_MAX  1024
+#define SU_CLI_REWRAP_SUFFIX ".rewrap.tmp"
+#define SU_CLI_ENC_SUFFIX    ".enc"
+#define SU_CLI_OVERHEAD      (SU_FMT_HEADER_LEN + SU_FMT_TAG_LEN)
+
+/* getopt_long over one subcommand's arguments; argv[0] is the command. */
+typedef struct su_cli_opts {
+    const char *cmd;
+    const char *shortopts;
+    const struct option *longopts;
+} su_cli_opts_t;
+
+typedef struct su_cli_keys {
+    const su_kek_t *k[SU_CLI_MAX_KEYS];
+    int n;
+} su_cli_keys_t;
+
+/* Paths collected while parsing, loaded once the command line is valid. */
+typedef struct su_cli_paths {
+    const char *v[SU_CLI_MAX_KEYS];
+    int n;
+} su_cli_paths_t;
+
+/* The first 16 bytes (magic, key id) and the size of a stored file. */
+typedef struct su_cli_head {
+    int open_errno;          /* 0 when the file could be read */
+    int regular;
+    uint64_t size;
+    int have_prefix;         /* 16 bytes could be read */
+    unsigned char prefix[SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN];
+} su_cli_head_t;
+
+typedef enum su_cli_kind {
+    SU_CLI_STORED,       /* DIR/xx/<id>.enc */
+    SU_CLI_TEMP,         /* DIR/xx/.tmp-* or DIR/xx/<id>.enc.rewrap.tmp */
+    SU_CLI_UNEXPECTED    /* anything else */
+} su_cli_kind_t;
+
+typedef struct su_cli_entry {
+    su_cli_kind_t kind;
+    const char *id;      /* SU_CLI_STORED only */
+    const char *path;
+    time_t mtime;
+} su_cli_entry_t;
+
+void su_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int su_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+extern const char su_cli_exit_help[];
+const char *su_cli_printable(apr_pool_t *p, const char *s);
+int su_cli_next_opt(const su_cli_opts_t *o, int argc, char **argv);
+int su_cli_parse_int(const char *s, long min, long max, long *out);
+int su_cli_add_path(const char *cmd, su_cli_paths_t *ps, const char *path);
+int su_cli_load_keys(apr_pool_t *p, const su_cli_paths_t *ps,
+                     su_cli_keys_t *keys);
+void su_cli_read_head(const char *path, su_cli_head_t *h);
+const char *su_cli_hex(apr_pool_t *p, const unsigned char *b, size_t n);
+const char *su_cli_head_keyid(apr_pool_t *p, const su_cli_head_t *h);
+const char *su_cli_reason(apr_pool_t *p, const char *path, su_err_t rv,
+                          const su_cli_keys_t *keys);
+int su_cli_walk(apr_pool_t *p, const char *dir, apr_array_header_t **out);
+
+/* The subcommands: argv[0] is the subcommand's name. */
+int su_cli_keygen(apr_pool_t *p, int argc, char **argv);
+int su_cli_decrypt(apr_pool_t *p, int argc, char **argv);
+int su_cli_verify(apr_pool_t *p, int argc, char **argv);
+int su_cli_rewrap(apr_pool_t *p, int argc, char **argv);
+int su_cli_fsck(apr_pool_t *p, int argc, char **argv);
+
+#endif
