@@ -1120,28 +1120,6 @@ static su_err_t su_fmt_rewrap_open_tmp(su_fmt_rewrap_t *rw, const struct stat *s
     return SU_OK;
 }
 
-/*
- * Test-only hook for crash-safety tests: with SECUPLOAD_FAULT_REWRAP_EXIT=N
- * in the environment, the process dies (_exit(99)) right before the N-th
- * rename of this process. Unset, it costs one getenv per file.
- */
-static void su_fmt_fault_before_rename(void)
-{
-    static unsigned long count;
-    const char *v = getenv("SECUPLOAD_FAULT_REWRAP_EXIT");
-    char *end = NULL;
-    unsigned long n;
-
-    if (v == NULL || *v == '\0')
-        return;
-    n = strtoul(v, &end, 10);
-    if (end == NULL || *end != '\0' || n == 0)
-        return;
-    if (++count == n)
-        _exit(99);
-}
-
-
 /* Copy pass (old MAC checked, new MAC computed), then the atomic swap. */
 static su_err_t su_fmt_rewrap_write(su_fmt_rewrap_t *rw, su_dec_t *dec)
 {
@@ -1168,7 +1146,7 @@ static su_err_t su_fmt_rewrap_write(su_fmt_rewrap_t *rw, su_dec_t *dec)
     }
     if (rv != SU_OK)
         return rv;
-    su_fmt_fault_before_rename();
+    su_fault_exit("rewrap-rename");
     if (rename(rw->tmp, rw->path) != 0)
         return su_fmt_errno_kind(errno);
     rw->renamed = 1;

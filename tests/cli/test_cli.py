@@ -402,7 +402,17 @@ def test_rewrap_dry_run_reports_failures(keys, store):
     assert store.hashes() == before
 
 
+def fault_build():
+    """The tool built with --enable-fault-injection (SECUPLOAD_FAULT_BUILD=1,
+    as scripts/test sets it for the sanitizer build)?"""
+    return os.environ.get("SECUPLOAD_FAULT_BUILD") == "1"
+
+
 def test_rewrap_crash_part_way_then_resume(keys, store):
+    if not fault_build():
+        pytest.skip("needs the tool built with --enable-fault-injection and "
+                    "SECUPLOAD_FAULT_BUILD=1 (scripts/test does this for the "
+                    "sanitizer build)")
     old, kp_old = keys.make()
     new, kp_new = keys.make()
     data = {}
@@ -410,7 +420,7 @@ def test_rewrap_crash_part_way_then_resume(keys, store):
         fid = store.put(old, os.urandom(1000 + 4097 * i))
         data[fid] = decrypt(old, store.read(fid))
     r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new,
-            env_extra={"SECUPLOAD_FAULT_REWRAP_EXIT": "3"})
+            env_extra={"SECUPLOAD_FAULTS": "rewrap-rename=3"})
     assert r.rc == 99, r          # died right before the third rename
     assert "rewrap:" not in r.text
     moved = [fid for fid in data if under_key(store, fid, new)]
@@ -425,6 +435,27 @@ def test_rewrap_crash_part_way_then_resume(keys, store):
     for fid, plain in data.items():
         d = run("decrypt", store.path(fid), "--key", kp_new)
         assert d.rc == 0 and d.out == plain, d
+    assert temp_files(store.root) == []
+
+
+def test_rewrap_has_no_crash_hook_in_a_shipped_build(keys, store):
+    """The crash hook of the tests above lives in the fault-injection build
+    only: a shipped tool reads no such variable and rewraps every file."""
+    if fault_build():
+        pytest.skip("a fault-injection build has the hook")
+    old, kp_old = keys.make()
+    new, kp_new = keys.make()
+    data = {}
+    for i in range(3):
+        fid = store.put(old, os.urandom(100 + i))
+        data[fid] = decrypt(old, store.read(fid))
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new,
+            env_extra={"SECUPLOAD_FAULTS": "rewrap-rename=1",
+                       "SECUPLOAD_FAULT_REWRAP_EXIT": "1"})
+    assert r.rc == 0, r
+    assert r.lines[-1] == "rewrap: 3 rewrapped, 0 already current, 0 failed"
+    for fid, plain in data.items():
+        assert decrypt(new, store.read(fid)) == plain
     assert temp_files(store.root) == []
 
 
