@@ -16,6 +16,7 @@
 #include "su_common.h"
 #include "su_format.h"
 #include "su_key.h"
+#include "su_store.h"
 
 #define SU_CLI_EXIT_OK    0
 #define SU_CLI_EXIT_FAIL  1
@@ -28,8 +29,6 @@
 /* Upper bound on directory entries looked at in one run. */
 #define SU_CLI_MAX_ENTRIES   50000000L
 #define SU_CLI_PASSWORD_MAX  1024
-#define SU_CLI_REWRAP_SUFFIX ".rewrap.tmp"
-#define SU_CLI_ENC_SUFFIX    ".enc"
 #define SU_CLI_OVERHEAD      (SU_FMT_HEADER_LEN + SU_FMT_TAG_LEN)
 
 /* getopt_long over one subcommand's arguments; argv[0] is the command. */
@@ -59,15 +58,11 @@ typedef struct su_cli_head {
     unsigned char prefix[SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN];
 } su_cli_head_t;
 
-typedef enum su_cli_kind {
-    SU_CLI_STORED,       /* DIR/xx/<id>.enc */
-    SU_CLI_TEMP,         /* DIR/xx/.tmp-* or DIR/xx/<id>.enc.rewrap.tmp */
-    SU_CLI_UNEXPECTED    /* anything else */
-} su_cli_kind_t;
-
+/* An entry under the storage directory: SU_STORE_NAME_OTHER for anything
+ * the store does not write there. */
 typedef struct su_cli_entry {
-    su_cli_kind_t kind;
-    const char *id;      /* SU_CLI_STORED only */
+    su_store_name_t kind;
+    const char *id;      /* SU_STORE_NAME_FILE only */
     const char *path;
     time_t mtime;
 } su_cli_entry_t;

@@ -340,9 +340,9 @@ static int su_cli_fsck_entries(apr_pool_t *p, su_cli_fsck_t *fk,
         return SU_CLI_EXIT_ENV;
     for (i = 0; rc == SU_CLI_EXIT_OK && i < entries->nelts; i++) {
         const su_cli_entry_t *e = APR_ARRAY_IDX(entries, i, su_cli_entry_t *);
-        if (e->kind == SU_CLI_STORED) {
+        if (e->kind == SU_STORE_NAME_FILE) {
             rc = su_cli_fsck_stored(sub, fk, e);
-        } else if (e->kind == SU_CLI_TEMP) {
+        } else if (e->kind == SU_STORE_NAME_TEMP) {
             su_cli_fsck_temp(sub, fk, e, now);
         } else {
             printf("unexpected %s\n", su_cli_printable(sub, e->path));
@@ -365,7 +365,7 @@ static void su_cli_fsck_missing(apr_pool_t *p, su_cli_fsck_t *fk,
 
     for (i = 0; i < entries->nelts; i++) {
         const su_cli_entry_t *e = APR_ARRAY_IDX(entries, i, su_cli_entry_t *);
-        if (e->kind == SU_CLI_STORED)
+        if (e->kind == SU_STORE_NAME_FILE)
             apr_hash_set(ondisk, e->id, APR_HASH_KEY_STRING, e);
     }
     for (i = 0; i < fk->meta_ids->nelts; i++) {

@@ -89,7 +89,7 @@ static int su_cli_rewrap_run(apr_pool_t *p, su_cli_rewrap_t *rw)
         return SU_CLI_EXIT_ENV;
     for (i = 0; i < entries->nelts; i++) {
         const su_cli_entry_t *e = APR_ARRAY_IDX(entries, i, su_cli_entry_t *);
-        if (e->kind != SU_CLI_STORED)
+        if (e->kind != SU_STORE_NAME_FILE)
             continue;
         su_cli_rewrap_one(sub, rw, e);
         apr_pool_clear(sub);

@@ -28,36 +28,7 @@ typedef struct su_cli_walk {
     long seen;
 } su_cli_walk_t;
 
-static int su_cli_is_hex2(const char *s)
-{
-    return strlen(s) == 2 && strspn(s, "0123456789abcdef") == 2;
-}
-
-/* "<id>.enc" whose id starts with the subdirectory's two digits. */
-static const char *su_cli_stored_id(apr_pool_t *p, const char *sub,
-                                    const char *name)
-{
-    const char *id;
-
-    if (strlen(name) != SU_ID_HEX_LEN + strlen(SU_CLI_ENC_SUFFIX)
-        || strcmp(name + SU_ID_HEX_LEN, SU_CLI_ENC_SUFFIX) != 0
-        || strncmp(name, sub, 2) != 0)
-        return NULL;
-    id = apr_pstrndup(p, name, SU_ID_HEX_LEN);
-    return su_store_valid_id(id) ? id : NULL;
-}
-
-static int su_cli_is_temp(apr_pool_t *p, const char *sub, const char *name)
-{
-    size_t n = strlen(name), sl = strlen(SU_CLI_REWRAP_SUFFIX);
-
-    if (su_store_is_temp(name))
-        return 1;
-    return n > sl && strcmp(name + n - sl, SU_CLI_REWRAP_SUFFIX) == 0
-           && su_cli_stored_id(p, sub, apr_pstrndup(p, name, n - sl)) != NULL;
-}
-
-static int su_cli_walk_add(su_cli_walk_t *w, su_cli_kind_t kind, const char *id,
+static int su_cli_walk_add(su_cli_walk_t *w, su_store_name_t kind, const char *id,
                            const char *path, time_t mtime)
 {
     su_cli_entry_t *e = apr_pcalloc(w->p, sizeof *e);
@@ -75,18 +46,21 @@ static int su_cli_walk_add(su_cli_walk_t *w, su_cli_kind_t kind, const char *id,
     return SU_CLI_EXIT_OK;
 }
 
-static su_cli_kind_t su_cli_classify(apr_pool_t *p, const char *sub,
-                                     const char *name, const struct stat *st,
-                                     const char **id)
+/* A directory entry that is not a regular file is never the store's. */
+static su_store_name_t su_cli_classify(apr_pool_t *p, const char *sub,
+                                       const char *name, const struct stat *st,
+                                       const char **id)
 {
+    char buf[SU_ID_HEX_LEN + 1];
+    su_store_name_t kind;
+
     *id = NULL;
     if (!S_ISREG(st->st_mode))
-        return SU_CLI_UNEXPECTED;
-    if ((*id = su_cli_stored_id(p, sub, name)) != NULL)
-        return SU_CLI_STORED;
-    if (su_cli_is_temp(p, sub, name))
-        return SU_CLI_TEMP;
-    return SU_CLI_UNEXPECTED;
+        return SU_STORE_NAME_OTHER;
+    kind = su_store_name(sub, name, buf);
+    if (kind == SU_STORE_NAME_FILE)
+        *id = apr_pstrdup(p, buf);
+    return kind;
 }
 
 static int su_cli_walk_subdir(su_cli_walk_t *w, const char *sub)
@@ -103,7 +77,7 @@ static int su_cli_walk_subdir(su_cli_walk_t *w, const char *sub)
     while (rc == SU_CLI_EXIT_OK && (errno = 0, de = readdir(d)) != NULL) {
         struct stat st;
         const char *id;
-        su_cli_kind_t kind;
+        su_store_name_t kind;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -127,13 +101,13 @@ static int su_cli_walk_top_entry(su_cli_walk_t *w, int dfd, const char *name)
 
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return SU_CLI_EXIT_OK;
-    if (S_ISDIR(st.st_mode) && su_cli_is_hex2(name))
+    if (S_ISDIR(st.st_mode) && su_store_is_subdir(name))
         return su_cli_walk_subdir(w, name);
     /* the module's markers of metadata to remove: their hashes show as
      * "missing" until the module (or an operator) removes them */
     if (S_ISDIR(st.st_mode) && strcmp(name, SU_STORE_UNSETTLED) == 0)
         return SU_CLI_EXIT_OK;
-    return su_cli_walk_add(w, SU_CLI_UNEXPECTED, NULL,
+    return su_cli_walk_add(w, SU_STORE_NAME_OTHER, NULL,
                            apr_pstrcat(w->p, w->dir, "/", name, NULL),
                            st.st_mtime);
 }

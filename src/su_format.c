@@ -28,6 +28,7 @@
 #include "su_async.h"
 #include "su_fault.h"
 #include "su_hasher.h"
+#include "su_store.h"
 #include "su_util.h"
 
 #define SU_FMT_ENC_KEY_LEN 32
@@ -510,11 +511,6 @@ static apr_status_t su_fmt_fd_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-static su_err_t su_fmt_errno_kind(int e)
-{
-    return e == ENOSPC || e == EDQUOT ? SU_ERR_NO_SPACE : SU_ERR_INTERNAL;
-}
-
 /*
  * Read exactly len bytes, at offset at (pread) or, with at < 0, from the
  * current offset: a short read means the file shrank under us.
@@ -540,22 +536,6 @@ static su_err_t su_fmt_read_at(int fd, unsigned char *buf, size_t len, off_t at)
 static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
 {
     return su_fmt_read_at(fd, buf, len, -1);
-}
-
-static su_err_t su_fmt_write_all(int fd, const unsigned char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return su_fmt_errno_kind(errno);
-        if (w == 0)
-            return SU_ERR_INTERNAL;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return SU_OK;
 }
 
 /* The size alone tells a truncated or extended file. */
@@ -654,11 +634,6 @@ static void su_fmt_tail_push(unsigned char tail[2 * SU_FMT_BLOCK],
 }
 
 /*
- * Pass 1 from just after the header: the ciphertext goes to the MAC (and to
- * an optional copy fd), the tag is read and compared. The fd's offset must
- * be at SU_FMT_HEADER_LEN.
- */
-/*
  * Pass 1 for a plain verification, over mapped windows of the file: the MAC
  * reads the page cache directly instead of a copy of it, and each window is
  * unmapped before the next, so memory stays bounded. Returns -1 if the
@@ -699,13 +674,19 @@ static int su_fmt_mac_mapped(su_fmt_file_t *f, su_dec_t *dec, su_err_t *rv)
     return 0;
 }
 
+/*
+ * Pass 1 from just after the header: the ciphertext goes to the MAC (and,
+ * for a rewrap, to a new MAC and a copy), the tag is read and compared. The
+ * fd's offset must be at SU_FMT_HEADER_LEN.
+ */
 static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
-                                EVP_MAC_CTX *copy_mac, int copy_fd)
+                                EVP_MAC_CTX *copy_mac, su_store_file_t *copy)
 {
+    const char *err = NULL;
     uint64_t left = f->ctlen;
     su_err_t rv;
 
-    if (copy_mac == NULL && copy_fd < 0 && !f->no_map
+    if (copy_mac == NULL && copy == NULL && !f->no_map
         && su_fmt_mac_mapped(f, dec, &rv) == 0)
         return rv;
 
@@ -720,7 +701,7 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
         su_fmt_tail_push(f->tail, f->buf, n);
         if (copy_mac != NULL && EVP_MAC_update(copy_mac, f->buf, n) != 1)
             return SU_ERR_INTERNAL;
-        if (copy_fd >= 0 && (rv = su_fmt_write_all(copy_fd, f->buf, n)) != SU_OK)
+        if (copy != NULL && (rv = su_store_write(copy, f->buf, n, &err)) != SU_OK)
             return rv;
         left -= n;
     }
@@ -751,7 +732,7 @@ static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
     f->no_map = (flags & SU_FMT_NO_MAP) != 0;
     rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
     if (rv == SU_OK)
-        rv = su_fmt_mac_pass(f, dec, NULL, -1);
+        rv = su_fmt_mac_pass(f, dec, NULL, NULL);
     if (rv == SU_OK)
         rv = su_dec_tail_size(dec, f->tail, f->ctlen, plain_size);
     if (rv != SU_OK) {
@@ -1045,10 +1026,7 @@ void su_fmt_reader_close(su_fmt_reader_t *rd)
 
 typedef struct su_fmt_rewrap {
     su_fmt_file_t *f;
-    const char *path;
-    const char *tmp;
-    int tmp_fd;
-    int renamed;
+    su_store_file_t *copy;  /* the new file, renamed over the old one */
     EVP_MAC_CTX *mac_new;
     unsigned char header[SU_FMT_HEADER_LEN];
 } su_fmt_rewrap_t;
@@ -1057,11 +1035,6 @@ static apr_status_t su_fmt_rewrap_cleanup(void *data)
 {
     su_fmt_rewrap_t *rw = data;
 
-    if (rw->tmp_fd >= 0)
-        close(rw->tmp_fd);
-    rw->tmp_fd = -1;
-    if (rw->tmp != NULL && !rw->renamed)
-        unlink(rw->tmp);
     EVP_MAC_CTX_free(rw->mac_new);
     rw->mac_new = NULL;
     return APR_SUCCESS;
@@ -1096,67 +1069,36 @@ static su_err_t su_fmt_rewrap_keys(su_fmt_rewrap_t *rw,
     return rv;
 }
 
-/*
- * A stale temporary file from a crashed run is removed; the exclusive lock
- * on the original (su_fmt_file_rewrap) makes sure it is not a live one.
- */
-static su_err_t su_fmt_rewrap_open_tmp(su_fmt_rewrap_t *rw, const struct stat *st)
-{
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-
-    rw->tmp = apr_pstrcat(rw->f->pool, rw->path, ".rewrap.tmp", NULL);
-    rw->tmp_fd = open(rw->tmp, flags, 0600);
-    if (rw->tmp_fd < 0 && errno == EEXIST && unlink(rw->tmp) == 0)
-        rw->tmp_fd = open(rw->tmp, flags, 0600);
-    if (rw->tmp_fd < 0) {
-        rw->tmp = NULL;     /* not ours: never unlink it */
-        return su_fmt_errno_kind(errno);
-    }
-    /* Keep the owner (a rewrap run as root must leave files the server can
-     * still read). */
-    if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
-        fchown(rw->tmp_fd, st->st_uid, st->st_gid) != 0)
-        return SU_ERR_INTERNAL;
-    return SU_OK;
-}
-
-/* Copy pass (old MAC checked, new MAC computed), then the atomic swap. */
+/* Copy pass (old MAC checked, new MAC computed), then the store's atomic
+ * replacement of the file. */
 static su_err_t su_fmt_rewrap_write(su_fmt_rewrap_t *rw, su_dec_t *dec)
 {
     unsigned char tag[SU_FMT_TAG_LEN];
+    const char *err = NULL;
     uint64_t plain = 0;
     su_err_t rv;
 
-    rv = su_fmt_write_all(rw->tmp_fd, rw->header, SU_FMT_HEADER_LEN);
+    rv = su_store_write(rw->copy, rw->header, SU_FMT_HEADER_LEN, &err);
     if (rv == SU_OK)
-        rv = su_fmt_mac_pass(rw->f, dec, rw->mac_new, rw->tmp_fd);
+        rv = su_fmt_mac_pass(rw->f, dec, rw->mac_new, rw->copy);
     if (rv == SU_OK)
         rv = su_dec_tail_size(dec, rw->f->tail, rw->f->ctlen, &plain);
     if (rv == SU_OK && !su_fmt_hmac_final(rw->mac_new, tag))
         rv = SU_ERR_INTERNAL;
     if (rv == SU_OK)
-        rv = su_fmt_write_all(rw->tmp_fd, tag, SU_FMT_TAG_LEN);
-    if (rv == SU_OK && fsync(rw->tmp_fd) != 0)
-        rv = su_fmt_errno_kind(errno);
-    if (rv == SU_OK) {
-        int rc = close(rw->tmp_fd);
-        rw->tmp_fd = -1;
-        if (rc != 0)
-            rv = su_fmt_errno_kind(errno);
-    }
-    if (rv != SU_OK)
-        return rv;
-    su_fault_exit("rewrap-rename");
-    if (rename(rw->tmp, rw->path) != 0)
-        return su_fmt_errno_kind(errno);
-    rw->renamed = 1;
-    return su_util_fsync_parent(rw->f->pool, rw->path) == 0 ? SU_OK : SU_ERR_INTERNAL;
+        rv = su_store_write(rw->copy, tag, SU_FMT_TAG_LEN, &err);
+    if (rv == SU_OK)
+        rv = su_store_flush(rw->copy, 1, &err);
+    if (rv == SU_OK)
+        rv = su_store_commit(rw->copy, 1, &err);
+    return rv;
 }
 
 su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             const su_kek_t *newkek)
 {
+    const char *err = NULL;
     su_fmt_rewrap_t *rw;
     su_fmt_file_t *f;
     su_dec_t *dec;
@@ -1176,11 +1118,10 @@ su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
     }
     rw = apr_pcalloc(f->pool, sizeof *rw);
     rw->f = f;
-    rw->path = path;
-    rw->tmp_fd = -1;
     apr_pool_cleanup_register(f->pool, rw, su_fmt_rewrap_cleanup,
                               apr_pool_cleanup_null);
-    /* One rewrapper per file at a time. */
+    /* One rewrapper per file at a time: the lock also makes a leftover
+     * copy one of a crashed run, which su_store_replace removes. */
     if (flock(f->fd, LOCK_EX | LOCK_NB) != 0 || fstat(f->fd, &st) != 0)
         rv = SU_ERR_INTERNAL;
     if (rv == SU_OK)
@@ -1188,7 +1129,7 @@ su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
     if (rv == SU_OK)
         rv = su_fmt_rewrap_keys(rw, keks, nkeks, newkek);
     if (rv == SU_OK)
-        rv = su_fmt_rewrap_open_tmp(rw, &st);
+        rv = su_store_replace(f->pool, path, st.st_uid, st.st_gid, &rw->copy, &err);
     if (rv == SU_OK)
         rv = su_fmt_rewrap_write(rw, dec);
     apr_pool_destroy(f->pool);

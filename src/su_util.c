@@ -55,11 +55,16 @@ int su_util_fsync_dir(const char *dir)
     return rc;
 }
 
-int su_util_fsync_parent(apr_pool_t *p, const char *path)
+const char *su_util_parent(apr_pool_t *p, const char *path)
 {
     const char *slash = strrchr(path, '/');
-    const char *dir = slash == NULL ? "." :
-                      slash == path ? "/" :
-                      apr_pstrndup(p, path, (apr_size_t)(slash - path));
-    return su_util_fsync_dir(dir);
+
+    return slash == NULL ? "." :
+           slash == path ? "/" :
+           apr_pstrndup(p, path, (apr_size_t)(slash - path));
+}
+
+int su_util_fsync_parent(apr_pool_t *p, const char *path)
+{
+    return su_util_fsync_dir(su_util_parent(p, path));
 }

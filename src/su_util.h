@@ -22,6 +22,9 @@ void su_util_wipe(void *p, size_t n);
  * 0, or -1 with errno set. */
 int su_util_fsync_dir(const char *dir);
 
+/* The directory that holds path ("." for a bare name). */
+const char *su_util_parent(apr_pool_t *p, const char *path);
+
 /* fsync the directory that holds path. 0, or -1 with errno set. */
 int su_util_fsync_parent(apr_pool_t *p, const char *path);
 

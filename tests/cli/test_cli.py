@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from cli_helpers import (HEADER_LEN, RedisServer, decrypt, encrypt, file_iv,
-                         free_port, key_id, new_id, put_meta, run)
+from cli_helpers import (HEADER_LEN, RedisServer, Store, decrypt, encrypt,
+                         file_iv, free_port, key_id, new_id, put_meta, run)
 
 SIZES = [0, 1, 15, 16, 17, 65535, 65537, 1024 * 1024]
 
@@ -457,6 +457,46 @@ def test_rewrap_has_no_crash_hook_in_a_shipped_build(keys, store):
     for fid, plain in data.items():
         assert decrypt(new, store.read(fid)) == plain
     assert temp_files(store.root) == []
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    """A storage directory on a 1 MiB tmpfs (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    root = tmp_path / "small"
+    root.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700",
+                        "secupload-clitest", str(root)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30, check=False)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % p.stdout.decode().strip())
+    try:
+        yield Store(root)
+    finally:
+        subprocess.run(["umount", str(root)], timeout=30, check=False)
+
+
+def test_rewrap_disk_full_keeps_the_file(keys, small_store):
+    """No room for the copy: the file is reported as the store reports a
+    full disk to an upload, stays as it was under the old key, and no copy
+    is left behind; with room again, a rerun finishes."""
+    store = small_store
+    old, kp_old = keys.make()
+    _, kp_new = keys.make()
+    big = store.put(old, os.urandom(600 * 1024))
+    before = store.hashes()
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new)
+    assert r.rc == 1, r
+    assert "FAILED %s: no space left on the device" % big in r.text, r
+    assert r.lines[-1] == "rewrap: 0 rewrapped, 0 already current, 1 failed"
+    assert store.hashes() == before
+    assert temp_files(store.root) == []
+    plain = decrypt(old, store.read(big))
+    os.unlink(store.path(big))
+    small = store.put(old, plain[:100 * 1024], fid=big)
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new)
+    assert r.rc == 0 and small == big, r
 
 
 def test_rewrap_several_old_keys_and_failures(keys, store):
