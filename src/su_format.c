@@ -50,11 +50,9 @@ typedef char su_fmt_wrapped_len_ok[SU_FMT_WRAPPED_LEN == SU_FMT_DATAKEY_LEN + 8
 struct su_enc {
     EVP_CIPHER_CTX *cipher;
     EVP_MAC_CTX *mac;
-    EVP_MD_CTX *sha;        /* NULL when the caller hashes the plaintext */
     su_hasher_t *mac_pipe;  /* feeds mac on a thread of its own, if set */
     apr_pool_t *pool;
     uint64_t plain_size;
-    unsigned char plain_sha256[32];
     int done;
 };
 
@@ -212,10 +210,8 @@ static apr_status_t su_enc_cleanup(void *data)
     enc->mac_pipe = NULL;
     EVP_CIPHER_CTX_free(enc->cipher);
     EVP_MAC_CTX_free(enc->mac);
-    EVP_MD_CTX_free(enc->sha);
     enc->cipher = NULL;
     enc->mac = NULL;
-    enc->sha = NULL;
     return APR_SUCCESS;
 }
 
@@ -235,8 +231,7 @@ static su_err_t su_enc_build_header(su_enc_t *enc, const su_kek_t *kek,
     if (enc->mac == NULL ||
         EVP_EncryptInit_ex(enc->cipher, EVP_aes_256_cbc(), NULL, datakey,
                            h + SU_FMT_OFF_IV) != 1 ||
-        EVP_MAC_update(enc->mac, h, SU_FMT_HEADER_LEN) != 1 ||
-        EVP_DigestInit_ex(enc->sha, EVP_sha256(), NULL) != 1)
+        EVP_MAC_update(enc->mac, h, SU_FMT_HEADER_LEN) != 1)
         return SU_ERR_INTERNAL;
     return SU_OK;
 }
@@ -252,8 +247,7 @@ su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
     enc->pool = p;
     apr_pool_cleanup_register(p, enc, su_enc_cleanup, apr_pool_cleanup_null);
     enc->cipher = EVP_CIPHER_CTX_new();
-    enc->sha = EVP_MD_CTX_new();
-    if (enc->cipher != NULL && enc->sha != NULL)
+    if (enc->cipher != NULL)
         rv = su_enc_build_header(enc, kek, datakey, header);
     /* From here on the key lives only inside the library contexts. */
     su_util_wipe(datakey, sizeof datakey);
@@ -263,12 +257,6 @@ su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
     }
     *out = enc;
     return SU_OK;
-}
-
-void su_enc_no_plain_hash(su_enc_t *enc)
-{
-    EVP_MD_CTX_free(enc->sha);
-    enc->sha = NULL;
 }
 
 static int su_enc_mac_update(void *ctx, const void *buf, apr_size_t len)
@@ -301,8 +289,7 @@ su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
         return SU_ERR_INTERNAL;
     if (len == 0)
         return SU_OK;
-    if ((enc->sha && EVP_DigestUpdate(enc->sha, in, len) != 1) ||
-        !su_fmt_cipher_update(enc->cipher, in, len, out, outlen) ||
+    if (!su_fmt_cipher_update(enc->cipher, in, len, out, outlen) ||
         !su_enc_mac(enc, out, *outlen))
         return SU_ERR_INTERNAL;
     enc->plain_size += len;
@@ -312,7 +299,6 @@ su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
 su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen)
 {
     int n = 0;
-    unsigned int mdlen = 0;
     su_err_t rv = SU_ERR_INTERNAL;
 
     *outlen = 0;
@@ -321,9 +307,7 @@ su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen)
     if (EVP_EncryptFinal_ex(enc->cipher, out, &n) == 1 &&
         su_enc_mac(enc, out, (size_t)n) &&
         (enc->mac_pipe == NULL || su_hasher_drain(enc->mac_pipe) == SU_OK) &&
-        su_fmt_hmac_final(enc->mac, out + n) &&
-        (enc->sha == NULL
-         || EVP_DigestFinal_ex(enc->sha, enc->plain_sha256, &mdlen) == 1)) {
+        su_fmt_hmac_final(enc->mac, out + n)) {
         *outlen = (size_t)n + SU_FMT_TAG_LEN;
         rv = SU_OK;
     }
@@ -332,11 +316,6 @@ su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen)
      * goes away. */
     su_enc_cleanup(enc);
     return rv;
-}
-
-void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32])
-{
-    memcpy(out, enc->plain_sha256, 32);
 }
 
 uint64_t su_enc_plain_size(const su_enc_t *enc)

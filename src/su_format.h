@@ -61,7 +61,8 @@ su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
 /*
  * Encrypt len plaintext bytes. out must have room for len + SU_FMT_BLOCK
  * bytes; *outlen gets the ciphertext bytes produced (to be stored next).
- * Also feeds the plaintext SHA-256 and the HMAC of the ciphertext.
+ * Also feeds the HMAC of the ciphertext. The plaintext's digest is the
+ * caller's (su_hasher.h: an upload hashes it on a thread of its own).
  */
 su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
                        unsigned char *out, size_t *outlen);
@@ -72,11 +73,6 @@ su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
  */
 su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen);
 
-/* The caller hashes the plaintext itself (on another thread, say): from now
- * on su_enc_update only encrypts and MACs, and su_enc_plain_sha256 gives
- * zeros. */
-void su_enc_no_plain_hash(su_enc_t *enc);
-
 /*
  * Compute the HMAC of the ciphertext beside the encryption (su_hasher.h: on
  * a thread of its own once the file is past its first MiB), so that a large
@@ -86,8 +82,7 @@ void su_enc_no_plain_hash(su_enc_t *enc);
  */
 su_err_t su_enc_mac_beside(su_enc_t *enc);
 
-/* After final: SHA-256 of the plaintext and its length. */
-void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32]);
+/* The plaintext's length so far (after final: all of it). */
 uint64_t su_enc_plain_size(const su_enc_t *enc);
 
 /* ---- decryption ---- */

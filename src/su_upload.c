@@ -172,10 +172,8 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     rv = su_enc_create(u->pool, u->conf->kek, &u->enc, header);
     if (rv == SU_OK)
         rv = su_hasher_create(u->pool, &u->hasher);
-    if (rv == SU_OK) {
-        su_enc_no_plain_hash(u->enc);
+    if (rv == SU_OK)
         rv = su_enc_mac_beside(u->enc);
-    }
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                               "cannot start encryption");
