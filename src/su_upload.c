@@ -169,7 +169,7 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     u->info.name = su_hdr_safe_name(u->pool, filename ? filename : "");
     /* AES-CBC, its HMAC and the plaintext digest: three cores' worth of
      * work for a large file, when there are cores to spare */
-    rv = su_enc_create(u->pool, u->conf->kek, &u->enc, header);
+    rv = su_fmt_enc_create(u->pool, u->conf->kek, &u->enc, header);
     if (rv == SU_OK)
         rv = su_hasher_create(u->pool, &u->hasher);
     if (rv == SU_OK)

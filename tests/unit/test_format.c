@@ -119,7 +119,7 @@ static void encrypt_file(const su_kek_t *kek, const unsigned char *data,
     ck_assert_ptr_nonnull(fp);
     ck_assert_ptr_nonnull(out);
     ck_assert_int_eq(apr_pool_create(&sub, pool), APR_SUCCESS);
-    ck_assert_int_eq(su_enc_create(sub, kek, &enc, header), SU_OK);
+    ck_assert_int_eq(su_fmt_enc_create(sub, kek, &enc, header), SU_OK);
     if (mac_beside)
         ck_assert_int_eq(su_enc_mac_beside(enc), SU_OK);
     ck_assert_uint_eq(fwrite(header, 1, sizeof header, fp), sizeof header);
@@ -238,11 +238,11 @@ START_TEST(rfc3394_vector)
     };
     unsigned char out[40];
 
-    ck_assert_int_eq(su_fmt_wrap(kek, data, sizeof data, out), SU_OK);
+    ck_assert_int_eq(su_crypto_wrap(kek, data, sizeof data, out), SU_OK);
     ck_assert_mem_eq(out, expect, sizeof expect);
     /* lengths RFC 3394 cannot wrap */
-    ck_assert_int_ne(su_fmt_wrap(kek, data, 12, out), SU_OK);
-    ck_assert_int_ne(su_fmt_wrap(kek, data, 8, out), SU_OK);
+    ck_assert_int_ne(su_crypto_wrap(kek, data, 12, out), SU_OK);
+    ck_assert_int_ne(su_crypto_wrap(kek, data, 8, out), SU_OK);
 }
 END_TEST
 
@@ -674,9 +674,9 @@ START_TEST(corrupt_wrapped_key)
     size_t len = 99;
 
     ck_assert_int_eq(RAND_bytes(dk, sizeof dk), 1);
-    ck_assert_int_eq(su_fmt_wrap(k1.key, dk, sizeof dk, wrapped), SU_OK);
+    ck_assert_int_eq(su_crypto_wrap(k1.key, dk, sizeof dk, wrapped), SU_OK);
     memset(buf, CANARY, sizeof buf);
-    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, sizeof wrapped, buf + 8,
+    ck_assert_int_eq(su_crypto_unwrap(k1.key, wrapped, sizeof wrapped, buf + 8,
                                    &len), SU_OK);
     ck_assert_uint_eq(len, SU_FMT_DATAKEY_LEN);
     ck_assert_mem_eq(buf + 8, dk, sizeof dk);
@@ -685,21 +685,21 @@ START_TEST(corrupt_wrapped_key)
     wrapped[40] ^= 0x01;
     memset(buf, CANARY, sizeof buf);
     memset(zero, 0, sizeof zero);
-    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, sizeof wrapped, buf + 8,
+    ck_assert_int_eq(su_crypto_unwrap(k1.key, wrapped, sizeof wrapped, buf + 8,
                                    &len), SU_ERR_INTEGRITY);
     ck_assert_uint_eq(len, 0);
     ck_assert_mem_eq(buf + 8, zero, sizeof zero);   /* nothing of a key left */
     check_canaries(buf, SU_FMT_DATAKEY_LEN);
     /* the wrong KEK fails the same way */
     memset(buf, CANARY, sizeof buf);
-    ck_assert_int_eq(su_fmt_unwrap(k2.key, wrapped, sizeof wrapped, buf + 8,
+    ck_assert_int_eq(su_crypto_unwrap(k2.key, wrapped, sizeof wrapped, buf + 8,
                                    &len), SU_ERR_INTEGRITY);
     check_canaries(buf, SU_FMT_DATAKEY_LEN);
     /* lengths RFC 3394 cannot unwrap write nothing */
     memset(buf, CANARY, sizeof buf);
-    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, 12, buf + 8, &len),
+    ck_assert_int_eq(su_crypto_unwrap(k1.key, wrapped, 12, buf + 8, &len),
                      SU_ERR_INTEGRITY);
-    ck_assert_int_eq(su_fmt_unwrap(k1.key, wrapped, 8, buf + 8, &len),
+    ck_assert_int_eq(su_crypto_unwrap(k1.key, wrapped, 8, buf + 8, &len),
                      SU_ERR_INTEGRITY);
     check_canaries(buf, 0);
 }
@@ -840,12 +840,12 @@ START_TEST(mac_beside_lifetime)
     su_enc_t *enc;
 
     ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(su_enc_create(pool, &k1, &enc, header), SU_OK);
+    ck_assert_int_eq(su_fmt_enc_create(pool, &k1, &enc, header), SU_OK);
     ck_assert_int_eq(su_enc_update(enc, data, 16, out, &outlen), SU_OK);
     ck_assert_int_eq(su_enc_mac_beside(enc), SU_ERR_INTERNAL);
 
     ck_assert_int_eq(apr_pool_create(&sub, pool), APR_SUCCESS);
-    ck_assert_int_eq(su_enc_create(sub, &k1, &enc, header), SU_OK);
+    ck_assert_int_eq(su_fmt_enc_create(sub, &k1, &enc, header), SU_OK);
     ck_assert_int_eq(su_enc_mac_beside(enc), SU_OK);
     ck_assert_int_eq(su_enc_mac_beside(enc), SU_ERR_INTERNAL);
     ck_assert_int_eq(su_enc_update(enc, data, n, out, &outlen), SU_OK);
@@ -863,16 +863,16 @@ START_TEST(streaming_api)
     size_t n1 = 0, n2 = 0, p1 = 0, p2 = 0;
     su_enc_t *enc;
     su_dec_t *dec;
-    const su_kek_t *keks[2] = { &k3, &k1 };
+    const su_kek_t *keks[2] = { &k3, &k1 }, *used = NULL;
 
     memset(msg, 'm', sizeof msg);
-    ck_assert_int_eq(su_enc_create(pool, &k1, &enc, header), SU_OK);
+    ck_assert_int_eq(su_fmt_enc_create(pool, &k1, &enc, header), SU_OK);
     ck_assert_int_eq(su_enc_update(enc, msg, sizeof msg, out, &n1), SU_OK);
     ck_assert_int_eq(su_enc_final(enc, tail, &n2), SU_OK);
     ck_assert_uint_eq(n1 + n2, 64 + 16 + 32);
 
-    ck_assert_int_eq(su_dec_create(pool, keks, 2, header, &dec), SU_OK);
-    ck_assert_ptr_eq(su_dec_kek(dec), &k1);
+    ck_assert_int_eq(su_fmt_dec_create(pool, keks, 2, header, &dec, &used), SU_OK);
+    ck_assert_ptr_eq(used, &k1);
     /* no plaintext before the tag is verified */
     ck_assert_int_ne(su_dec_update(dec, out, n1, plain, &p1), SU_OK);
     ck_assert_uint_eq(p1, 0);
@@ -887,7 +887,7 @@ START_TEST(streaming_api)
     ck_assert_mem_eq(plain, msg, 64);
 
     /* a wrong tag */
-    ck_assert_int_eq(su_dec_create(pool, keks, 2, header, &dec), SU_OK);
+    ck_assert_int_eq(su_fmt_dec_create(pool, keks, 2, header, &dec, NULL), SU_OK);
     su_dec_mac_update(dec, out, n1);
     su_dec_mac_update(dec, tail, n2 - 32);
     tail[n2 - 1] ^= 1;
@@ -899,7 +899,7 @@ START_TEST(streaming_api)
 
     /* a bad magic */
     header[7] = 2;
-    ck_assert_int_eq(su_dec_create(pool, keks, 2, header, &dec),
+    ck_assert_int_eq(su_fmt_dec_create(pool, keks, 2, header, &dec, NULL),
                      SU_ERR_INTEGRITY);
 }
 END_TEST
