@@ -21,15 +21,12 @@
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -88,8 +85,9 @@ const char su_cli_exit_help[] =
     "     Redis unreachable)\n";
 
 /* ------------------------------------------------------------ options */
+
 /* Returns the option, -1 at the end, or '?' after reporting a usage error. */
-int su_cli_next_opt(const su_cli_opts_t *o, int argc, char **argv)
+static int su_cli_next_opt(const su_cli_opts_t *o, int argc, char **argv)
 {
     int c = getopt_long(argc, argv, o->shortopts, o->longopts, NULL);
 
@@ -103,6 +101,24 @@ int su_cli_next_opt(const su_cli_opts_t *o, int argc, char **argv)
         return '?';
     }
     return c;
+}
+
+int su_cli_options(const su_cli_opts_t *o, int argc, char **argv, void *ctx)
+{
+    int c, rc;
+
+    while ((c = su_cli_next_opt(o, argc, argv)) != -1) {
+        if (c == 'h') {
+            fputs(o->help, stdout);
+            fputs(su_cli_exit_help, stdout);
+            return SU_CLI_EXIT_OK;
+        }
+        if (c == '?' || o->take == NULL)
+            return SU_CLI_EXIT_USAGE;
+        if ((rc = o->take(ctx, c, optarg)) != SU_CLI_EXIT_OK)
+            return rc;
+    }
+    return SU_CLI_GO;
 }
 
 int su_cli_parse_int(const char *s, long min, long max, long *out)
@@ -151,31 +167,6 @@ int su_cli_load_keys(apr_pool_t *p, const su_cli_paths_t *ps,
 
 /* ------------------------------------------------------------ file checks */
 
-void su_cli_read_head(const char *path, su_cli_head_t *h)
-{
-    struct stat st;
-    ssize_t n;
-    int fd;
-
-    memset(h, 0, sizeof *h);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        h->open_errno = errno ? errno : EIO;
-        return;
-    }
-    if (fstat(fd, &st) == 0) {
-        h->regular = S_ISREG(st.st_mode);
-        h->size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
-    }
-    if (h->regular) {
-        do {
-            n = pread(fd, h->prefix, sizeof h->prefix, 0);
-        } while (n < 0 && errno == EINTR);
-        h->have_prefix = n == (ssize_t)sizeof h->prefix;
-    }
-    close(fd);
-}
-
 const char *su_cli_hex(apr_pool_t *p, const unsigned char *b, size_t n)
 {
     char *out = apr_palloc(p, 2 * n + 1);
@@ -184,49 +175,38 @@ const char *su_cli_hex(apr_pool_t *p, const unsigned char *b, size_t n)
     return out;
 }
 
-const char *su_cli_head_keyid(apr_pool_t *p, const su_cli_head_t *h)
+const char *su_cli_key_id(apr_pool_t *p, const su_fmt_head_t *h)
 {
-    return su_cli_hex(p, h->prefix + SU_FMT_MAGIC_LEN, SU_KEY_ID_LEN);
+    return h->has_key_id ? su_cli_hex(p, h->key_id, SU_KEY_ID_LEN) : "?";
 }
 
-static int su_cli_have_keyid(const su_cli_keys_t *keys, const unsigned char *id)
-{
-    int i;
-
-    for (i = 0; i < keys->n; i++)
-        if (memcmp(keys->k[i]->id, id, SU_KEY_ID_LEN) == 0)
-            return 1;
-    return 0;
-}
-
-/* Why a file failed: looked up afterwards from what can be seen without
- * any key, so the message never depends on secret material. */
-static const char *su_cli_integrity_reason(apr_pool_t *p, const su_cli_head_t *h,
+/* Why a file failed verification: what the format sees without any key,
+ * so the message never depends on secret material. */
+static const char *su_cli_integrity_reason(apr_pool_t *p, const su_fmt_head_t *h,
                                            const su_cli_keys_t *keys)
 {
-    if (!h->have_prefix)
+    if (h->look == SU_FMT_TOO_SHORT)
         return "too short to be a stored file";
-    if (memcmp(h->prefix, SU_FMT_MAGIC, SU_FMT_MAGIC_LEN) != 0)
+    if (h->look == SU_FMT_BAD_MAGIC)
         return "not a stored file (bad magic or unknown version)";
-    if (h->size < SU_FMT_MIN_FILE || (h->size - SU_CLI_OVERHEAD) % SU_FMT_BLOCK)
+    if (h->look == SU_FMT_BAD_SIZE)
         return "wrong size (truncated or extended)";
-    if (!su_cli_have_keyid(keys, h->prefix + SU_FMT_MAGIC_LEN))
-        return apr_psprintf(p, "no key given for key id %s",
-                            su_cli_head_keyid(p, h));
+    if (!su_fmt_have_key(keys->k, keys->n, h->key_id))
+        return apr_psprintf(p, "no key given for key id %s", su_cli_key_id(p, h));
     return "integrity check failed (modified file or wrong key)";
 }
 
 const char *su_cli_reason(apr_pool_t *p, const char *path, su_err_t rv,
                           const su_cli_keys_t *keys)
 {
-    su_cli_head_t h;
+    su_fmt_head_t h;
 
-    su_cli_read_head(path, &h);
-    if (h.open_errno == ENOENT || h.open_errno == ENOTDIR)
+    su_fmt_file_look(path, &h);
+    if (h.look == SU_FMT_NO_FILE)
         return "no such file";
-    if (h.open_errno != 0)
+    if (h.look == SU_FMT_UNREADABLE)
         return apr_psprintf(p, "cannot open: %s", strerror(h.open_errno));
-    if (!h.regular)
+    if (h.look == SU_FMT_NOT_REGULAR)
         return "not a regular file";
     switch (rv) {
     case SU_ERR_INTEGRITY:

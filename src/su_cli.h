@@ -29,14 +29,22 @@
 /* Upper bound on directory entries looked at in one run. */
 #define SU_CLI_MAX_ENTRIES   50000000L
 #define SU_CLI_PASSWORD_MAX  1024
-#define SU_CLI_OVERHEAD      (SU_FMT_HEADER_LEN + SU_FMT_TAG_LEN)
 
-/* getopt_long over one subcommand's arguments; argv[0] is the command. */
+/*
+ * A subcommand's options, for getopt_long over its arguments (argv[0] the
+ * subcommand): each goes to take (never 'h', which prints help), which
+ * returns SU_CLI_EXIT_OK to go on, or the exit code to end with.
+ */
 typedef struct su_cli_opts {
     const char *cmd;
     const char *shortopts;
     const struct option *longopts;
+    const char *help;
+    int (*take)(void *ctx, int c, const char *arg);
 } su_cli_opts_t;
+
+/* su_cli_options: the options are all taken; optind is at the operands. */
+#define SU_CLI_GO (-1)
 
 typedef struct su_cli_keys {
     const su_kek_t *k[SU_CLI_MAX_KEYS];
@@ -48,15 +56,6 @@ typedef struct su_cli_paths {
     const char *v[SU_CLI_MAX_KEYS];
     int n;
 } su_cli_paths_t;
-
-/* The first 16 bytes (magic, key id) and the size of a stored file. */
-typedef struct su_cli_head {
-    int open_errno;          /* 0 when the file could be read */
-    int regular;
-    uint64_t size;
-    int have_prefix;         /* 16 bytes could be read */
-    unsigned char prefix[SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN];
-} su_cli_head_t;
 
 /* An entry under the storage directory: SU_STORE_NAME_OTHER for anything
  * the store does not write there. */
@@ -72,14 +71,17 @@ int su_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 extern const char su_cli_exit_help[];
 const char *su_cli_printable(apr_pool_t *p, const char *s);
-int su_cli_next_opt(const su_cli_opts_t *o, int argc, char **argv);
+/* The one option loop (with --help) of every subcommand: SU_CLI_GO, or the
+ * exit code the subcommand ends with (0 after --help). */
+int su_cli_options(const su_cli_opts_t *o, int argc, char **argv, void *ctx);
 int su_cli_parse_int(const char *s, long min, long max, long *out);
 int su_cli_add_path(const char *cmd, su_cli_paths_t *ps, const char *path);
 int su_cli_load_keys(apr_pool_t *p, const su_cli_paths_t *ps,
                      su_cli_keys_t *keys);
-void su_cli_read_head(const char *path, su_cli_head_t *h);
 const char *su_cli_hex(apr_pool_t *p, const unsigned char *b, size_t n);
-const char *su_cli_head_keyid(apr_pool_t *p, const su_cli_head_t *h);
+/* The key id a file's header names, in hex ("?" if it names none). */
+const char *su_cli_key_id(apr_pool_t *p, const su_fmt_head_t *h);
+/* Why path failed with rv, for a report line. */
 const char *su_cli_reason(apr_pool_t *p, const char *path, su_err_t rv,
                           const su_cli_keys_t *keys);
 int su_cli_walk(apr_pool_t *p, const char *dir, apr_array_header_t **out);

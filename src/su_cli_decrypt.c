@@ -104,38 +104,53 @@ static int su_cli_decrypt_run(apr_pool_t *p, const char *file, const char *out,
     return SU_CLI_EXIT_FAIL;
 }
 
+/* The options of decrypt and verify: key files, and decrypt's output. */
+typedef struct su_cli_decrypt_args {
+    const char *cmd;
+    su_cli_paths_t keys;
+    const char *out;
+} su_cli_decrypt_args_t;
+
+static int su_cli_decrypt_opt(void *ctx, int c, const char *arg)
+{
+    su_cli_decrypt_args_t *a = ctx;
+
+    if (c == 'o') {
+        a->out = arg;
+        return SU_CLI_EXIT_OK;
+    }
+    return su_cli_add_path(a->cmd, &a->keys, arg);
+}
+
+/* At least one --key, and every key file loaded. */
+static int su_cli_decrypt_keys(apr_pool_t *p, const su_cli_decrypt_args_t *a,
+                               su_cli_keys_t *keys)
+{
+    if (a->keys.n == 0)
+        return su_cli_usage_error(a->cmd, "%s: at least one --key is required",
+                                  a->cmd);
+    return su_cli_load_keys(p, &a->keys, keys);
+}
+
 int su_cli_decrypt(apr_pool_t *p, int argc, char **argv)
 {
     static const struct option lo[] = {
         {"key", required_argument, NULL, 'k'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const su_cli_opts_t o = {"decrypt", ":k:o:h", lo};
-    su_cli_paths_t kp = {{NULL}, 0};
+    const su_cli_opts_t o = {"decrypt", ":k:o:h", lo, su_cli_decrypt_help,
+                             su_cli_decrypt_opt};
+    su_cli_decrypt_args_t a = {"decrypt", {{NULL}, 0}, NULL};
     su_cli_keys_t keys;
-    const char *out = NULL;
-    int c, rc;
+    int rc = su_cli_options(&o, argc, argv, &a);
 
-    while ((c = su_cli_next_opt(&o, argc, argv)) != -1) {
-        if (c == 'h') {
-            fputs(su_cli_decrypt_help, stdout);
-            fputs(su_cli_exit_help, stdout);
-            return SU_CLI_EXIT_OK;
-        }
-        if (c == 'o')
-            out = optarg;
-        else if (c != 'k')
-            return SU_CLI_EXIT_USAGE;
-        else if ((rc = su_cli_add_path("decrypt", &kp, optarg)) != 0)
-            return rc;
-    }
+    if (rc != SU_CLI_GO)
+        return rc;
     if (argc - optind != 1)
         return su_cli_usage_error("decrypt", "decrypt: expected exactly one FILE");
-    if (kp.n == 0)
-        return su_cli_usage_error("decrypt", "decrypt: at least one --key is required");
-    if ((rc = su_cli_load_keys(p, &kp, &keys)) != SU_CLI_EXIT_OK)
+    if ((rc = su_cli_decrypt_keys(p, &a, &keys)) != SU_CLI_EXIT_OK)
         return rc;
-    return su_cli_decrypt_run(p, argv[optind], out, &keys);
+    return su_cli_decrypt_run(p, argv[optind], a.out, &keys);
 }
 
 /* ------------------------------------------------------------ verify */
@@ -153,12 +168,12 @@ static int su_cli_verify_one(apr_pool_t *p, const char *file,
 {
     uint64_t size = 0;
     su_err_t rv = su_fmt_file_verify(p, file, keys->k, keys->n, &size);
-    su_cli_head_t h;
+    su_fmt_head_t h;
 
     if (rv == SU_OK) {
-        su_cli_read_head(file, &h);
+        su_fmt_file_look(file, &h);
         printf("OK %s %llu key %s\n", file, (unsigned long long)size,
-               h.have_prefix ? su_cli_head_keyid(p, &h) : "?");
+               su_cli_key_id(p, &h));
         return 0;
     }
     printf("FAILED %s: %s\n", file, su_cli_reason(p, file, rv, keys));
@@ -170,27 +185,17 @@ int su_cli_verify(apr_pool_t *p, int argc, char **argv)
     static const struct option lo[] = {
         {"key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const su_cli_opts_t o = {"verify", ":k:h", lo};
-    su_cli_paths_t kp = {{NULL}, 0};
+    const su_cli_opts_t o = {"verify", ":k:h", lo, su_cli_verify_help,
+                             su_cli_decrypt_opt};
+    su_cli_decrypt_args_t a = {"verify", {{NULL}, 0}, NULL};
     su_cli_keys_t keys;
-    int c, rc, i, failed = 0;
+    int rc = su_cli_options(&o, argc, argv, &a), i, failed = 0;
 
-    while ((c = su_cli_next_opt(&o, argc, argv)) != -1) {
-        if (c == 'h') {
-            fputs(su_cli_verify_help, stdout);
-            fputs(su_cli_exit_help, stdout);
-            return SU_CLI_EXIT_OK;
-        }
-        if (c != 'k')
-            return SU_CLI_EXIT_USAGE;
-        if ((rc = su_cli_add_path("verify", &kp, optarg)) != 0)
-            return rc;
-    }
+    if (rc != SU_CLI_GO)
+        return rc;
     if (argc - optind < 1)
         return su_cli_usage_error("verify", "verify: expected at least one FILE");
-    if (kp.n == 0)
-        return su_cli_usage_error("verify", "verify: at least one --key is required");
-    if ((rc = su_cli_load_keys(p, &kp, &keys)) != SU_CLI_EXIT_OK)
+    if ((rc = su_cli_decrypt_keys(p, &a, &keys)) != SU_CLI_EXIT_OK)
         return rc;
     for (i = optind; i < argc; i++) {
         apr_pool_t *sub;

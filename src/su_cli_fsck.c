@@ -428,21 +428,29 @@ static int su_cli_fsck_run(apr_pool_t *p, su_cli_fsck_t *fk)
 enum { SU_CLI_OPT_PASSFILE = 256, SU_CLI_OPT_DB, SU_CLI_OPT_TIMEOUT,
        SU_CLI_OPT_REPAIR, SU_CLI_OPT_BACKFILL };
 
-static int su_cli_fsck_opt(apr_pool_t *p, su_cli_fsck_t *fk, int c,
-                           const char *arg, su_cli_paths_t *kp)
+/* The options of fsck, before the keys are loaded. */
+typedef struct su_cli_fsck_args {
+    apr_pool_t *p;
+    su_cli_fsck_t *fk;
+    su_cli_paths_t kp;
+} su_cli_fsck_args_t;
+
+static int su_cli_fsck_opt(void *ctx, int c, const char *arg)
 {
+    su_cli_fsck_args_t *a = ctx;
+    su_cli_fsck_t *fk = a->fk;
     const char *err = NULL;
     long v;
 
     switch (c) {
     case 's': fk->dir = arg; return SU_CLI_EXIT_OK;
     case 'p': fk->rconf.prefix = arg; return SU_CLI_EXIT_OK;
-    case 'k': return su_cli_add_path("fsck", kp, arg);
+    case 'k': return su_cli_add_path("fsck", &a->kp, arg);
     case SU_CLI_OPT_PASSFILE: fk->password_file = arg; return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_REPAIR: fk->repair = 1; return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_BACKFILL: fk->backfill = 1; return SU_CLI_EXIT_OK;
     case 'r':
-        if (su_redis_parse_server(p, arg, &fk->rconf, &err) != SU_OK)
+        if (su_redis_parse_server(a->p, arg, &fk->rconf, &err) != SU_OK)
             return su_cli_usage_error("fsck", "fsck: --redis: %s",
                                       err ? err : "bad address");
         return SU_CLI_EXIT_OK;
@@ -474,35 +482,29 @@ int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
         {"repair", no_argument, NULL, SU_CLI_OPT_REPAIR},
         {"backfill-iv", no_argument, NULL, SU_CLI_OPT_BACKFILL},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const su_cli_opts_t o = {"fsck", ":s:r:p:k:h", lo};
-    su_cli_paths_t kp = {{NULL}, 0};
+    const su_cli_opts_t o = {"fsck", ":s:r:p:k:h", lo, su_cli_fsck_help,
+                             su_cli_fsck_opt};
     su_cli_fsck_t fk;
+    su_cli_fsck_args_t a = {p, &fk, {{NULL}, 0}};
     const char *err = NULL;
-    int c, rc;
+    int rc;
 
     memset(&fk, 0, sizeof fk);
     fk.rconf.prefix = "secupload:";
     fk.rconf.timeout_ms = 2000;
     if (su_redis_parse_server(p, "127.0.0.1:6379", &fk.rconf, &err) != SU_OK)
         return SU_CLI_EXIT_ENV;
-    while ((c = su_cli_next_opt(&o, argc, argv)) != -1) {
-        if (c == 'h') {
-            fputs(su_cli_fsck_help, stdout);
-            fputs(su_cli_exit_help, stdout);
-            return SU_CLI_EXIT_OK;
-        }
-        if (c == '?' || (rc = su_cli_fsck_opt(p, &fk, c, optarg, &kp)) != 0)
-            return SU_CLI_EXIT_USAGE;
-    }
+    if ((rc = su_cli_options(&o, argc, argv, &a)) != SU_CLI_GO)
+        return rc;
     if (optind != argc)
         return su_cli_usage_error("fsck", "fsck: unexpected argument %s",
                                   argv[optind]);
     if (fk.dir == NULL)
         return su_cli_usage_error("fsck", "fsck: --storage is required");
     /* an IV is only recorded for a file shown to be the one uploaded */
-    if (fk.backfill && kp.n == 0)
+    if (fk.backfill && a.kp.n == 0)
         return su_cli_usage_error("fsck", "fsck: --backfill-iv needs --key");
-    if ((rc = su_cli_load_keys(p, &kp, &fk.keys)) != SU_CLI_EXIT_OK)
+    if ((rc = su_cli_load_keys(p, &a.kp, &fk.keys)) != SU_CLI_EXIT_OK)
         return rc;
     return su_cli_fsck_run(p, &fk);
 }

@@ -44,17 +44,11 @@ int su_cli_keygen(apr_pool_t *p, int argc, char **argv)
 {
     static const struct option lo[] = {
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const su_cli_opts_t o = {"keygen", ":h", lo};
-    int c;
+    const su_cli_opts_t o = {"keygen", ":h", lo, su_cli_keygen_help, NULL};
+    int rc = su_cli_options(&o, argc, argv, NULL);
 
-    while ((c = su_cli_next_opt(&o, argc, argv)) != -1) {
-        if (c == 'h') {
-            fputs(su_cli_keygen_help, stdout);
-            fputs(su_cli_exit_help, stdout);
-            return SU_CLI_EXIT_OK;
-        }
-        return SU_CLI_EXIT_USAGE;
-    }
+    if (rc != SU_CLI_GO)
+        return rc;
     if (argc - optind != 1)
         return su_cli_usage_error("keygen", "keygen: expected exactly one FILE");
     return su_cli_keygen_run(p, argv[optind]);

@@ -49,16 +49,16 @@ static void su_cli_rewrap_one(apr_pool_t *p, su_cli_rewrap_t *rw,
 {
     uint64_t size = 0;
     const char *oldid;
-    su_cli_head_t h;
+    su_fmt_head_t h;
     su_err_t rv;
 
-    su_cli_read_head(e->path, &h);
-    if (!h.have_prefix || memcmp(h.prefix, SU_FMT_MAGIC, SU_FMT_MAGIC_LEN) != 0) {
+    su_fmt_file_look(e->path, &h);
+    if (!h.has_key_id) {
         su_cli_rewrap_fail(p, rw, e, SU_ERR_INTEGRITY);
         return;
     }
-    oldid = su_cli_head_keyid(p, &h);
-    if (memcmp(h.prefix + SU_FMT_MAGIC_LEN, rw->to->id, SU_KEY_ID_LEN) == 0) {
+    oldid = su_cli_key_id(p, &h);
+    if (memcmp(h.key_id, rw->to->id, SU_KEY_ID_LEN) == 0) {
         if (rw->verbose)
             printf("current %s\n", e->id);
         rw->current++;
@@ -106,6 +106,30 @@ static int su_cli_rewrap_run(apr_pool_t *p, su_cli_rewrap_t *rw)
     return rw->failed ? SU_CLI_EXIT_FAIL : SU_CLI_EXIT_OK;
 }
 
+/* The options of rewrap, before the keys are loaded. */
+typedef struct su_cli_rewrap_args {
+    su_cli_rewrap_t *rw;
+    su_cli_paths_t from, to;
+} su_cli_rewrap_args_t;
+
+static int su_cli_rewrap_opt(void *ctx, int c, const char *arg)
+{
+    su_cli_rewrap_args_t *a = ctx;
+
+    switch (c) {
+    case 's': a->rw->dir = arg; return SU_CLI_EXIT_OK;
+    case 'f': return su_cli_add_path("rewrap", &a->from, arg);
+    case 't':
+        if (a->to.n > 0)
+            return su_cli_usage_error("rewrap", "rewrap: --to given twice");
+        a->to.v[a->to.n++] = arg;
+        return SU_CLI_EXIT_OK;
+    case 'n': a->rw->dry_run = 1; return SU_CLI_EXIT_OK;
+    case 'v': a->rw->verbose = 1; return SU_CLI_EXIT_OK;
+    default: return SU_CLI_EXIT_USAGE;
+    }
+}
+
 int su_cli_rewrap(apr_pool_t *p, int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -115,42 +139,24 @@ int su_cli_rewrap(apr_pool_t *p, int argc, char **argv)
         {"dry-run", no_argument, NULL, 'n'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    const su_cli_opts_t o = {"rewrap", ":s:f:t:nvh", lo};
+    const su_cli_opts_t o = {"rewrap", ":s:f:t:nvh", lo, su_cli_rewrap_help,
+                             su_cli_rewrap_opt};
     su_cli_rewrap_t rw;
-    su_cli_paths_t fp = {{NULL}, 0}, tp = {{NULL}, 0};
+    su_cli_rewrap_args_t a = {&rw, {{NULL}, 0}, {{NULL}, 0}};
     su_cli_keys_t to;
-    int c, rc;
+    int rc;
 
     memset(&rw, 0, sizeof rw);
-    while ((c = su_cli_next_opt(&o, argc, argv)) != -1) {
-        switch (c) {
-        case 'h':
-            fputs(su_cli_rewrap_help, stdout);
-            fputs(su_cli_exit_help, stdout);
-            return SU_CLI_EXIT_OK;
-        case 's': rw.dir = optarg; break;
-        case 'f':
-            if ((rc = su_cli_add_path("rewrap", &fp, optarg)) != 0)
-                return rc;
-            break;
-        case 't':
-            if (tp.n > 0)
-                return su_cli_usage_error("rewrap", "rewrap: --to given twice");
-            tp.v[tp.n++] = optarg;
-            break;
-        case 'n': rw.dry_run = 1; break;
-        case 'v': rw.verbose = 1; break;
-        default: return SU_CLI_EXIT_USAGE;
-        }
-    }
+    if ((rc = su_cli_options(&o, argc, argv, &a)) != SU_CLI_GO)
+        return rc;
     if (optind != argc)
         return su_cli_usage_error("rewrap", "rewrap: unexpected argument %s",
                                   argv[optind]);
-    if (rw.dir == NULL || fp.n == 0 || tp.n == 0)
+    if (rw.dir == NULL || a.from.n == 0 || a.to.n == 0)
         return su_cli_usage_error("rewrap", "rewrap: --storage, --from and --to "
                                   "are required");
-    if ((rc = su_cli_load_keys(p, &fp, &rw.from)) != SU_CLI_EXIT_OK
-        || (rc = su_cli_load_keys(p, &tp, &to)) != SU_CLI_EXIT_OK)
+    if ((rc = su_cli_load_keys(p, &a.from, &rw.from)) != SU_CLI_EXIT_OK
+        || (rc = su_cli_load_keys(p, &a.to, &to)) != SU_CLI_EXIT_OK)
         return rc;
     rw.to = to.k[0];
     return su_cli_rewrap_run(p, &rw);

@@ -181,6 +181,12 @@ static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
     return su_fmt_read_at(fd, buf, len, -1);
 }
 
+/* Header, whole cipher blocks (at least one), tag. */
+static int su_fmt_size_ok(uint64_t size)
+{
+    return size >= SU_FMT_MIN_FILE && (size - SU_FMT_OVERHEAD) % SU_FMT_BLOCK == 0;
+}
+
 /* The size alone tells a truncated or extended file. */
 static su_err_t su_fmt_check_size(su_fmt_file_t *f)
 {
@@ -190,8 +196,7 @@ static su_err_t su_fmt_check_size(su_fmt_file_t *f)
         return SU_ERR_INTERNAL;
     if (!S_ISREG(st.st_mode))
         return SU_ERR_NOT_FOUND;
-    if (st.st_size < (off_t)SU_FMT_MIN_FILE ||
-        ((uint64_t)st.st_size - SU_FMT_OVERHEAD) % SU_FMT_BLOCK != 0)
+    if (!su_fmt_size_ok((uint64_t)st.st_size))
         return SU_ERR_INTEGRITY;
     f->size = (uint64_t)st.st_size;
     f->ctlen = f->size - SU_FMT_OVERHEAD;
@@ -421,6 +426,59 @@ su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
         rv = SU_ERR_INTEGRITY;
     apr_pool_destroy(f->pool);
     return rv;
+}
+
+int su_fmt_have_key(const su_kek_t *const *keks, int nkeks,
+                    const unsigned char id[SU_KEY_ID_LEN])
+{
+    int i;
+
+    for (i = 0; i < nkeks; i++)
+        if (keks[i] != NULL && memcmp(keks[i]->id, id, SU_KEY_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/* What an open regular file shows: its first bytes and its size. */
+static void su_fmt_look_fd(int fd, uint64_t size, su_fmt_head_t *h)
+{
+    unsigned char head[SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN];
+    ssize_t n;
+
+    do {
+        n = pread(fd, head, sizeof head, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < (ssize_t)sizeof head)
+        h->look = SU_FMT_TOO_SHORT;
+    else if (!su_fmt_header_magic_ok(head))
+        h->look = SU_FMT_BAD_MAGIC;
+    else
+        h->look = su_fmt_size_ok(size) ? SU_FMT_LOOKS_STORED : SU_FMT_BAD_SIZE;
+    h->has_key_id = h->look == SU_FMT_LOOKS_STORED || h->look == SU_FMT_BAD_SIZE;
+    if (h->has_key_id)
+        memcpy(h->key_id, head + SU_FMT_OFF_KEYID, SU_KEY_ID_LEN);
+}
+
+void su_fmt_file_look(const char *path, su_fmt_head_t *h)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    memset(h, 0, sizeof *h);
+    h->look = SU_FMT_UNREADABLE;
+    if (fd < 0) {
+        h->open_errno = errno;
+        if (errno == ENOENT || errno == ENOTDIR)
+            h->look = SU_FMT_NO_FILE;
+        return;
+    }
+    if (fstat(fd, &st) != 0)
+        h->open_errno = errno;
+    else if (!S_ISREG(st.st_mode))
+        h->look = SU_FMT_NOT_REGULAR;
+    else
+        su_fmt_look_fd(fd, (uint64_t)st.st_size, h);
+    close(fd);
 }
 
 /* ---- a reader for streaming answers ---- */

@@ -84,6 +84,34 @@ su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
 su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
                             char out[SU_FMT_IV_HEX_LEN + 1]);
 
+/*
+ * What a stored file shows without any key, from its size and its first 16
+ * bytes alone: why it fails (for a report that never depends on secret
+ * material), and the id of the key it is under.
+ */
+typedef enum su_fmt_look {
+    SU_FMT_LOOKS_STORED = 0, /* the size, magic and key id of a stored file */
+    SU_FMT_NO_FILE,
+    SU_FMT_UNREADABLE,       /* cannot be opened or read: open_errno */
+    SU_FMT_NOT_REGULAR,
+    SU_FMT_TOO_SHORT,        /* not even magic and key id */
+    SU_FMT_BAD_MAGIC,        /* not a stored file, or an unknown version */
+    SU_FMT_BAD_SIZE          /* truncated or extended */
+} su_fmt_look_t;
+
+typedef struct su_fmt_head {
+    su_fmt_look_t look;
+    int open_errno;
+    int has_key_id;          /* LOOKS_STORED and BAD_SIZE */
+    unsigned char key_id[SU_KEY_ID_LEN];
+} su_fmt_head_t;
+
+void su_fmt_file_look(const char *path, su_fmt_head_t *h);
+
+/* Is one of keks[0..n-1] the key with this id? */
+int su_fmt_have_key(const su_kek_t *const *keks, int nkeks,
+                    const unsigned char id[SU_KEY_ID_LEN]);
+
 /* Callback for decrypted bytes; return non-zero to stop (then SU_ERR_ABORTED). */
 typedef int (*su_fmt_sink_fn)(void *ctx, const unsigned char *buf, size_t len);
 

@@ -622,6 +622,47 @@ START_TEST(iv_binding)
 }
 END_TEST
 
+/* What a file shows without a key: the tool's reasons come from here. */
+START_TEST(file_look)
+{
+    const char *path = tpath("look.enc"), *bad = tpath("look-bad.enc");
+    const su_kek_t *keks[2] = { &k2, &k1 };
+    unsigned char data[100], *file;
+    su_fmt_head_t h;
+    size_t flen;
+
+    memset(data, 'l', sizeof data);
+    encrypt_file(&k1, data, sizeof data, path, NULL);
+    file = read_file(path, &flen);
+    su_fmt_file_look(path, &h);
+    ck_assert_int_eq(h.look, SU_FMT_LOOKS_STORED);
+    ck_assert(h.has_key_id);
+    ck_assert_mem_eq(h.key_id, k1.id, SU_KEY_ID_LEN);
+    ck_assert(su_fmt_have_key(keks, 2, h.key_id));
+    ck_assert(!su_fmt_have_key(keks, 1, h.key_id));
+
+    write_file(bad, file, flen - 1);
+    su_fmt_file_look(bad, &h);
+    ck_assert_int_eq(h.look, SU_FMT_BAD_SIZE);
+    ck_assert(h.has_key_id);
+    ck_assert_mem_eq(h.key_id, k1.id, SU_KEY_ID_LEN);
+    write_file(bad, file, 15);
+    su_fmt_file_look(bad, &h);
+    ck_assert_int_eq(h.look, SU_FMT_TOO_SHORT);
+    ck_assert(!h.has_key_id);
+    file[7] ^= 1;                 /* another version */
+    write_file(bad, file, flen);
+    su_fmt_file_look(bad, &h);
+    ck_assert_int_eq(h.look, SU_FMT_BAD_MAGIC);
+    ck_assert(!h.has_key_id);
+    su_fmt_file_look(tpath("none.enc"), &h);
+    ck_assert_int_eq(h.look, SU_FMT_NO_FILE);
+    su_fmt_file_look(tpath(""), &h);
+    ck_assert_int_eq(h.look, SU_FMT_NOT_REGULAR);
+    free(file);
+}
+END_TEST
+
 START_TEST(wrong_key)
 {
     const char *path = tpath("w.enc");
@@ -1042,6 +1083,7 @@ static Suite *format_suite(void)
                         (int)(sizeof pad_blocks / sizeof pad_blocks[0]));
     tcase_add_test(tc, rotation);
     tcase_add_test(tc, iv_binding);
+    tcase_add_test(tc, file_look);
     tcase_add_test(tc, wrong_key);
     tcase_add_test(tc, corrupt_wrapped_key);
     tcase_add_test(tc, corrupt_wrapped_key_file);
