@@ -68,11 +68,9 @@ int su_cli_usage_error(const char *cmd, const char *fmt, ...)
  * must stay one line. */
 const char *su_cli_printable(apr_pool_t *p, const char *s)
 {
-    char *out = apr_pstrdup(p, s), *c;
+    char *out = apr_pstrdup(p, s);
 
-    for (c = out; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-            *c = '?';
+    su_util_printable(out, strlen(out), 0);
     return out;
 }
 

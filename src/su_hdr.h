@@ -13,6 +13,11 @@
 
 #define SU_NAME_MAX 255   /* bytes of UTF-8 in a stored name */
 
+/* RFC 9110 tchar: what a token (a field or parameter name) is made of. */
+int su_hdr_is_tchar(unsigned char c);
+/* HTAB, SP, VCHAR or obs-text: what a field value or a quoted-pair may hold. */
+int su_hdr_is_field_char(unsigned char c);
+
 /*
  * Split "type/subtype; a=b; c=\"d\"" (or "form-data; name=...") into the
  * lowercased first token (*value) and its parameters (names lowercased, values

@@ -23,6 +23,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "su_util.h"
+
 /* SU_REDIS_SINGLE forces the single-connection pool even with threads. */
 #if APR_HAS_THREADS && !defined(SU_REDIS_SINGLE)
 #define SU_REDIS_RESLIST 1
@@ -77,13 +79,11 @@ typedef struct su_redis_cmd {
 static void su_redis_copy_printable(char *dst, size_t dstlen, const char *msg,
                                     size_t msglen)
 {
-    size_t i, n = msglen < dstlen - 1 ? msglen : dstlen - 1;
+    size_t n = msglen < dstlen - 1 ? msglen : dstlen - 1;
 
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)msg[i];
-        dst[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-    }
+    memcpy(dst, msg, n);
     dst[n] = '\0';
+    su_util_printable(dst, n, 1);
 }
 
 static void su_redis_set_err(su_redis_t *r, const char *what, const char *msg,

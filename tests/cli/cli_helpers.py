@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -15,6 +16,11 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import (aes_key_unwrap,
                                                     aes_key_wrap)
+
+# one free-port helper for both suites: the integration harness's
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration"))
+from secupload_harness import free_port  # noqa: E402  pylint: disable=wrong-import-position
 
 MAGIC = b"SECUPLD\x01"
 HEADER_LEN = 104
@@ -146,15 +152,6 @@ def run(*args, env_extra=None, timeout=120):
     for marker in SANITIZER_MARKERS:
         assert marker not in res.err, res
     return res
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 class RedisServer:

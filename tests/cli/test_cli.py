@@ -663,6 +663,21 @@ def test_fsck_repair_removes_only_stale_temps(store, redis_server, prefix, messy
     assert r.rc == 1 and summary(r)["problems"] == "4", r
 
 
+def test_fsck_odd_names_stay_on_one_line(store, redis_server, prefix):
+    """A name with control bytes is reported on one line, each such byte as
+    '?'; its UTF-8 letters stay as they are."""
+    name = "we\nird\x1b\x7fname-\u00e9".encode("utf-8")
+    with open(os.path.join(store.root.encode(), name), "wb") as f:
+        f.write(b"x")
+    redis_server.client().hset(prefix + "file:bad\rid", "id", "x")
+    r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
+            "--prefix", prefix)
+    assert r.rc == 1, r
+    assert "unexpected %s/we?ird??name-\u00e9" % store.root in r.lines, r
+    assert "unexpected redis:%sfile:bad?id" % prefix in r.lines, r
+    assert summary(r)["unexpected"] == "2"
+
+
 def test_fsck_clean(keys, store, redis_server, prefix):
     raw, kp = keys.make()
     rc = redis_server.client()
