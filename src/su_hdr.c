@@ -824,6 +824,31 @@ su_err_t su_hdr_valid_type(apr_pool_t *p, const char *value, const char **media)
     return SU_OK;
 }
 
+/* RFC 6838 restricted-name: a type or subtype in a pattern, n bytes of s. */
+static int su_hdr_restricted_name(const char *s, apr_size_t n)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!su_hdr_is_alpha(c) && !su_hdr_is_digit(c)
+            && (c == '\0' || strchr("!#$&-^_.+", c) == NULL))
+            return 0;
+    }
+    return n > 0;
+}
+
+int su_hdr_type_pattern_ok(const char *pattern)
+{
+    const char *slash = pattern ? strchr(pattern, '/') : NULL;
+
+    if (slash == NULL
+        || !su_hdr_restricted_name(pattern, (apr_size_t)(slash - pattern)))
+        return 0;
+    return strcmp(slash + 1, "*") == 0
+           || su_hdr_restricted_name(slash + 1, strlen(slash + 1));
+}
+
 int su_hdr_type_matches(const char *type, const char *pattern)
 {
     const char *t, *pt;
@@ -835,8 +860,6 @@ int su_hdr_type_matches(const char *type, const char *pattern)
         return 0;
     pt = su_hdr_skip_ows(pattern);
     pn = strcspn(pt, "; \t");
-    if (pn == 3 && memcmp(pt, "*/*", 3) == 0)
-        return 1;
     if (pn >= 3 && pt[pn - 1] == '*' && pt[pn - 2] == '/')
         return tn > pn - 1 && su_hdr_ieq_n(t, pt, pn - 1);
     return tn == pn && su_hdr_ieq_n(t, pt, pn);
