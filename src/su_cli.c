@@ -1,5 +1,5 @@
 /*
- * secupload: the operator's command-line tool (SPEC §7).
+ * secupload: the operator's command-line tool (docs/cli.md).
  *
  *   keygen FILE                       a new key-encryption key, mode 0400
  *   decrypt FILE --key K... [-o OUT]  plaintext, tag checked first

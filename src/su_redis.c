@@ -1,5 +1,6 @@
 /*
- * Metadata and audit trail in Redis (SPEC §5), through hiredis 0.14.
+ * Metadata and audit trail in Redis (docs/format.md, "Redis"), through
+ * hiredis 0.14.
  *
  * Every command goes through redisCommandArgv/redisAppendCommandArgv with
  * explicit lengths, so no client byte is ever interpreted as a format.

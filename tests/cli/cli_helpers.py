@@ -1,6 +1,6 @@
 """Helpers for the secupload command-line tool tests: running the binary,
 key files, stored files built by an independent encoder of the on-disk
-format (SPEC §4), and a private Redis on a free loopback port."""
+format (docs/format.md), and a private Redis on a free loopback port."""
 
 import hashlib
 import hmac
@@ -37,7 +37,7 @@ def key_id(kek):
 
 
 def encrypt(kek, plaintext):
-    """A stored file, version 1, exactly as SPEC §4 lays it out."""
+    """A stored file, version 1, exactly as docs/format.md lays it out."""
     datakey = os.urandom(64)
     iv = os.urandom(16)
     wrapped = aes_key_wrap(kek, datakey)
