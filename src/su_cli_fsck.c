@@ -104,6 +104,14 @@ static int su_cli_read_password(apr_pool_t *p, const char *path, const char **ou
     return SU_CLI_EXIT_OK;
 }
 
+/* One finding: its report line, and its count for the summary. */
+static void su_cli_fsck_found(unsigned long *count, const char *kind,
+                              const char *what)
+{
+    printf("%s %s\n", kind, what);
+    (*count)++;
+}
+
 static void su_cli_fsck_add_meta(apr_pool_t *p, su_cli_fsck_t *fk, const char *id)
 {
     if (su_store_valid_id(id)) {
@@ -111,9 +119,9 @@ static void su_cli_fsck_add_meta(apr_pool_t *p, su_cli_fsck_t *fk, const char *i
         APR_ARRAY_PUSH(fk->meta_ids, const char *) = id;
         return;
     }
-    printf("unexpected redis:%sfile:%s\n", su_cli_printable(p, fk->rconf.prefix),
-           su_cli_printable(p, id));
-    fk->unexpected++;
+    su_cli_fsck_found(&fk->unexpected, "unexpected",
+                      apr_pstrcat(p, "redis:", su_cli_printable(p, fk->rconf.prefix),
+                                  "file:", su_cli_printable(p, id), NULL));
 }
 
 static int su_cli_str_cmp(const void *a, const void *b)
@@ -211,13 +219,12 @@ static int su_cli_fsck_backfill(apr_pool_t *p, su_cli_fsck_t *fk, const char *id
     su_err_t rv = su_cli_plain_matches(p, rd, size, meta, &same);
 
     if (rv != SU_OK) {
-        printf("corrupt %s\n", id);    /* changed after verification */
-        fk->corrupt++;
+        /* changed after verification */
+        su_cli_fsck_found(&fk->corrupt, "corrupt", id);
         return SU_CLI_EXIT_OK;
     }
     if (!same) {
-        printf("mismatch %s\n", id);
-        fk->mismatch++;
+        su_cli_fsck_found(&fk->mismatch, "mismatch", id);
         return SU_CLI_EXIT_OK;
     }
     rv = su_redis_meta_add(fk->redis, p, id, "iv", iv, &added);
@@ -226,10 +233,8 @@ static int su_cli_fsck_backfill(apr_pool_t *p, su_cli_fsck_t *fk, const char *id
         su_cli_err("redis: %s", su_redis_errstr(fk->redis));
         return SU_CLI_EXIT_ENV;
     }
-    if (added) {
-        printf("iv-recorded %s\n", id);
-        fk->recorded++;
-    }
+    if (added)
+        su_cli_fsck_found(&fk->recorded, "iv-recorded", id);
     return SU_CLI_EXIT_OK;
 }
 
@@ -248,13 +253,10 @@ static int su_cli_fsck_bound(apr_pool_t *p, su_cli_fsck_t *fk, const char *id,
         return SU_CLI_EXIT_OK;
     if (want == NULL && fk->backfill && rd != NULL && iv != NULL)
         return su_cli_fsck_backfill(p, fk, id, meta, iv, rd, size);
-    if (want == NULL) {
-        printf("no-iv %s\n", id);
-        fk->noiv++;
-    } else if (iv != NULL && strcmp(want, iv) != 0) {
-        printf("mismatch %s\n", id);
-        fk->mismatch++;
-    }
+    if (want == NULL)
+        su_cli_fsck_found(&fk->noiv, "no-iv", id);
+    else if (iv != NULL && strcmp(want, iv) != 0)
+        su_cli_fsck_found(&fk->mismatch, "mismatch", id);
     return SU_CLI_EXIT_OK;
 }
 
@@ -273,8 +275,7 @@ static int su_cli_fsck_verify(apr_pool_t *p, su_cli_fsck_t *fk,
         return SU_CLI_EXIT_OK;   /* deleted meanwhile */
     fk->verified++;
     if (rv != SU_OK) {
-        printf("corrupt %s\n", e->id);
-        fk->corrupt++;
+        su_cli_fsck_found(&fk->corrupt, "corrupt", e->id);
         return SU_CLI_EXIT_OK;
     }
     su_fmt_reader_iv_hex(rd, iv);
@@ -294,10 +295,8 @@ static int su_cli_fsck_stored(apr_pool_t *p, su_cli_fsck_t *fk,
     if (rc != SU_CLI_EXIT_OK)
         return rc;
     fk->files++;
-    if (!has) {
-        printf("orphan %s\n", e->id);
-        fk->orphan++;
-    }
+    if (!has)
+        su_cli_fsck_found(&fk->orphan, "orphan", e->id);
     if (fk->keys.n > 0)
         return su_cli_fsck_verify(p, fk, e, meta);
     /* without keys, the header's IV as it is: a mismatch is still one */
@@ -312,20 +311,16 @@ static void su_cli_fsck_temp(apr_pool_t *p, su_cli_fsck_t *fk,
     const char *shown = su_cli_printable(p, e->path);
 
     if (now - e->mtime <= SU_CLI_STALE_SECS) {
-        printf("in-progress-temp %s\n", shown);
-        fk->inprogress++;
+        su_cli_fsck_found(&fk->inprogress, "in-progress-temp", shown);
         return;
     }
-    printf("stale-temp %s\n", shown);
-    fk->stale++;
+    su_cli_fsck_found(&fk->stale, "stale-temp", shown);
     if (!fk->repair)
         return;
-    if (unlink(e->path) == 0 || errno == ENOENT) {
-        printf("removed %s\n", shown);
-        fk->removed++;
-    } else {
+    if (unlink(e->path) == 0 || errno == ENOENT)
+        su_cli_fsck_found(&fk->removed, "removed", shown);
+    else
         su_cli_err("cannot remove %s: %s", shown, strerror(errno));
-    }
 }
 
 static int su_cli_fsck_entries(apr_pool_t *p, su_cli_fsck_t *fk,
@@ -345,8 +340,8 @@ static int su_cli_fsck_entries(apr_pool_t *p, su_cli_fsck_t *fk,
         } else if (e->kind == SU_STORE_NAME_TEMP) {
             su_cli_fsck_temp(sub, fk, e, now);
         } else {
-            printf("unexpected %s\n", su_cli_printable(sub, e->path));
-            fk->unexpected++;
+            su_cli_fsck_found(&fk->unexpected, "unexpected",
+                              su_cli_printable(sub, e->path));
         }
         apr_pool_clear(sub);
     }
@@ -374,8 +369,7 @@ static void su_cli_fsck_missing(apr_pool_t *p, su_cli_fsck_t *fk,
             continue;
         if (lstat(su_store_path(p, fk->dir, id), &st) == 0 && S_ISREG(st.st_mode))
             continue;
-        printf("missing %s\n", id);
-        fk->missing++;
+        su_cli_fsck_found(&fk->missing, "missing", id);
     }
 }
 

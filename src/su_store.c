@@ -236,6 +236,15 @@ static su_err_t su_store_write_all(su_store_file_t *f, const unsigned char *buf,
     return SU_OK;
 }
 
+/* The buffer written out, and emptied whatever the outcome. */
+static su_err_t su_store_drain(su_store_file_t *f, const char **err)
+{
+    su_err_t rv = su_store_write_all(f, f->buf, f->used, err);
+
+    f->used = 0;
+    return rv;
+}
+
 su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
                         const char **err)
 {
@@ -250,9 +259,7 @@ su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
         f->used += len;
         return SU_OK;
     }
-    rv = su_store_write_all(f, f->buf, f->used, err);
-    f->used = 0;
-    if (rv != SU_OK)
+    if ((rv = su_store_drain(f, err)) != SU_OK)
         return rv;
     /* a piece as large as the buffer goes straight out, uncopied */
     if (len >= SU_STORE_BUF)
@@ -270,8 +277,7 @@ su_err_t su_store_space(su_store_file_t *f, apr_size_t want, unsigned char **at,
         return SU_ERR_INTERNAL;
     }
     if (SU_STORE_BUF - f->used < want) {
-        su_err_t rv = su_store_write_all(f, f->buf, f->used, err);
-        f->used = 0;
+        su_err_t rv = su_store_drain(f, err);
         if (rv != SU_OK)
             return rv;
     }
@@ -292,9 +298,7 @@ su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err)
         *err = "storage file is closed";
         return SU_ERR_INTERNAL;
     }
-    rv = su_store_write_all(f, f->buf, f->used, err);
-    f->used = 0;
-    if (rv != SU_OK)
+    if ((rv = su_store_drain(f, err)) != SU_OK)
         return rv;
     if (sync && su_fault("fsync")) {
         errno = EIO;
