@@ -9,8 +9,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -18,18 +16,13 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <apr_strings.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "su_format.h"
 #include "su_async.h"
 #include "su_crypto.h"
 #include "su_fault.h"
-#include "su_hasher.h"
 #include "su_store.h"
 #include "su_util.h"
 

@@ -1,3 +1,8 @@
+/*
+ * One upload (su_upload.h): the body's framing (raw or multipart), its
+ * limits, digests and content type, the encryption and the store's temp
+ * file, fed bytes from the Apache face or from the unit tests.
+ */
 #include "su_upload.h"
 
 #include <string.h>
