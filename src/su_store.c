@@ -131,11 +131,10 @@ static int su_store_open_tmp(su_store_file_t *f)
 }
 
 /* The temp file is open: its buffer, and the cleanup that removes it. */
-static void su_store_ready(su_store_file_t *f, su_store_file_t **out)
+static void su_store_ready(su_store_file_t *f)
 {
     f->buf = apr_palloc(f->pool, SU_STORE_BUF);
     apr_pool_cleanup_register(f->pool, f, su_store_cleanup, apr_pool_cleanup_null);
-    *out = f;
 }
 
 su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
@@ -162,7 +161,8 @@ su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
         f->tmp_path = NULL;  /* not ours: never unlink another writer's file */
         return su_store_errno(p, e, "cannot create", f->subdir, err);
     }
-    su_store_ready(f, out);
+    su_store_ready(f);
+    *out = f;
     return SU_OK;
 }
 
@@ -180,9 +180,10 @@ su_err_t su_store_replace(apr_pool_t *p, const char *path, uid_t uid, gid_t gid,
         f->tmp_path = NULL;  /* not ours: never unlink it */
         return su_store_errno(p, errno, "cannot create", tmp, err);
     }
-    su_store_ready(f, out);
+    su_store_ready(f);
     if ((uid != geteuid() || gid != getegid()) && fchown(f->fd, uid, gid) != 0)
         return su_store_errno(p, errno, "cannot change the owner of", tmp, err);
+    *out = f;
     return SU_OK;
 }
 
