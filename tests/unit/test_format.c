@@ -778,6 +778,25 @@ START_TEST(corrupt_wrapped_key_file)
 }
 END_TEST
 
+/* Rewrap path from k1 to k2 in a child whose environment names the crash
+ * hook (and the variable an older build read): its exit status. */
+static int rewrap_in_child(const char *path)
+{
+    const su_kek_t *keks[1] = { &k1 };
+    int status = 0;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("SECUPLOAD_FAULTS", "rewrap-rename=1", 1);
+        setenv("SECUPLOAD_FAULT_REWRAP_EXIT", "1", 1);
+        _exit(su_fmt_file_rewrap(pool, path, keks, 1, &k2) == SU_OK ? 0 : 1);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
 #ifdef SU_FAULT_INJECTION
 /* Crash before the rename: the old file stays whole; a rerun completes. */
 START_TEST(rewrap_crash)
@@ -786,21 +805,10 @@ START_TEST(rewrap_crash)
     unsigned char data[40000];
     const su_kek_t *keks[1] = { &k1 };
     collect_t c = { 0 };
-    int status = 0;
-    pid_t pid;
 
     memset(data, 'z', sizeof data);
     encrypt_file(&k1, data, sizeof data, path, NULL);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        setenv("SECUPLOAD_FAULTS", "rewrap-rename=1", 1);
-        su_fmt_file_rewrap(pool, path, keks, 1, &k2);
-        _exit(0);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status));
-    ck_assert_int_eq(WEXITSTATUS(status), 99);
+    ck_assert_int_eq(rewrap_in_child(path), 99);
     ck_assert_int_eq(access(tpath("x.enc.rewrap.tmp"), F_OK), 0);
     ck_assert_int_eq(decrypt_with(path, &k1, NULL, &c), SU_OK);
     ck_assert_uint_eq(c.len, sizeof data);
@@ -820,23 +828,11 @@ START_TEST(rewrap_no_fault_hook)
 {
     const char *path = tpath("nf.enc");
     unsigned char data[5000];
-    const su_kek_t *keks[1] = { &k1 };
     collect_t c = { 0 };
-    int status = 0;
-    pid_t pid;
 
     memset(data, 'n', sizeof data);
     encrypt_file(&k1, data, sizeof data, path, NULL);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        setenv("SECUPLOAD_FAULTS", "rewrap-rename=1", 1);
-        setenv("SECUPLOAD_FAULT_REWRAP_EXIT", "1", 1);
-        _exit(su_fmt_file_rewrap(pool, path, keks, 1, &k2) == SU_OK ? 0 : 1);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status));
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    ck_assert_int_eq(rewrap_in_child(path), 0);
     ck_assert_int_eq(decrypt_with(path, &k2, NULL, &c), SU_OK);
     ck_assert_mem_eq(c.buf, data, sizeof data);
     free(c.buf);
