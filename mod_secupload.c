@@ -352,26 +352,10 @@ static const char *su_cmd_field_name(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
-/* "type/subtype" or "type/" followed by a star; RFC 6838 restricted names. */
-static int su_valid_type_pattern(const char *t)
-{
-    const char *slash = strchr(t, '/');
-    const char *s;
-
-    if (slash == NULL || slash == t || slash[1] == '\0')
-        return 0;
-    if (strcmp(slash + 1, "*") == 0)
-        return strchr(t, '*') == slash + 1;
-    for (s = t; *s; s++)
-        if (!(apr_isalnum(*s) || strchr("!#$&-^_.+/", *s)))
-            return 0;
-    return strchr(slash + 1, '/') == NULL;
-}
-
 static const char *su_cmd_allowed_types(cmd_parms *cmd, void *dc, const char *arg)
 {
     su_dir_conf_t *d = dc;
-    if (!su_valid_type_pattern(arg))
+    if (!su_hdr_type_pattern_ok(arg))
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
                            "' is not a media type (type/subtype or type/*)", NULL);
     if (d->allowed_types == NULL)

@@ -3,9 +3,10 @@
  * (src/su_format.c, linked from libsecupload.a), in memory, on one core, with
  * no HTTP, no multipart parsing, no disk and no Redis.
  *
- *   limit encrypt BYTES          su_enc_create/update/final in 64 KiB chunks:
- *                                AES-256-CBC + HMAC-SHA256 + SHA-256 of the
- *                                plaintext (the upload path)
+ *   limit encrypt BYTES          su_fmt_enc_create, su_enc_update/final in 64 KiB chunks,
+ *                                and SHA-256 of the plaintext beside it:
+ *                                AES-256-CBC + HMAC-SHA256 + SHA-256 (the
+ *                                upload path's work, here on one core)
  *   limit decrypt BYTES [FILE]   su_dec_*: HMAC pass, then AES-256-CBC decrypt
  *                                pass, 64 KiB chunks (the download path); with
  *                                FILE, the same ciphertext is also stored there
@@ -26,6 +27,7 @@
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "su_format.h"
@@ -62,17 +64,20 @@ static size_t bl_chunks(size_t bytes)
 
 /*
  * Encrypt nchunks copies of plain[] (one reused 64 KiB chunk, as the module
- * reuses its scratch slice). With store != NULL the whole ciphertext (header,
- * body, tag) goes there; otherwise into a reused chunk.
+ * reuses its scratch slice), and digest them as an upload does (there on a
+ * thread of its own). With store != NULL the whole ciphertext (header, body,
+ * tag) goes there; otherwise into a reused chunk.
  */
 static int bl_encrypt(apr_pool_t *p, const su_kek_t *kek, const unsigned char *plain,
                       size_t nchunks, unsigned char *store, size_t *stored)
 {
-    unsigned char header[SU_FMT_HEADER_LEN];
+    unsigned char header[SU_FMT_HEADER_LEN], sha[32];
     unsigned char *out = malloc(BL_CHUNK + SU_FMT_BLOCK + SU_FMT_TAG_LEN);
     size_t pos = 0, outlen = 0, i;
     su_enc_t *enc = NULL;
-    int ok = out != NULL && su_enc_create(p, kek, &enc, header) == SU_OK;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = out != NULL && md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+             && su_fmt_enc_create(p, kek, &enc, header) == SU_OK;
 
     if (ok && store != NULL) {
         memcpy(store, header, SU_FMT_HEADER_LEN);
@@ -80,16 +85,19 @@ static int bl_encrypt(apr_pool_t *p, const su_kek_t *kek, const unsigned char *p
     }
     for (i = 0; ok && i < nchunks; i++) {
         unsigned char *dst = store != NULL ? store + pos : out;
-        ok = su_enc_update(enc, plain, BL_CHUNK, dst, &outlen) == SU_OK;
+        ok = EVP_DigestUpdate(md, plain, BL_CHUNK) == 1
+             && su_enc_update(enc, plain, BL_CHUNK, dst, &outlen) == SU_OK;
         if (store != NULL)
             pos += outlen;
     }
     if (ok) {
         unsigned char *dst = store != NULL ? store + pos : out;
         ok = su_enc_final(enc, dst, &outlen) == SU_OK
-             && su_enc_plain_size(enc) == (uint64_t)nchunks * BL_CHUNK;
+             && su_enc_plain_size(enc) == (uint64_t)nchunks * BL_CHUNK
+             && EVP_DigestFinal_ex(md, sha, NULL) == 1;
         pos += outlen;
     }
+    EVP_MD_CTX_free(md);
     free(out);
     *stored = pos;
     return ok;
@@ -116,7 +124,7 @@ static int bl_decrypt(apr_pool_t *p, const su_kek_t *kek, const unsigned char *c
     size_t bodylen = len - SU_FMT_HEADER_LEN - SU_FMT_TAG_LEN, off, outlen = 0;
     unsigned char *out = malloc(BL_CHUNK + 2 * SU_FMT_BLOCK);
     su_dec_t *dec = NULL;
-    int ok = out != NULL && su_dec_create(p, keks, 1, ct, &dec) == SU_OK;
+    int ok = out != NULL && su_fmt_dec_create(p, keks, 1, ct, &dec, NULL) == SU_OK;
 
     for (off = 0; ok && off < bodylen; off += BL_CHUNK) {
         size_t n = bodylen - off < BL_CHUNK ? bodylen - off : BL_CHUNK;

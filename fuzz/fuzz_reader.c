@@ -55,7 +55,7 @@ static void fz_make_original(int k)
     unsigned char *f = malloc(cap);
 
     FZ_CHECK(f != NULL, "malloc");
-    FZ_CHECK(su_enc_create(p, &fz_kek, &enc, f) == SU_OK, "su_enc_create");
+    FZ_CHECK(su_fmt_enc_create(p, &fz_kek, &enc, f) == SU_OK, "su_fmt_enc_create");
     len = SU_FMT_HEADER_LEN;
     FZ_CHECK(su_enc_update(enc, fz_plain, n, f + len, &out) == SU_OK, "su_enc_update");
     len += out;
@@ -298,8 +298,8 @@ static size_t fz_forge(const unsigned char iv[SU_FMT_IV_LEN],
 
     memcpy(f, SU_FMT_MAGIC, SU_FMT_MAGIC_LEN);
     memcpy(f + 8, fz_kek.id, SU_KEY_ID_LEN);
-    FZ_CHECK(su_fmt_wrap(fz_kek.key, fz_datakey, SU_FMT_DATAKEY_LEN, f + 16) == SU_OK,
-             "su_fmt_wrap");
+    FZ_CHECK(su_crypto_wrap(fz_kek.key, fz_datakey, SU_FMT_DATAKEY_LEN, f + 16) == SU_OK,
+             "su_crypto_wrap");
     memcpy(f + 88, iv, SU_FMT_IV_LEN);
     FZ_CHECK(c != NULL &&
              EVP_EncryptInit_ex(c, EVP_aes_256_cbc(), NULL, fz_datakey, iv) == 1 &&

@@ -1,15 +1,14 @@
 /*
- * The on-disk format, version 1 (SPEC §4): streaming encryption and
- * decryption, and the whole-file operations used by the files handler and
- * the command-line tool.
+ * The on-disk format, version 1 (su_format.h, docs/format.md): the header,
+ * and the whole-file operations used by the files handler and the
+ * command-line tool (verify, decrypt, the streaming reader, rewrap), over
+ * the cryptography of su_crypto.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -17,153 +16,30 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <apr_strings.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "su_format.h"
 #include "su_async.h"
+#include "su_crypto.h"
 #include "su_fault.h"
-#include "su_hasher.h"
+#include "su_store.h"
 #include "su_util.h"
 
-#define SU_FMT_ENC_KEY_LEN 32
-#define SU_FMT_MAC_KEY_LEN 32
 #define SU_FMT_OFF_KEYID   8
 #define SU_FMT_OFF_WRAPPED 16
 #define SU_FMT_OFF_IV      88
-/* EVP counts in int: feed it bounded slices of size_t lengths. */
-#define SU_FMT_EVP_SLICE   (1u << 30)
 #define SU_FMT_CHUNK       (1024u * 1024u)
 /* a reader's piece: one chunk, plus the blocks CBC may hold back and release */
 typedef char su_fmt_read_max_ok[SU_FMT_READ_MAX >= SU_FMT_CHUNK + 2 * SU_FMT_BLOCK
                                 ? 1 : -1];
 #define SU_FMT_OVERHEAD    (SU_FMT_HEADER_LEN + SU_FMT_TAG_LEN)
-/* the wrapped data key unwraps into exactly a data key's buffer */
-typedef char su_fmt_wrapped_len_ok[SU_FMT_WRAPPED_LEN == SU_FMT_DATAKEY_LEN + 8
-                                   ? 1 : -1];
+/* the layout's fields hold what the cryptography makes */
+typedef char su_fmt_layout_ok[SU_FMT_OFF_WRAPPED + SU_FMT_WRAPPED_LEN == SU_FMT_OFF_IV
+                              && SU_FMT_OFF_IV + SU_FMT_IV_LEN == SU_FMT_HEADER_LEN
+                              ? 1 : -1];
 
-struct su_enc {
-    EVP_CIPHER_CTX *cipher;
-    EVP_MAC_CTX *mac;
-    EVP_MD_CTX *sha;        /* NULL when the caller hashes the plaintext */
-    su_hasher_t *mac_pipe;  /* feeds mac on a thread of its own, if set */
-    apr_pool_t *pool;
-    uint64_t plain_size;
-    unsigned char plain_sha256[32];
-    int done;
-};
-
-struct su_dec {
-    EVP_CIPHER_CTX *cipher;
-    EVP_MAC_CTX *mac;
-    const su_kek_t *kek;
-    unsigned char iv[SU_FMT_IV_LEN];
-    int mac_done;
-    int verified;
-};
-
-/* ---- primitives ---- */
-
-/*
- * RFC 3394 writes inlen + 8 bytes when wrapping and inlen - 8 when
- * unwrapping; the caller's out holds exactly that (a data key unwraps into a
- * 64-byte stack buffer). A failure wipes that many bytes and no more.
- */
-static su_err_t su_fmt_keywrap(int enc, const unsigned char kek[SU_KEY_LEN],
-                               const unsigned char *in, size_t inlen,
-                               unsigned char *out, size_t *outlen)
-{
-    su_err_t fail = enc ? SU_ERR_INTERNAL : SU_ERR_INTEGRITY;
-    EVP_CIPHER_CTX *ctx;
-    int l1 = 0, l2 = 0, ok;
-
-    if (inlen < 16 || inlen % 8 != 0 || inlen > INT_MAX - 8)
-        return fail;
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL)
-        return SU_ERR_INTERNAL;
-    EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-    /* A NULL IV selects the RFC 3394 default IV (A6A6A6A6A6A6A6A6). */
-    ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap(), NULL, kek, NULL, enc) == 1
-         && EVP_CipherUpdate(ctx, out, &l1, in, (int)inlen) == 1
-         && EVP_CipherFinal_ex(ctx, out + l1, &l2) == 1;
-    EVP_CIPHER_CTX_free(ctx);
-    if (!ok) {
-        /* An unwrap that fails its integrity check may have written
-         * partial key material. */
-        su_util_wipe(out, enc ? inlen + 8 : inlen - 8);
-        return fail;
-    }
-    *outlen = (size_t)l1 + (size_t)l2;
-    return SU_OK;
-}
-
-su_err_t su_fmt_wrap(const unsigned char kek[SU_KEY_LEN],
-                     const unsigned char *in, size_t inlen, unsigned char *out)
-{
-    size_t outlen = 0;
-
-    return su_fmt_keywrap(1, kek, in, inlen, out, &outlen);
-}
-
-su_err_t su_fmt_unwrap(const unsigned char kek[SU_KEY_LEN],
-                       const unsigned char *in, size_t inlen,
-                       unsigned char *out, size_t *outlen)
-{
-    *outlen = 0;
-    return su_fmt_keywrap(0, kek, in, inlen, out, outlen);
-}
-
-static EVP_MAC_CTX *su_fmt_hmac_new(const unsigned char key[SU_FMT_MAC_KEY_LEN])
-{
-    char digest[] = "SHA256";
-    OSSL_PARAM params[2];
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-
-    EVP_MAC_free(mac);
-    if (ctx == NULL)
-        return NULL;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 digest, 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (EVP_MAC_init(ctx, key, SU_FMT_MAC_KEY_LEN, params) != 1) {
-        EVP_MAC_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-static int su_fmt_hmac_final(EVP_MAC_CTX *ctx, unsigned char tag[SU_FMT_TAG_LEN])
-{
-    size_t len = 0;
-
-    return EVP_MAC_final(ctx, tag, &len, SU_FMT_TAG_LEN) == 1
-           && len == SU_FMT_TAG_LEN;
-}
-
-/* Run a cipher update over any size_t length in int-sized slices. */
-static int su_fmt_cipher_update(EVP_CIPHER_CTX *ctx, const unsigned char *in,
-                                size_t len, unsigned char *out, size_t *outlen)
-{
-    size_t total = 0;
-
-    while (len > 0) {
-        size_t slice = len < SU_FMT_EVP_SLICE ? len : SU_FMT_EVP_SLICE;
-        int n = 0;
-        if (EVP_CipherUpdate(ctx, out + total, &n, in, (int)slice) != 1)
-            return 0;
-        total += (size_t)n;
-        in += slice;
-        len -= slice;
-    }
-    *outlen = total;
-    return 1;
-}
+/* ---- the header ---- */
 
 static int su_fmt_header_magic_ok(const unsigned char *h)
 {
@@ -188,8 +64,8 @@ static su_err_t su_fmt_unwrap_header(const su_kek_t *const *keks, int nkeks,
         if (keks[i] == NULL ||
             memcmp(keks[i]->id, h + SU_FMT_OFF_KEYID, SU_KEY_ID_LEN) != 0)
             continue;
-        if (su_fmt_unwrap(keks[i]->key, h + SU_FMT_OFF_WRAPPED,
-                          SU_FMT_WRAPPED_LEN, datakey, &len) == SU_OK &&
+        if (su_crypto_unwrap(keks[i]->key, h + SU_FMT_OFF_WRAPPED,
+                             SU_FMT_WRAPPED_LEN, datakey, &len) == SU_OK &&
             len == SU_FMT_DATAKEY_LEN) {
             *used = keks[i];
             return SU_OK;
@@ -199,288 +75,49 @@ static su_err_t su_fmt_unwrap_header(const su_kek_t *const *keks, int nkeks,
     return SU_ERR_INTEGRITY;
 }
 
-/* ---- encryption ---- */
-
-static apr_status_t su_enc_cleanup(void *data)
-{
-    su_enc_t *enc = data;
-
-    /* the MAC's thread lets go of it before it is freed */
-    if (enc->mac_pipe != NULL)
-        (void)su_hasher_drain(enc->mac_pipe);
-    enc->mac_pipe = NULL;
-    EVP_CIPHER_CTX_free(enc->cipher);
-    EVP_MAC_CTX_free(enc->mac);
-    EVP_MD_CTX_free(enc->sha);
-    enc->cipher = NULL;
-    enc->mac = NULL;
-    enc->sha = NULL;
-    return APR_SUCCESS;
-}
-
-static su_err_t su_enc_build_header(su_enc_t *enc, const su_kek_t *kek,
-                                    unsigned char datakey[SU_FMT_DATAKEY_LEN],
-                                    unsigned char *h)
-{
-    if (su_fault("rand") || RAND_bytes(datakey, SU_FMT_DATAKEY_LEN) != 1 ||
-        RAND_bytes(h + SU_FMT_OFF_IV, SU_FMT_IV_LEN) != 1)
-        return SU_ERR_INTERNAL;
-    memcpy(h, SU_FMT_MAGIC, SU_FMT_MAGIC_LEN);
-    memcpy(h + SU_FMT_OFF_KEYID, kek->id, SU_KEY_ID_LEN);
-    if (su_fmt_wrap(kek->key, datakey, SU_FMT_DATAKEY_LEN,
-                    h + SU_FMT_OFF_WRAPPED) != SU_OK)
-        return SU_ERR_INTERNAL;
-    enc->mac = su_fmt_hmac_new(datakey + SU_FMT_ENC_KEY_LEN);
-    if (enc->mac == NULL ||
-        EVP_EncryptInit_ex(enc->cipher, EVP_aes_256_cbc(), NULL, datakey,
-                           h + SU_FMT_OFF_IV) != 1 ||
-        EVP_MAC_update(enc->mac, h, SU_FMT_HEADER_LEN) != 1 ||
-        EVP_DigestInit_ex(enc->sha, EVP_sha256(), NULL) != 1)
-        return SU_ERR_INTERNAL;
-    return SU_OK;
-}
-
-su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
-                       unsigned char header[SU_FMT_HEADER_LEN])
+/*
+ * A new file's header: a fresh data key and IV from the CSPRNG, the data
+ * key wrapped under kek. The data key is held only for this.
+ */
+su_err_t su_fmt_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
+                           unsigned char header[SU_FMT_HEADER_LEN])
 {
     unsigned char datakey[SU_FMT_DATAKEY_LEN];
-    su_enc_t *enc = apr_pcalloc(p, sizeof *enc);
     su_err_t rv = SU_ERR_INTERNAL;
 
     *out = NULL;
-    enc->pool = p;
-    apr_pool_cleanup_register(p, enc, su_enc_cleanup, apr_pool_cleanup_null);
-    enc->cipher = EVP_CIPHER_CTX_new();
-    enc->sha = EVP_MD_CTX_new();
-    if (enc->cipher != NULL && enc->sha != NULL)
-        rv = su_enc_build_header(enc, kek, datakey, header);
-    /* From here on the key lives only inside the library contexts. */
+    if (!su_fault("rand") && RAND_bytes(datakey, SU_FMT_DATAKEY_LEN) == 1
+        && RAND_bytes(header + SU_FMT_OFF_IV, SU_FMT_IV_LEN) == 1) {
+        memcpy(header, SU_FMT_MAGIC, SU_FMT_MAGIC_LEN);
+        memcpy(header + SU_FMT_OFF_KEYID, kek->id, SU_KEY_ID_LEN);
+        rv = su_crypto_wrap(kek->key, datakey, SU_FMT_DATAKEY_LEN,
+                            header + SU_FMT_OFF_WRAPPED);
+    }
+    if (rv == SU_OK)
+        rv = su_enc_start(p, datakey, header + SU_FMT_OFF_IV, header,
+                          SU_FMT_HEADER_LEN, out);
     su_util_wipe(datakey, sizeof datakey);
-    if (rv != SU_OK) {
-        su_enc_cleanup(enc);
-        return rv;
-    }
-    *out = enc;
-    return SU_OK;
-}
-
-void su_enc_no_plain_hash(su_enc_t *enc)
-{
-    EVP_MD_CTX_free(enc->sha);
-    enc->sha = NULL;
-}
-
-static int su_enc_mac_update(void *ctx, const void *buf, apr_size_t len)
-{
-    return EVP_MAC_update(ctx, buf, len) == 1;
-}
-
-su_err_t su_enc_mac_beside(su_enc_t *enc)
-{
-    if (enc->done || enc->mac == NULL || enc->mac_pipe != NULL
-        || enc->plain_size != 0)
-        return SU_ERR_INTERNAL;
-    /* the same pool as enc: the pipe is gone no earlier than enc is */
-    return su_hasher_create_fn(enc->pool, su_enc_mac_update, enc->mac,
-                               &enc->mac_pipe);
-}
-
-static int su_enc_mac(su_enc_t *enc, const unsigned char *ct, size_t len)
-{
-    if (enc->mac_pipe != NULL)
-        return su_hasher_update(enc->mac_pipe, ct, len) == SU_OK;
-    return EVP_MAC_update(enc->mac, ct, len) == 1;
-}
-
-su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
-                       unsigned char *out, size_t *outlen)
-{
-    *outlen = 0;
-    if (enc->done || enc->cipher == NULL)
-        return SU_ERR_INTERNAL;
-    if (len == 0)
-        return SU_OK;
-    if ((enc->sha && EVP_DigestUpdate(enc->sha, in, len) != 1) ||
-        !su_fmt_cipher_update(enc->cipher, in, len, out, outlen) ||
-        !su_enc_mac(enc, out, *outlen))
-        return SU_ERR_INTERNAL;
-    enc->plain_size += len;
-    return SU_OK;
-}
-
-su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen)
-{
-    int n = 0;
-    unsigned int mdlen = 0;
-    su_err_t rv = SU_ERR_INTERNAL;
-
-    *outlen = 0;
-    if (enc->done || enc->cipher == NULL)
-        return SU_ERR_INTERNAL;
-    if (EVP_EncryptFinal_ex(enc->cipher, out, &n) == 1 &&
-        su_enc_mac(enc, out, (size_t)n) &&
-        (enc->mac_pipe == NULL || su_hasher_drain(enc->mac_pipe) == SU_OK) &&
-        su_fmt_hmac_final(enc->mac, out + n) &&
-        (enc->sha == NULL
-         || EVP_DigestFinal_ex(enc->sha, enc->plain_sha256, &mdlen) == 1)) {
-        *outlen = (size_t)n + SU_FMT_TAG_LEN;
-        rv = SU_OK;
-    }
-    enc->done = 1;
-    /* Free the contexts now: that wipes the data key well before the pool
-     * goes away. */
-    su_enc_cleanup(enc);
     return rv;
 }
 
-void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32])
-{
-    memcpy(out, enc->plain_sha256, 32);
-}
-
-uint64_t su_enc_plain_size(const su_enc_t *enc)
-{
-    return enc->plain_size;
-}
-
-/* ---- decryption ---- */
-
-static apr_status_t su_dec_cleanup(void *data)
-{
-    su_dec_t *dec = data;
-
-    EVP_CIPHER_CTX_free(dec->cipher);
-    EVP_MAC_CTX_free(dec->mac);
-    dec->cipher = NULL;
-    dec->mac = NULL;
-    return APR_SUCCESS;
-}
-
-static su_err_t su_dec_init(su_dec_t *dec, const su_kek_t *const *keks,
-                            int nkeks, const unsigned char *h)
+su_err_t su_fmt_dec_create(apr_pool_t *p, const su_kek_t *const *keks, int nkeks,
+                           const unsigned char header[SU_FMT_HEADER_LEN],
+                           su_dec_t **out, const su_kek_t **kek)
 {
     unsigned char datakey[SU_FMT_DATAKEY_LEN];
+    const su_kek_t *used = NULL;
     su_err_t rv;
 
-    rv = su_fmt_unwrap_header(keks, nkeks, h, datakey, &dec->kek);
+    *out = NULL;
+    rv = su_fmt_unwrap_header(keks, nkeks, header, datakey, &used);
     if (rv != SU_OK)
         return rv;
-    dec->cipher = EVP_CIPHER_CTX_new();
-    dec->mac = su_fmt_hmac_new(datakey + SU_FMT_ENC_KEY_LEN);
-    if (dec->cipher == NULL || dec->mac == NULL ||
-        EVP_DecryptInit_ex(dec->cipher, EVP_aes_256_cbc(), NULL, datakey,
-                           h + SU_FMT_OFF_IV) != 1 ||
-        EVP_MAC_update(dec->mac, h, SU_FMT_HEADER_LEN) != 1)
-        rv = SU_ERR_INTERNAL;
+    rv = su_dec_start(p, datakey, header + SU_FMT_OFF_IV, header,
+                      SU_FMT_HEADER_LEN, out);
     su_util_wipe(datakey, sizeof datakey);
-    memcpy(dec->iv, h + SU_FMT_OFF_IV, SU_FMT_IV_LEN);
+    if (rv == SU_OK && kek != NULL)
+        *kek = used;
     return rv;
-}
-
-su_err_t su_dec_create(apr_pool_t *p, const su_kek_t *const *keks, int nkeks,
-                       const unsigned char header[SU_FMT_HEADER_LEN],
-                       su_dec_t **out)
-{
-    su_dec_t *dec = apr_pcalloc(p, sizeof *dec);
-    su_err_t rv;
-
-    *out = NULL;
-    apr_pool_cleanup_register(p, dec, su_dec_cleanup, apr_pool_cleanup_null);
-    rv = su_dec_init(dec, keks, nkeks, header);
-    if (rv != SU_OK) {
-        su_dec_cleanup(dec);
-        return rv;
-    }
-    *out = dec;
-    return SU_OK;
-}
-
-const su_kek_t *su_dec_kek(const su_dec_t *dec)
-{
-    return dec->kek;
-}
-
-void su_dec_mac_update(su_dec_t *dec, const unsigned char *ct, size_t len)
-{
-    /* A failed update leaves the MAC state wrong, which makes the final
-     * comparison fail: nothing is lost by not reporting it here. */
-    if (!dec->mac_done && dec->mac != NULL && len > 0 &&
-        EVP_MAC_update(dec->mac, ct, len) != 1)
-        dec->mac_done = -1;
-}
-
-su_err_t su_dec_mac_verify(su_dec_t *dec, const unsigned char tag[SU_FMT_TAG_LEN])
-{
-    unsigned char mine[SU_FMT_TAG_LEN];
-    int ok;
-
-    if (dec->mac_done != 0 || dec->mac == NULL)
-        return dec->verified ? SU_OK : SU_ERR_INTEGRITY;
-    dec->mac_done = 1;
-    ok = su_fmt_hmac_final(dec->mac, mine) &&
-         CRYPTO_memcmp(mine, tag, SU_FMT_TAG_LEN) == 0;
-    su_util_wipe(mine, sizeof mine);
-    /* The MAC key is no longer needed. */
-    EVP_MAC_CTX_free(dec->mac);
-    dec->mac = NULL;
-    dec->verified = ok;
-    return ok ? SU_OK : SU_ERR_INTEGRITY;
-}
-
-/* Decryption is refused until the tag has been verified, so that no code
- * path can hand out unauthenticated plaintext. */
-su_err_t su_dec_update(su_dec_t *dec, const unsigned char *ct, size_t len,
-                       unsigned char *out, size_t *outlen)
-{
-    *outlen = 0;
-    if (!dec->verified || dec->cipher == NULL)
-        return SU_ERR_INTERNAL;
-    if (len == 0)
-        return SU_OK;
-    return su_fmt_cipher_update(dec->cipher, ct, len, out, outlen)
-           ? SU_OK : SU_ERR_INTERNAL;
-}
-
-su_err_t su_dec_final(su_dec_t *dec, unsigned char *out, size_t *outlen)
-{
-    int n = 0, ok;
-
-    *outlen = 0;
-    if (!dec->verified || dec->cipher == NULL)
-        return SU_ERR_INTERNAL;
-    ok = EVP_DecryptFinal_ex(dec->cipher, out, &n) == 1;
-    EVP_CIPHER_CTX_free(dec->cipher);
-    dec->cipher = NULL;
-    if (!ok)
-        return SU_ERR_INTEGRITY;
-    *outlen = (size_t)n;
-    return SU_OK;
-}
-
-/*
- * Plaintext length of a verified file from its last two cipher blocks only
- * (CBC lets any block be decrypted given the one before it): the padding is
- * checked without decrypting the whole file. tail holds the block before
- * the last one (the IV for a one-block file) and the last block.
- */
-static su_err_t su_dec_tail_size(su_dec_t *dec,
-                                 const unsigned char tail[2 * SU_FMT_BLOCK],
-                                 uint64_t ctlen, uint64_t *plain_size)
-{
-    unsigned char out[2 * SU_FMT_BLOCK];
-    int n1 = 0, n2 = 0, ok;
-
-    if (!dec->verified || dec->cipher == NULL)
-        return SU_ERR_INTERNAL;
-    ok = EVP_DecryptInit_ex(dec->cipher, NULL, NULL, NULL, tail) == 1 &&
-         EVP_DecryptUpdate(dec->cipher, out, &n1, tail + SU_FMT_BLOCK,
-                           SU_FMT_BLOCK) == 1 &&
-         EVP_DecryptFinal_ex(dec->cipher, out + n1, &n2) == 1;
-    su_util_wipe(out, sizeof out);
-    if (!ok)
-        return SU_ERR_INTEGRITY;
-    *plain_size = ctlen - SU_FMT_BLOCK + (uint64_t)n1 + (uint64_t)n2;
-    return SU_OK;
 }
 
 /* ---- whole files ---- */
@@ -510,11 +147,6 @@ static apr_status_t su_fmt_fd_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-static su_err_t su_fmt_errno_kind(int e)
-{
-    return e == ENOSPC || e == EDQUOT ? SU_ERR_NO_SPACE : SU_ERR_INTERNAL;
-}
-
 /*
  * Read exactly len bytes, at offset at (pread) or, with at < 0, from the
  * current offset: a short read means the file shrank under us.
@@ -542,20 +174,10 @@ static su_err_t su_fmt_read_exact(int fd, unsigned char *buf, size_t len)
     return su_fmt_read_at(fd, buf, len, -1);
 }
 
-static su_err_t su_fmt_write_all(int fd, const unsigned char *buf, size_t len)
+/* Header, whole cipher blocks (at least one), tag. */
+static int su_fmt_size_ok(uint64_t size)
 {
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return su_fmt_errno_kind(errno);
-        if (w == 0)
-            return SU_ERR_INTERNAL;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return SU_OK;
+    return size >= SU_FMT_MIN_FILE && (size - SU_FMT_OVERHEAD) % SU_FMT_BLOCK == 0;
 }
 
 /* The size alone tells a truncated or extended file. */
@@ -567,8 +189,7 @@ static su_err_t su_fmt_check_size(su_fmt_file_t *f)
         return SU_ERR_INTERNAL;
     if (!S_ISREG(st.st_mode))
         return SU_ERR_NOT_FOUND;
-    if (st.st_size < (off_t)SU_FMT_MIN_FILE ||
-        ((uint64_t)st.st_size - SU_FMT_OVERHEAD) % SU_FMT_BLOCK != 0)
+    if (!su_fmt_size_ok((uint64_t)st.st_size))
         return SU_ERR_INTEGRITY;
     f->size = (uint64_t)st.st_size;
     f->ctlen = f->size - SU_FMT_OVERHEAD;
@@ -654,11 +275,6 @@ static void su_fmt_tail_push(unsigned char tail[2 * SU_FMT_BLOCK],
 }
 
 /*
- * Pass 1 from just after the header: the ciphertext goes to the MAC (and to
- * an optional copy fd), the tag is read and compared. The fd's offset must
- * be at SU_FMT_HEADER_LEN.
- */
-/*
  * Pass 1 for a plain verification, over mapped windows of the file: the MAC
  * reads the page cache directly instead of a copy of it, and each window is
  * unmapped before the next, so memory stays bounded. Returns -1 if the
@@ -699,13 +315,19 @@ static int su_fmt_mac_mapped(su_fmt_file_t *f, su_dec_t *dec, su_err_t *rv)
     return 0;
 }
 
+/*
+ * Pass 1 from just after the header: the ciphertext goes to the MAC (and,
+ * for a rewrap, to a new MAC and a copy), the tag is read and compared. The
+ * fd's offset must be at SU_FMT_HEADER_LEN.
+ */
 static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
-                                EVP_MAC_CTX *copy_mac, int copy_fd)
+                                EVP_MAC_CTX *copy_mac, su_store_file_t *copy)
 {
+    const char *err = NULL;
     uint64_t left = f->ctlen;
     su_err_t rv;
 
-    if (copy_mac == NULL && copy_fd < 0 && !f->no_map
+    if (copy_mac == NULL && copy == NULL && !f->no_map
         && su_fmt_mac_mapped(f, dec, &rv) == 0)
         return rv;
 
@@ -720,7 +342,7 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
         su_fmt_tail_push(f->tail, f->buf, n);
         if (copy_mac != NULL && EVP_MAC_update(copy_mac, f->buf, n) != 1)
             return SU_ERR_INTERNAL;
-        if (copy_fd >= 0 && (rv = su_fmt_write_all(copy_fd, f->buf, n)) != SU_OK)
+        if (copy != NULL && (rv = su_store_write(copy, f->buf, n, &err)) != SU_OK)
             return rv;
         left -= n;
     }
@@ -749,9 +371,9 @@ static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
     if (rv != SU_OK)
         return rv;
     f->no_map = (flags & SU_FMT_NO_MAP) != 0;
-    rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
+    rv = su_fmt_dec_create(f->pool, keks, nkeks, f->header, &dec, NULL);
     if (rv == SU_OK)
-        rv = su_fmt_mac_pass(f, dec, NULL, -1);
+        rv = su_fmt_mac_pass(f, dec, NULL, NULL);
     if (rv == SU_OK)
         rv = su_dec_tail_size(dec, f->tail, f->ctlen, plain_size);
     if (rv != SU_OK) {
@@ -797,6 +419,59 @@ su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
         rv = SU_ERR_INTEGRITY;
     apr_pool_destroy(f->pool);
     return rv;
+}
+
+int su_fmt_have_key(const su_kek_t *const *keks, int nkeks,
+                    const unsigned char id[SU_KEY_ID_LEN])
+{
+    int i;
+
+    for (i = 0; i < nkeks; i++)
+        if (keks[i] != NULL && memcmp(keks[i]->id, id, SU_KEY_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/* What an open regular file shows: its first bytes and its size. */
+static void su_fmt_look_fd(int fd, uint64_t size, su_fmt_head_t *h)
+{
+    unsigned char head[SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN];
+    ssize_t n;
+
+    do {
+        n = pread(fd, head, sizeof head, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < (ssize_t)sizeof head)
+        h->look = SU_FMT_TOO_SHORT;
+    else if (!su_fmt_header_magic_ok(head))
+        h->look = SU_FMT_BAD_MAGIC;
+    else
+        h->look = su_fmt_size_ok(size) ? SU_FMT_LOOKS_STORED : SU_FMT_BAD_SIZE;
+    h->has_key_id = h->look == SU_FMT_LOOKS_STORED || h->look == SU_FMT_BAD_SIZE;
+    if (h->has_key_id)
+        memcpy(h->key_id, head + SU_FMT_OFF_KEYID, SU_KEY_ID_LEN);
+}
+
+void su_fmt_file_look(const char *path, su_fmt_head_t *h)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    memset(h, 0, sizeof *h);
+    h->look = SU_FMT_UNREADABLE;
+    if (fd < 0) {
+        h->open_errno = errno;
+        if (errno == ENOENT || errno == ENOTDIR)
+            h->look = SU_FMT_NO_FILE;
+        return;
+    }
+    if (fstat(fd, &st) != 0)
+        h->open_errno = errno;
+    else if (!S_ISREG(st.st_mode))
+        h->look = SU_FMT_NOT_REGULAR;
+    else
+        su_fmt_look_fd(fd, (uint64_t)st.st_size, h);
+    close(fd);
 }
 
 /* ---- a reader for streaming answers ---- */
@@ -898,9 +573,8 @@ su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
     if (rv == SU_OK && f->size != before)
         rv = SU_ERR_INTEGRITY;
     /* the tail check moved the CBC state: start pass 2 from the file's IV */
-    if (rv == SU_OK
-        && EVP_DecryptInit_ex(dec->cipher, NULL, NULL, NULL, dec->iv) != 1)
-        rv = SU_ERR_INTERNAL;
+    if (rv == SU_OK)
+        rv = su_dec_rewind(dec);
     if (rv != SU_OK) {
         *plain_size = 0;
         apr_pool_destroy(f->pool);
@@ -1045,10 +719,7 @@ void su_fmt_reader_close(su_fmt_reader_t *rd)
 
 typedef struct su_fmt_rewrap {
     su_fmt_file_t *f;
-    const char *path;
-    const char *tmp;
-    int tmp_fd;
-    int renamed;
+    su_store_file_t *copy;  /* the new file, renamed over the old one */
     EVP_MAC_CTX *mac_new;
     unsigned char header[SU_FMT_HEADER_LEN];
 } su_fmt_rewrap_t;
@@ -1057,11 +728,6 @@ static apr_status_t su_fmt_rewrap_cleanup(void *data)
 {
     su_fmt_rewrap_t *rw = data;
 
-    if (rw->tmp_fd >= 0)
-        close(rw->tmp_fd);
-    rw->tmp_fd = -1;
-    if (rw->tmp != NULL && !rw->renamed)
-        unlink(rw->tmp);
     EVP_MAC_CTX_free(rw->mac_new);
     rw->mac_new = NULL;
     return APR_SUCCESS;
@@ -1084,10 +750,10 @@ static su_err_t su_fmt_rewrap_keys(su_fmt_rewrap_t *rw,
         return rv;
     memcpy(rw->header, rw->f->header, SU_FMT_HEADER_LEN);
     memcpy(rw->header + SU_FMT_OFF_KEYID, newkek->id, SU_KEY_ID_LEN);
-    rv = su_fmt_wrap(newkek->key, datakey, SU_FMT_DATAKEY_LEN,
-                     rw->header + SU_FMT_OFF_WRAPPED);
+    rv = su_crypto_wrap(newkek->key, datakey, SU_FMT_DATAKEY_LEN,
+                        rw->header + SU_FMT_OFF_WRAPPED);
     if (rv == SU_OK) {
-        rw->mac_new = su_fmt_hmac_new(datakey + SU_FMT_ENC_KEY_LEN);
+        rw->mac_new = su_crypto_hmac_new(datakey);
         if (rw->mac_new == NULL ||
             EVP_MAC_update(rw->mac_new, rw->header, SU_FMT_HEADER_LEN) != 1)
             rv = SU_ERR_INTERNAL;
@@ -1096,89 +762,36 @@ static su_err_t su_fmt_rewrap_keys(su_fmt_rewrap_t *rw,
     return rv;
 }
 
-/*
- * A stale temporary file from a crashed run is removed; the exclusive lock
- * on the original (su_fmt_file_rewrap) makes sure it is not a live one.
- */
-static su_err_t su_fmt_rewrap_open_tmp(su_fmt_rewrap_t *rw, const struct stat *st)
-{
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-
-    rw->tmp = apr_pstrcat(rw->f->pool, rw->path, ".rewrap.tmp", NULL);
-    rw->tmp_fd = open(rw->tmp, flags, 0600);
-    if (rw->tmp_fd < 0 && errno == EEXIST && unlink(rw->tmp) == 0)
-        rw->tmp_fd = open(rw->tmp, flags, 0600);
-    if (rw->tmp_fd < 0) {
-        rw->tmp = NULL;     /* not ours: never unlink it */
-        return su_fmt_errno_kind(errno);
-    }
-    /* Keep the owner (a rewrap run as root must leave files the server can
-     * still read). */
-    if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
-        fchown(rw->tmp_fd, st->st_uid, st->st_gid) != 0)
-        return SU_ERR_INTERNAL;
-    return SU_OK;
-}
-
-/*
- * Test-only hook for crash-safety tests: with SECUPLOAD_FAULT_REWRAP_EXIT=N
- * in the environment, the process dies (_exit(99)) right before the N-th
- * rename of this process. Unset, it costs one getenv per file.
- */
-static void su_fmt_fault_before_rename(void)
-{
-    static unsigned long count;
-    const char *v = getenv("SECUPLOAD_FAULT_REWRAP_EXIT");
-    char *end = NULL;
-    unsigned long n;
-
-    if (v == NULL || *v == '\0')
-        return;
-    n = strtoul(v, &end, 10);
-    if (end == NULL || *end != '\0' || n == 0)
-        return;
-    if (++count == n)
-        _exit(99);
-}
-
-
-/* Copy pass (old MAC checked, new MAC computed), then the atomic swap. */
+/* Copy pass (old MAC checked, new MAC computed), then the store's atomic
+ * replacement of the file. */
 static su_err_t su_fmt_rewrap_write(su_fmt_rewrap_t *rw, su_dec_t *dec)
 {
     unsigned char tag[SU_FMT_TAG_LEN];
+    const char *err = NULL;
     uint64_t plain = 0;
     su_err_t rv;
 
-    rv = su_fmt_write_all(rw->tmp_fd, rw->header, SU_FMT_HEADER_LEN);
+    rv = su_store_write(rw->copy, rw->header, SU_FMT_HEADER_LEN, &err);
     if (rv == SU_OK)
-        rv = su_fmt_mac_pass(rw->f, dec, rw->mac_new, rw->tmp_fd);
+        rv = su_fmt_mac_pass(rw->f, dec, rw->mac_new, rw->copy);
     if (rv == SU_OK)
         rv = su_dec_tail_size(dec, rw->f->tail, rw->f->ctlen, &plain);
-    if (rv == SU_OK && !su_fmt_hmac_final(rw->mac_new, tag))
+    if (rv == SU_OK && !su_crypto_hmac_final(rw->mac_new, tag))
         rv = SU_ERR_INTERNAL;
     if (rv == SU_OK)
-        rv = su_fmt_write_all(rw->tmp_fd, tag, SU_FMT_TAG_LEN);
-    if (rv == SU_OK && fsync(rw->tmp_fd) != 0)
-        rv = su_fmt_errno_kind(errno);
-    if (rv == SU_OK) {
-        int rc = close(rw->tmp_fd);
-        rw->tmp_fd = -1;
-        if (rc != 0)
-            rv = su_fmt_errno_kind(errno);
-    }
-    if (rv != SU_OK)
-        return rv;
-    su_fmt_fault_before_rename();
-    if (rename(rw->tmp, rw->path) != 0)
-        return su_fmt_errno_kind(errno);
-    rw->renamed = 1;
-    return su_util_fsync_parent(rw->f->pool, rw->path) == 0 ? SU_OK : SU_ERR_INTERNAL;
+        rv = su_store_write(rw->copy, tag, SU_FMT_TAG_LEN, &err);
+    if (rv == SU_OK)
+        rv = su_store_flush(rw->copy, 1, &err);
+    if (rv == SU_OK)
+        rv = su_store_commit(rw->copy, 1, &err);
+    return rv;
 }
 
 su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             const su_kek_t *newkek)
 {
+    const char *err = NULL;
     su_fmt_rewrap_t *rw;
     su_fmt_file_t *f;
     su_dec_t *dec;
@@ -1198,19 +811,18 @@ su_err_t su_fmt_file_rewrap(apr_pool_t *p, const char *path,
     }
     rw = apr_pcalloc(f->pool, sizeof *rw);
     rw->f = f;
-    rw->path = path;
-    rw->tmp_fd = -1;
     apr_pool_cleanup_register(f->pool, rw, su_fmt_rewrap_cleanup,
                               apr_pool_cleanup_null);
-    /* One rewrapper per file at a time. */
+    /* One rewrapper per file at a time: the lock also makes a leftover
+     * copy one of a crashed run, which su_store_replace removes. */
     if (flock(f->fd, LOCK_EX | LOCK_NB) != 0 || fstat(f->fd, &st) != 0)
         rv = SU_ERR_INTERNAL;
     if (rv == SU_OK)
-        rv = su_dec_create(f->pool, keks, nkeks, f->header, &dec);
+        rv = su_fmt_dec_create(f->pool, keks, nkeks, f->header, &dec, NULL);
     if (rv == SU_OK)
         rv = su_fmt_rewrap_keys(rw, keks, nkeks, newkek);
     if (rv == SU_OK)
-        rv = su_fmt_rewrap_open_tmp(rw, &st);
+        rv = su_store_replace(f->pool, path, st.st_uid, st.st_gid, &rw->copy, &err);
     if (rv == SU_OK)
         rv = su_fmt_rewrap_write(rw, dec);
     apr_pool_destroy(f->pool);

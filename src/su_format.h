@@ -1,5 +1,5 @@
 /*
- * The on-disk format, version 1 (SPEC §4):
+ * The on-disk format, version 1 (docs/format.md):
  *   0   8  magic "SECUPLD" 0x01
  *   8   8  key id (first 8 bytes of SHA-256 of the KEK)
  *   16  72 RFC 3394 AES-256 key wrap (default IV) of the 64-byte data key
@@ -8,116 +8,48 @@
  *   104 n  AES-256-CBC/PKCS#7 ciphertext
  *   104+n 32 HMAC-SHA256 (MAC key) over bytes 0 .. 104+n-1
  *
- * Streaming encryptor and decryptor; the library state and every key byte are
- * freed and wiped by a cleanup on the pool they were created in.
+ * The header, and the whole-file operations: verify, decrypt, the
+ * streaming reader, rewrap. The cryptography itself (key wrap, the
+ * streaming encryptor and decryptor) is su_crypto.h's.
  */
 #ifndef SU_FORMAT_H
 #define SU_FORMAT_H
 
 #include <apr_pools.h>
 #include "su_common.h"
+#include "su_crypto.h"
 #include "su_key.h"
 
 #define SU_FMT_MAGIC       "SECUPLD\x01"
 #define SU_FMT_MAGIC_LEN   8
-#define SU_FMT_WRAPPED_LEN 72
-#define SU_FMT_DATAKEY_LEN 64
-#define SU_FMT_IV_LEN      16
+#define SU_FMT_WRAPPED_LEN SU_CRYPTO_WRAPPED_LEN
+#define SU_FMT_DATAKEY_LEN SU_CRYPTO_DATAKEY_LEN
+#define SU_FMT_IV_LEN      SU_CRYPTO_IV_LEN
 #define SU_FMT_HEADER_LEN  104
-#define SU_FMT_TAG_LEN     32
-#define SU_FMT_BLOCK       16
+#define SU_FMT_TAG_LEN     SU_CRYPTO_TAG_LEN
+#define SU_FMT_BLOCK       SU_CRYPTO_BLOCK
 /* the smallest valid file: header, one padding block, tag */
 #define SU_FMT_MIN_FILE    (SU_FMT_HEADER_LEN + SU_FMT_BLOCK + SU_FMT_TAG_LEN)
 
 /*
- * RFC 3394 AES-256 key wrap with the default IV, as used for the data key
- * (exposed for known-answer tests). inlen: a multiple of 8, at least 16;
- * out gets inlen + 8 bytes.
- */
-su_err_t su_fmt_wrap(const unsigned char kek[SU_KEY_LEN],
-                     const unsigned char *in, size_t inlen, unsigned char *out);
-
-/*
- * The reverse: out gets inlen - 8 bytes, *outlen their count. A wrong KEK
- * or a corrupt input gives SU_ERR_INTEGRITY with those inlen - 8 bytes
- * wiped, and not one byte past them (a data key unwraps into a buffer of
- * exactly SU_FMT_DATAKEY_LEN bytes).
- */
-su_err_t su_fmt_unwrap(const unsigned char kek[SU_KEY_LEN],
-                       const unsigned char *in, size_t inlen,
-                       unsigned char *out, size_t *outlen);
-
-/* ---- encryption ---- */
-typedef struct su_enc su_enc_t;
-
-/*
  * Start a file: a fresh data key and IV from the CSPRNG, the data key wrapped
  * under kek. Writes the 104-byte header into header[] (the caller stores it
- * first). The HMAC already covers the header.
+ * first) and gives the encryptor (su_crypto.h), whose HMAC already covers
+ * the header.
  */
-su_err_t su_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
-                       unsigned char header[SU_FMT_HEADER_LEN]);
+su_err_t su_fmt_enc_create(apr_pool_t *p, const su_kek_t *kek, su_enc_t **out,
+                           unsigned char header[SU_FMT_HEADER_LEN]);
 
 /*
- * Encrypt len plaintext bytes. out must have room for len + SU_FMT_BLOCK
- * bytes; *outlen gets the ciphertext bytes produced (to be stored next).
- * Also feeds the plaintext SHA-256 and the HMAC of the ciphertext.
+ * Open a file for decryption: check the magic, find a KEK whose id matches
+ * the header among keks[0..n-1] and unwrap the data key (a KEK whose unwrap
+ * fails is skipped); the decryptor's HMAC starts with the header.
+ * SU_ERR_INTEGRITY if the header is bad or no key opens it. *kek (if not
+ * NULL) gets the KEK that opened it.
  */
-su_err_t su_enc_update(su_enc_t *enc, const unsigned char *in, size_t len,
-                       unsigned char *out, size_t *outlen);
-
-/*
- * Finish: the last padded block followed by the 32-byte tag. out must have
- * room for SU_FMT_BLOCK + SU_FMT_TAG_LEN bytes. Wipes the data key.
- */
-su_err_t su_enc_final(su_enc_t *enc, unsigned char *out, size_t *outlen);
-
-/* The caller hashes the plaintext itself (on another thread, say): from now
- * on su_enc_update only encrypts and MACs, and su_enc_plain_sha256 gives
- * zeros. */
-void su_enc_no_plain_hash(su_enc_t *enc);
-
-/*
- * Compute the HMAC of the ciphertext beside the encryption (su_hasher.h: on
- * a thread of its own once the file is past its first MiB), so that a large
- * file's AES-CBC chain has a core to itself. Before the first update only;
- * the thread ends at su_enc_final at the latest, or when enc's pool goes. The bytes and the tag are the same as
- * without it.
- */
-su_err_t su_enc_mac_beside(su_enc_t *enc);
-
-/* After final: SHA-256 of the plaintext and its length. */
-void su_enc_plain_sha256(const su_enc_t *enc, unsigned char out[32]);
-uint64_t su_enc_plain_size(const su_enc_t *enc);
-
-/* ---- decryption ---- */
-typedef struct su_dec su_dec_t;
-
-/*
- * Check the magic, find a KEK whose id matches the header among keks[0..n-1]
- * and unwrap the data key (a KEK whose unwrap fails is skipped). Feeds the
- * header to the HMAC. SU_ERR_INTEGRITY if the header is bad or no key opens it.
- */
-su_err_t su_dec_create(apr_pool_t *p, const su_kek_t *const *keks, int nkeks,
-                       const unsigned char header[SU_FMT_HEADER_LEN],
-                       su_dec_t **out);
-
-/* The KEK that opened the file. */
-const su_kek_t *su_dec_kek(const su_dec_t *dec);
-
-/* Pass 1: feed ciphertext bytes (no tag) to the HMAC. */
-void su_dec_mac_update(su_dec_t *dec, const unsigned char *ct, size_t len);
-/* End of pass 1: constant-time compare with the stored tag. SU_OK or SU_ERR_INTEGRITY. */
-su_err_t su_dec_mac_verify(su_dec_t *dec, const unsigned char tag[SU_FMT_TAG_LEN]);
-
-/*
- * Pass 2: decrypt ciphertext (may be called any number of times, any sizes);
- * out needs len + SU_FMT_BLOCK bytes. su_dec_final checks padding
- * (SU_ERR_INTEGRITY if bad); out needs SU_FMT_BLOCK bytes.
- */
-su_err_t su_dec_update(su_dec_t *dec, const unsigned char *ct, size_t len,
-                       unsigned char *out, size_t *outlen);
-su_err_t su_dec_final(su_dec_t *dec, unsigned char *out, size_t *outlen);
+su_err_t su_fmt_dec_create(apr_pool_t *p, const su_kek_t *const *keks, int nkeks,
+                           const unsigned char header[SU_FMT_HEADER_LEN],
+                           su_dec_t **out, const su_kek_t **kek);
 
 /* ---- what binds a file to its id ---- */
 
@@ -151,6 +83,34 @@ su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
  */
 su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
                             char out[SU_FMT_IV_HEX_LEN + 1]);
+
+/*
+ * What a stored file shows without any key, from its size and its first 16
+ * bytes alone: why it fails (for a report that never depends on secret
+ * material), and the id of the key it is under.
+ */
+typedef enum su_fmt_look {
+    SU_FMT_LOOKS_STORED = 0, /* the size, magic and key id of a stored file */
+    SU_FMT_NO_FILE,
+    SU_FMT_UNREADABLE,       /* cannot be opened or read: open_errno */
+    SU_FMT_NOT_REGULAR,
+    SU_FMT_TOO_SHORT,        /* not even magic and key id */
+    SU_FMT_BAD_MAGIC,        /* not a stored file, or an unknown version */
+    SU_FMT_BAD_SIZE          /* truncated or extended */
+} su_fmt_look_t;
+
+typedef struct su_fmt_head {
+    su_fmt_look_t look;
+    int open_errno;
+    int has_key_id;          /* LOOKS_STORED and BAD_SIZE */
+    unsigned char key_id[SU_KEY_ID_LEN];
+} su_fmt_head_t;
+
+void su_fmt_file_look(const char *path, su_fmt_head_t *h);
+
+/* Is one of keks[0..n-1] the key with this id? */
+int su_fmt_have_key(const su_kek_t *const *keks, int nkeks,
+                    const unsigned char id[SU_KEY_ID_LEN]);
 
 /* Callback for decrypted bytes; return non-zero to stop (then SU_ERR_ABORTED). */
 typedef int (*su_fmt_sink_fn)(void *ctx, const unsigned char *buf, size_t len);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <apr_strings.h>
 #include "su_hdr.h"
+#include "su_util.h"
 
 /* Longest header value we parse; real ones are far shorter. */
 #define SU_HDR_MAX_LEN 16384
@@ -26,12 +27,13 @@ static int su_hdr_is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static int su_hdr_is_tchar(unsigned char c)
+int su_hdr_is_tchar(unsigned char c)
 {
     return su_hdr_is_alpha(c) || su_hdr_is_digit(c)
         || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
+/* RFC 5987 attr-char: what may stand unencoded in an ext-value. */
 static int su_hdr_is_attr_char(unsigned char c)
 {
     return su_hdr_is_alpha(c) || su_hdr_is_digit(c)
@@ -44,7 +46,7 @@ static int su_hdr_is_qdtext(unsigned char c)
         || (c >= 0x5d && c <= 0x7e) || c >= 0x80;
 }
 
-static int su_hdr_is_qpair(unsigned char c)
+int su_hdr_is_field_char(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
@@ -52,16 +54,6 @@ static int su_hdr_is_qpair(unsigned char c)
 static unsigned char su_hdr_lower(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
-static int su_hdr_hex(unsigned char c)
-{
-    if (su_hdr_is_digit(c))
-        return c - '0';
-    c = su_hdr_lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
 }
 
 static const char *su_hdr_skip_ows(const char *s)
@@ -191,7 +183,7 @@ static const char *su_hdr_quoted_end(const char *s, int fname, apr_size_t *n)
             return s;
         }
         if (c == '\\' && su_hdr_is_escape(s, fname)) {
-            if (!su_hdr_is_qpair((unsigned char)s[1]))
+            if (!su_hdr_is_field_char((unsigned char)s[1]))
                 return NULL;
             s += 2;
         } else if (c == '\\' || su_hdr_is_qdtext(c)) {
@@ -310,8 +302,8 @@ static long su_hdr_pct_decode(const char *s, unsigned char *out, int latin1)
         unsigned char c = (unsigned char)*s;
 
         if (c == '%') {
-            int hi = su_hdr_hex((unsigned char)s[1]);
-            int lo = hi < 0 ? -1 : su_hdr_hex((unsigned char)s[2]);
+            int hi = su_util_hexval((unsigned char)s[1]);
+            int lo = hi < 0 ? -1 : su_util_hexval((unsigned char)s[2]);
 
             if (lo < 0)
                 return -1;
@@ -373,8 +365,8 @@ static char su_hdr_form_escape(const char *s)
 
     if (s[0] != '%')
         return 0;
-    hi = su_hdr_hex((unsigned char)s[1]);
-    lo = hi < 0 ? -1 : su_hdr_hex((unsigned char)s[2]);
+    hi = su_util_hexval((unsigned char)s[1]);
+    lo = hi < 0 ? -1 : su_util_hexval((unsigned char)s[2]);
     if (hi == 2 && lo == 2)
         return '"';
     if (hi == 0 && (lo == 0xd || lo == 0xa))
@@ -832,6 +824,31 @@ su_err_t su_hdr_valid_type(apr_pool_t *p, const char *value, const char **media)
     return SU_OK;
 }
 
+/* RFC 6838 restricted-name: a type or subtype in a pattern, n bytes of s. */
+static int su_hdr_restricted_name(const char *s, apr_size_t n)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!su_hdr_is_alpha(c) && !su_hdr_is_digit(c)
+            && (c == '\0' || strchr("!#$&-^_.+", c) == NULL))
+            return 0;
+    }
+    return n > 0;
+}
+
+int su_hdr_type_pattern_ok(const char *pattern)
+{
+    const char *slash = pattern ? strchr(pattern, '/') : NULL;
+
+    if (slash == NULL
+        || !su_hdr_restricted_name(pattern, (apr_size_t)(slash - pattern)))
+        return 0;
+    return strcmp(slash + 1, "*") == 0
+           || su_hdr_restricted_name(slash + 1, strlen(slash + 1));
+}
+
 int su_hdr_type_matches(const char *type, const char *pattern)
 {
     const char *t, *pt;
@@ -843,18 +860,9 @@ int su_hdr_type_matches(const char *type, const char *pattern)
         return 0;
     pt = su_hdr_skip_ows(pattern);
     pn = strcspn(pt, "; \t");
-    if (pn == 3 && memcmp(pt, "*/*", 3) == 0)
-        return 1;
     if (pn >= 3 && pt[pn - 1] == '*' && pt[pn - 2] == '/')
         return tn > pn - 1 && su_hdr_ieq_n(t, pt, pn - 1);
     return tn == pn && su_hdr_ieq_n(t, pt, pn);
-}
-
-/* RFC 5987 attr-char: what may stand unencoded in an ext-value. */
-static int su_hdr_attr_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-           || (c != 0 && strchr("!#$&+-.^_`|~", c) != NULL);
 }
 
 const char *su_hdr_attachment(apr_pool_t *p, const char *name)
@@ -871,7 +879,7 @@ const char *su_hdr_attachment(apr_pool_t *p, const char *name)
         unsigned char c = (unsigned char)name[i];
         /* a plain fallback for old clients: printable ASCII, no quote/backslash */
         ascii[a++] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '_';
-        if (su_hdr_attr_char(c)) {
+        if (su_hdr_is_attr_char(c)) {
             ext[e++] = (char)c;
         } else {
             ext[e++] = '%';

@@ -13,6 +13,11 @@
 
 #define SU_NAME_MAX 255   /* bytes of UTF-8 in a stored name */
 
+/* RFC 9110 tchar: what a token (a field or parameter name) is made of. */
+int su_hdr_is_tchar(unsigned char c);
+/* HTAB, SP, VCHAR or obs-text: what a field value or a quoted-pair may hold. */
+int su_hdr_is_field_char(unsigned char c);
+
 /*
  * Split "type/subtype; a=b; c=\"d\"" (or "form-data; name=...") into the
  * lowercased first token (*value) and its parameters (names lowercased, values
@@ -89,9 +94,16 @@ su_err_t su_hdr_content_md5(const char *header, su_digest_t *out);
  */
 su_err_t su_hdr_valid_type(apr_pool_t *p, const char *value, const char **media);
 
+/*
+ * A pattern of an allowed-types list (SecUploadAllowedTypes): "type/subtype"
+ * (an exact type) or a type then "/" "*" (any of its subtypes), each name an
+ * RFC 6838 restricted-name (letters, digits, !#$&-^_.+). Not "*" "/" "*":
+ * any type is the absence of a list.
+ */
+int su_hdr_type_pattern_ok(const char *pattern);
+
 /* Is media type `type` (a Content-Type value; parameters ignored) allowed by a
- * pattern list entry ("image/png" exact, or a type then "/" "*" as a
- * wildcard subtype)? Case-insensitive. */
+ * pattern su_hdr_type_pattern_ok accepts? Case-insensitive. */
 int su_hdr_type_matches(const char *type, const char *pattern);
 
 /*

@@ -12,7 +12,7 @@
 /* {"status":"error","code":...,"message":...} */
 const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message);
 
-/* The 201 body of SPEC §3. */
+/* The 201 body of an upload (docs/api.md, "Success: 201"). */
 const char *su_json_uploaded(apr_pool_t *p, const char *id, const char *name,
                              apr_uint64_t size, const char *sha256_hex,
                              const char *content_type);

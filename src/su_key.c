@@ -84,17 +84,6 @@ static su_kek_t *su_key_region_alloc(apr_pool_t *p)
     return mem;
 }
 
-static int su_key_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Read at most SU_KEY_READ_MAX bytes of an already checked key file. */
 static su_err_t su_key_read_fd(apr_pool_t *p, int fd, const char *path,
                                unsigned char *buf, size_t *len,
@@ -185,7 +174,7 @@ static su_err_t su_key_check_text(apr_pool_t *p, const char *path,
     if (hexlen > 0 && buf[hexlen - 1] == '\r' && hexlen + 1 == len)
         hexlen--;
     for (i = 0; i < hexlen && i < SU_KEY_HEX_LEN; i++) {
-        if (su_key_hexval(buf[i]) < 0) {
+        if (su_util_hexval(buf[i]) < 0) {
             su_key_fail(p, err, "key file %s: must hold 64 hex digits (a "
                         "256-bit key); found a non-hex character at "
                         "offset %lu", path, (unsigned long)i);
@@ -226,8 +215,8 @@ su_err_t su_key_load(apr_pool_t *p, const char *path, su_kek_t **out,
     }
     if (rv == SU_OK) {
         for (i = 0; i < SU_KEY_LEN; i++)
-            kek->key[i] = (unsigned char)(su_key_hexval(buf[2 * i]) << 4 |
-                                          su_key_hexval(buf[2 * i + 1]));
+            kek->key[i] = (unsigned char)(su_util_hexval(buf[2 * i]) << 4 |
+                                           su_util_hexval(buf[2 * i + 1]));
         su_key_compute_id(kek);
         kek->path = apr_pstrdup(p, path);
         *out = kek;

@@ -338,17 +338,6 @@ static apr_size_t su_mp_after_delim(su_mp_t *mp, const char *buf, apr_size_t len
 
 /* ---- part headers ---- */
 
-static int su_mp_is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-        || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static int su_mp_is_field_char(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
 static int su_mp_header_line(su_mp_t *mp)
 {
     const char *l = mp->line;
@@ -359,7 +348,7 @@ static int su_mp_header_line(su_mp_t *mp)
         return su_mp_fail(mp, "too many part headers");
     if (l[0] == ' ' || l[0] == '\t')
         return su_mp_fail(mp, "folded part header");
-    while (k < n && su_mp_is_tchar((unsigned char)l[k]))
+    while (k < n && su_hdr_is_tchar((unsigned char)l[k]))
         k++;
     if (k == 0 || k == n || l[k] != ':')
         return su_mp_fail(mp, "malformed part header");
@@ -368,7 +357,7 @@ static int su_mp_header_line(su_mp_t *mp)
     for (ve = n; ve > vb && (l[ve - 1] == ' ' || l[ve - 1] == '\t'); ve--)
         ;
     for (j = vb; j < ve; j++)
-        if (!su_mp_is_field_char((unsigned char)l[j]))
+        if (!su_hdr_is_field_char((unsigned char)l[j]))
             return su_mp_fail(mp, "invalid character in part header");
     name = apr_pstrmemdup(mp->pool, l, k);
     if (apr_table_get(mp->headers, name) != NULL)

@@ -1,5 +1,6 @@
 /*
- * Metadata and audit trail in Redis (SPEC §5), through hiredis 0.14.
+ * Metadata and audit trail in Redis (docs/format.md, "Redis"), through
+ * hiredis 0.14.
  *
  * Every command goes through redisCommandArgv/redisAppendCommandArgv with
  * explicit lengths, so no client byte is ever interpreted as a format.
@@ -23,11 +24,11 @@
 
 #include <hiredis/hiredis.h>
 
-/* SU_REDIS_SINGLE forces the single-connection pool even with threads. */
-#if APR_HAS_THREADS && !defined(SU_REDIS_SINGLE)
-#define SU_REDIS_RESLIST 1
-#else
-#define SU_REDIS_RESLIST 0
+#include "su_util.h"
+
+/* The pool is an apr_reslist shared by a child's threads. */
+#if !APR_HAS_THREADS
+#error "mod_secupload needs APR with threads (as every Apache 2.4 MPM has)"
 #endif
 
 #define SU_REDIS_DEFAULT_PORT 6379
@@ -52,15 +53,9 @@ struct su_redis_pool {
     apr_pool_t *p;
     su_redis_conf_t conf;
     int hmax;
-#if SU_REDIS_RESLIST
     apr_reslist_t *rl;
     apr_thread_mutex_t *mu;   /* lasterr */
     char lasterr[SU_REDIS_ERRLEN];
-#else
-    su_redis_t *single;
-    apr_pool_t *single_pool;
-    int in_use;
-#endif
 };
 
 /* A command under construction: argv with explicit lengths. */
@@ -77,13 +72,11 @@ typedef struct su_redis_cmd {
 static void su_redis_copy_printable(char *dst, size_t dstlen, const char *msg,
                                     size_t msglen)
 {
-    size_t i, n = msglen < dstlen - 1 ? msglen : dstlen - 1;
+    size_t n = msglen < dstlen - 1 ? msglen : dstlen - 1;
 
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)msg[i];
-        dst[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-    }
+    memcpy(dst, msg, n);
     dst[n] = '\0';
+    su_util_printable(dst, n, 1);
 }
 
 static void su_redis_set_err(su_redis_t *r, const char *what, const char *msg,
@@ -876,8 +869,6 @@ static void su_redis_conf_copy(apr_pool_t *p, const su_redis_conf_t *in,
     out->prefix = in->prefix ? apr_pstrdup(p, in->prefix) : NULL;
 }
 
-#if SU_REDIS_RESLIST
-
 static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
 {
     su_redis_pool_t *pool = params;
@@ -991,68 +982,6 @@ void su_redis_release(su_redis_pool_t *pool, su_redis_t *r)
     else
         apr_reslist_invalidate(pool->rl, r);
 }
-
-#else /* one connection per process */
-
-static su_err_t su_redis_pool_init(su_redis_pool_t *pool)
-{
-    pool->hmax = 1;
-    return SU_OK;
-}
-
-static void su_redis_single_drop(su_redis_pool_t *pool)
-{
-    if (pool->single_pool)
-        apr_pool_destroy(pool->single_pool);
-    pool->single_pool = NULL;
-    pool->single = NULL;
-}
-
-su_err_t su_redis_acquire(su_redis_pool_t *pool, su_redis_t **r,
-                          const char **err, apr_pool_t *errpool)
-{
-    const char *e = NULL;
-
-    *r = NULL;
-    if (pool->in_use) {
-        if (err)
-            *err = "redis: the connection is busy";
-        return SU_ERR_UNAVAILABLE;
-    }
-    if (pool->single && !su_redis_idle_alive(pool->single))
-        su_redis_single_drop(pool);
-    if (pool->single == NULL) {
-        if (apr_pool_create(&pool->single_pool, pool->p) != APR_SUCCESS) {
-            pool->single_pool = NULL;
-            if (err)
-                *err = "redis: out of memory";
-            return SU_ERR_UNAVAILABLE;
-        }
-        if (su_redis_connect(pool->single_pool, &pool->conf, &pool->single, &e)
-            != SU_OK) {
-            if (err)
-                *err = apr_pstrdup(errpool, e);
-            su_redis_single_drop(pool);
-            return SU_ERR_UNAVAILABLE;
-        }
-        pool->single->own = pool->single_pool;
-    }
-    pool->in_use = 1;
-    pool->single->err[0] = '\0';
-    *r = pool->single;
-    return SU_OK;
-}
-
-void su_redis_release(su_redis_pool_t *pool, su_redis_t *r)
-{
-    if (r == NULL || r != pool->single)
-        return;
-    pool->in_use = 0;
-    if (!su_redis_usable(r))
-        su_redis_single_drop(pool);
-}
-
-#endif
 
 su_err_t su_redis_pool_create(apr_pool_t *p, const su_redis_conf_t *conf,
                               int hmax, su_redis_pool_t **out)

@@ -1,5 +1,6 @@
 /*
- * Metadata and audit trail in Redis (SPEC §5), through hiredis.
+ * Metadata and audit trail in Redis (docs/format.md, "Redis"), through
+ * hiredis.
  *
  * A su_redis_t is one connection, used by one thread at a time. A
  * su_redis_pool_t (apr_reslist) hands connections out to request threads;

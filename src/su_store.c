@@ -1,3 +1,9 @@
+/*
+ * The storage directory's layout and its one atomic write (su_store.h): ids
+ * and paths, an upload's or a rewrap's temp file written in full, fsynced
+ * and renamed into place, leftovers swept, names classified for fsck, and
+ * the markers of unsettled uploads.
+ */
 #include "su_store.h"
 #include "su_fault.h"
 #include "su_util.h"
@@ -23,6 +29,7 @@ struct su_store_file {
     int fd;
     int committed;
     int new_subdir;          /* created here: its entry needs an fsync too */
+    int replace;             /* replaces a file (su_store_replace) */
     const char *dir;
     const char *subdir;
     const char *tmp_path;
@@ -59,12 +66,21 @@ su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1])
 
 const char *su_store_relpath(apr_pool_t *p, const char *id)
 {
-    return apr_psprintf(p, "%.2s/%s.enc", id, id);
+    return apr_psprintf(p, "%.2s/%s" SU_STORE_SUFFIX, id, id);
 }
 
 const char *su_store_path(apr_pool_t *p, const char *dir, const char *id)
 {
-    return apr_psprintf(p, "%s/%.2s/%s.enc", dir, id, id);
+    return apr_psprintf(p, "%s/%.2s/%s" SU_STORE_SUFFIX, dir, id, id);
+}
+
+su_err_t su_store_errno_kind(int e)
+{
+#ifdef EDQUOT
+    if (e == EDQUOT)
+        return SU_ERR_NO_SPACE;
+#endif
+    return e == ENOSPC ? SU_ERR_NO_SPACE : SU_ERR_INTERNAL;
 }
 
 static su_err_t su_store_errno(apr_pool_t *p, int e, const char *what,
@@ -72,11 +88,7 @@ static su_err_t su_store_errno(apr_pool_t *p, int e, const char *what,
 {
     if (err)
         *err = apr_psprintf(p, "%s %s: %s", what, path, strerror(e));
-#ifdef EDQUOT
-    if (e == EDQUOT)
-        return SU_ERR_NO_SPACE;
-#endif
-    return e == ENOSPC ? SU_ERR_NO_SPACE : SU_ERR_INTERNAL;
+    return su_store_errno_kind(e);
 }
 
 static apr_status_t su_store_cleanup(void *data)
@@ -98,21 +110,45 @@ void su_store_discard(su_store_file_t *f)
     }
 }
 
+static su_store_file_t *su_store_file_new(apr_pool_t *p, const char *subdir,
+                                          const char *final_path)
+{
+    su_store_file_t *f = apr_pcalloc(p, sizeof(*f));
+
+    f->pool = p;
+    f->fd = -1;
+    f->subdir = subdir;
+    f->final_path = final_path;
+    return f;
+}
+
+/* Create the temp file f->tmp_path: ours only once open succeeded. */
+static int su_store_open_tmp(su_store_file_t *f)
+{
+    f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                 0600);
+    return f->fd;
+}
+
+/* The temp file is open: its buffer, and the cleanup that removes it. */
+static void su_store_ready(su_store_file_t *f)
+{
+    f->buf = apr_palloc(f->pool, SU_STORE_BUF);
+    apr_pool_cleanup_register(f->pool, f, su_store_cleanup, apr_pool_cleanup_null);
+}
 
 su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
                          su_store_file_t **out, const char **err)
 {
     su_store_file_t *f;
+    const char *subdir;
 
     if (!su_store_valid_id(id)) {
         *err = "invalid file id";
         return SU_ERR_INTERNAL;
     }
-    f = apr_pcalloc(p, sizeof(*f));
-    f->pool = p;
-    f->fd = -1;
-    f->subdir = apr_psprintf(p, "%s/%.2s", dir, id);
-    f->final_path = apr_psprintf(p, "%s/%s.enc", f->subdir, id);
+    subdir = apr_psprintf(p, "%s/%.2s", dir, id);
+    f = su_store_file_new(p, subdir, su_store_path(p, dir, id));
     f->dir = dir;
     if (mkdir(f->subdir, 0700) == 0)
         f->new_subdir = 1;
@@ -120,15 +156,33 @@ su_err_t su_store_create(apr_pool_t *p, const char *dir, const char *id,
         return su_store_errno(p, errno, "cannot create directory", f->subdir, err);
 
     f->tmp_path = apr_psprintf(p, "%s/" SU_STORE_TMP_PREFIX "%s", f->subdir, id);
-    f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                 0600);
-    if (f->fd < 0) {
+    if (su_store_open_tmp(f) < 0) {
         int e = errno;
         f->tmp_path = NULL;  /* not ours: never unlink another writer's file */
         return su_store_errno(p, e, "cannot create", f->subdir, err);
     }
-    f->buf = apr_palloc(p, SU_STORE_BUF);
-    apr_pool_cleanup_register(p, f, su_store_cleanup, apr_pool_cleanup_null);
+    su_store_ready(f);
+    *out = f;
+    return SU_OK;
+}
+
+su_err_t su_store_replace(apr_pool_t *p, const char *path, uid_t uid, gid_t gid,
+                          su_store_file_t **out, const char **err)
+{
+    su_store_file_t *f = su_store_file_new(p, su_util_parent(p, path), path);
+    const char *tmp = apr_pstrcat(p, path, SU_STORE_REWRAP_SUFFIX, NULL);
+
+    f->replace = 1;
+    f->tmp_path = tmp;
+    if (su_store_open_tmp(f) < 0 && errno == EEXIST && unlink(tmp) == 0)
+        su_store_open_tmp(f);
+    if (f->fd < 0) {
+        f->tmp_path = NULL;  /* not ours: never unlink it */
+        return su_store_errno(p, errno, "cannot create", tmp, err);
+    }
+    su_store_ready(f);
+    if ((uid != geteuid() || gid != getegid()) && fchown(f->fd, uid, gid) != 0)
+        return su_store_errno(p, errno, "cannot change the owner of", tmp, err);
     *out = f;
     return SU_OK;
 }
@@ -183,6 +237,15 @@ static su_err_t su_store_write_all(su_store_file_t *f, const unsigned char *buf,
     return SU_OK;
 }
 
+/* The buffer written out, and emptied whatever the outcome. */
+static su_err_t su_store_drain(su_store_file_t *f, const char **err)
+{
+    su_err_t rv = su_store_write_all(f, f->buf, f->used, err);
+
+    f->used = 0;
+    return rv;
+}
+
 su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
                         const char **err)
 {
@@ -197,9 +260,7 @@ su_err_t su_store_write(su_store_file_t *f, const void *buf, apr_size_t len,
         f->used += len;
         return SU_OK;
     }
-    rv = su_store_write_all(f, f->buf, f->used, err);
-    f->used = 0;
-    if (rv != SU_OK)
+    if ((rv = su_store_drain(f, err)) != SU_OK)
         return rv;
     /* a piece as large as the buffer goes straight out, uncopied */
     if (len >= SU_STORE_BUF)
@@ -217,8 +278,7 @@ su_err_t su_store_space(su_store_file_t *f, apr_size_t want, unsigned char **at,
         return SU_ERR_INTERNAL;
     }
     if (SU_STORE_BUF - f->used < want) {
-        su_err_t rv = su_store_write_all(f, f->buf, f->used, err);
-        f->used = 0;
+        su_err_t rv = su_store_drain(f, err);
         if (rv != SU_OK)
             return rv;
     }
@@ -239,9 +299,7 @@ su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err)
         *err = "storage file is closed";
         return SU_ERR_INTERNAL;
     }
-    rv = su_store_write_all(f, f->buf, f->used, err);
-    f->used = 0;
-    if (rv != SU_OK)
+    if ((rv = su_store_drain(f, err)) != SU_OK)
         return rv;
     if (sync && su_fault("fsync")) {
         errno = EIO;
@@ -263,14 +321,19 @@ su_err_t su_store_commit(su_store_file_t *f, int sync, const char **err)
         return su_store_errno(f->pool, errno, "cannot close", f->tmp_path, err);
     }
     f->fd = -1;
+    if (f->replace)
+        su_fault_exit("rewrap-rename");
     if (rename(f->tmp_path, f->final_path) != 0)
         return su_store_errno(f->pool, errno, "cannot rename into", f->final_path, err);
     f->committed = 1;
     if (sync && (su_util_fsync_dir(f->subdir) != 0
                  || (f->new_subdir && su_util_fsync_dir(f->dir) != 0))) {
-        /* the rename may not survive a crash: do not claim success */
+        /* The rename may not survive a crash: a new file is not claimed
+         * stored. A replaced one stays: the old file is gone, and after a
+         * crash either one is complete. */
         int e = errno;
-        unlink(f->final_path);
+        if (!f->replace)
+            unlink(f->final_path);
         return su_store_errno(f->pool, e, "cannot fsync directory", f->subdir, err);
     }
     return SU_OK;
@@ -301,10 +364,43 @@ int su_store_is_temp(const char *name)
     return strncmp(name, SU_STORE_TMP_PREFIX, strlen(SU_STORE_TMP_PREFIX)) == 0;
 }
 
-/* The store's subdirectories are named by two lowercase hex digits. */
-static int su_store_is_subdir(const char *name)
+int su_store_is_subdir(const char *name)
 {
     return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+}
+
+/* "<id>.enc" (the first len bytes of name) whose id starts with sub's two
+ * digits: the id into id. */
+static int su_store_file_name(const char *sub, const char *name, size_t len,
+                              char id[SU_ID_HEX_LEN + 1])
+{
+    if (len != SU_ID_HEX_LEN + strlen(SU_STORE_SUFFIX)
+        || strncmp(name + SU_ID_HEX_LEN, SU_STORE_SUFFIX, strlen(SU_STORE_SUFFIX)) != 0
+        || strncmp(name, sub, 2) != 0)
+        return 0;
+    memcpy(id, name, SU_ID_HEX_LEN);
+    id[SU_ID_HEX_LEN] = '\0';
+    if (su_store_valid_id(id))
+        return 1;
+    id[0] = '\0';
+    return 0;
+}
+
+su_store_name_t su_store_name(const char *sub, const char *name,
+                              char id[SU_ID_HEX_LEN + 1])
+{
+    size_t n = strlen(name), sl = strlen(SU_STORE_REWRAP_SUFFIX);
+    char rewrapped[SU_ID_HEX_LEN + 1];
+
+    id[0] = '\0';
+    if (su_store_file_name(sub, name, n, id))
+        return SU_STORE_NAME_FILE;
+    if (su_store_is_temp(name))
+        return SU_STORE_NAME_TEMP;
+    if (n > sl && strcmp(name + n - sl, SU_STORE_REWRAP_SUFFIX) == 0
+        && su_store_file_name(sub, name, n - sl, rewrapped))
+        return SU_STORE_NAME_TEMP;
+    return SU_STORE_NAME_OTHER;
 }
 
 typedef struct su_store_sweep {

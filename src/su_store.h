@@ -1,17 +1,26 @@
 /*
- * The storage directory: DIR/<first 2 hex of id>/<id>.enc, written to a
- * temporary name in the same subdirectory (O_EXCL, 0600) and renamed into
- * place, so a reader never sees a half-written file.
+ * The storage directory and everything about its layout on disk:
+ * DIR/<first 2 hex of id>/<id>.enc, the temp names beside them (an
+ * upload's, a rewrap's), what a name found there is, and the one atomic
+ * write (a temp file in the same directory, O_EXCL and 0600, written in
+ * full, fsynced, renamed into place, the directory fsynced), so that a
+ * reader never sees a half-written file.
  */
 #ifndef SU_STORE_H
 #define SU_STORE_H
 
+#include <sys/types.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include "su_common.h"
 
 #define SU_ID_HEX_LEN 32
+/* DIR/xx/<id>.enc: a stored file */
+#define SU_STORE_SUFFIX ".enc"
+/* DIR/xx/.tmp-<id>: an upload being written */
 #define SU_STORE_TMP_PREFIX ".tmp-"
+/* DIR/xx/<id>.enc.rewrap.tmp: a rewrap's copy of <id>.enc */
+#define SU_STORE_REWRAP_SUFFIX ".rewrap.tmp"
 
 typedef struct su_store_file su_store_file_t;
 
@@ -58,6 +67,18 @@ su_err_t su_store_flush(su_store_file_t *f, int sync, const char **err);
 /* Rename the temp file into place and, when sync, fsync the directory. */
 su_err_t su_store_commit(su_store_file_t *f, int sync, const char **err);
 
+/*
+ * The same atomic write for replacing an existing file (a rewrap): a temp
+ * file path SU_STORE_REWRAP_SUFFIX beside it, owned by uid:gid like the
+ * file it replaces (a rewrap run as root leaves files the server can still
+ * read), which su_store_commit renames over path: a crash at any point
+ * leaves either the old file or the new one, both complete. A temp file
+ * left by a crashed run is removed first: the caller holds an exclusive
+ * lock on path, so no live writer can own it.
+ */
+su_err_t su_store_replace(apr_pool_t *p, const char *path, uid_t uid, gid_t gid,
+                          su_store_file_t **out, const char **err);
+
 /* Drop the temp file now (also what the pool cleanup does). */
 void su_store_discard(su_store_file_t *f);
 
@@ -83,8 +104,32 @@ void su_store_clear_unsettled(apr_pool_t *p, const char *dir, const char *id);
 apr_array_header_t *su_store_unsettled(apr_pool_t *p, const char *dir,
                                        apr_int64_t *seen);
 
-/* Is name (a directory entry) one of the store's temp files? */
+/*
+ * The error kind of a failed file-system call's errno: SU_ERR_NO_SPACE for
+ * ENOSPC and EDQUOT (an upload's 507, a rewrap's "no space left"),
+ * SU_ERR_INTERNAL for anything else. Every write to the store maps its
+ * errors through this.
+ */
+su_err_t su_store_errno_kind(int e);
+
+/* Is name (a directory entry) an upload's temp file (SU_STORE_TMP_PREFIX)? */
 int su_store_is_temp(const char *name);
+
+/* Is name (an entry of DIR) one of the store's subdirectories, two lowercase
+ * hex digits? */
+int su_store_is_subdir(const char *name);
+
+/* What an entry of a subdirectory is, from its name alone. */
+typedef enum su_store_name {
+    SU_STORE_NAME_OTHER = 0, /* nothing the store writes */
+    SU_STORE_NAME_FILE,      /* <id>.enc, its id starting with the subdirectory's */
+    SU_STORE_NAME_TEMP       /* an upload's or a rewrap's temp file */
+} su_store_name_t;
+
+/* The kind of entry name of subdirectory sub (DIR/sub, sub its two hex
+ * digits); for a stored file, its id in id ("" otherwise). */
+su_store_name_t su_store_name(const char *sub, const char *name,
+                              char id[SU_ID_HEX_LEN + 1]);
 
 /*
  * Remove the temp files DIR/xx/.tmp-* that uploads cut short by a killed

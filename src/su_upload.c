@@ -1,3 +1,8 @@
+/*
+ * One upload (su_upload.h): the body's framing (raw or multipart), its
+ * limits, digests and content type, the encryption and the store's temp
+ * file, fed bytes from the Apache face or from the unit tests.
+ */
 #include "su_upload.h"
 
 #include <string.h>
@@ -169,13 +174,11 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     u->info.name = su_hdr_safe_name(u->pool, filename ? filename : "");
     /* AES-CBC, its HMAC and the plaintext digest: three cores' worth of
      * work for a large file, when there are cores to spare */
-    rv = su_enc_create(u->pool, u->conf->kek, &u->enc, header);
+    rv = su_fmt_enc_create(u->pool, u->conf->kek, &u->enc, header);
     if (rv == SU_OK)
         rv = su_hasher_create(u->pool, &u->hasher);
-    if (rv == SU_OK) {
-        su_enc_no_plain_hash(u->enc);
+    if (rv == SU_OK)
         rv = su_enc_mac_beside(u->enc);
-    }
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
                               "cannot start encryption");

@@ -1,3 +1,4 @@
+/* Small helpers shared by the core's files (su_util.h). */
 #include "su_util.h"
 
 #include <errno.h>
@@ -41,6 +42,28 @@ void su_util_hex(char *out, const unsigned char *in, size_t n)
     out[2 * n] = '\0';
 }
 
+int su_util_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void su_util_printable(char *s, size_t len, int ascii_only)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || (ascii_only && c > 0x7f))
+            s[i] = '?';
+    }
+}
+
 int su_util_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -55,11 +78,16 @@ int su_util_fsync_dir(const char *dir)
     return rc;
 }
 
-int su_util_fsync_parent(apr_pool_t *p, const char *path)
+const char *su_util_parent(apr_pool_t *p, const char *path)
 {
     const char *slash = strrchr(path, '/');
-    const char *dir = slash == NULL ? "." :
-                      slash == path ? "/" :
-                      apr_pstrndup(p, path, (apr_size_t)(slash - path));
-    return su_util_fsync_dir(dir);
+
+    return slash == NULL ? "." :
+           slash == path ? "/" :
+           apr_pstrndup(p, path, (apr_size_t)(slash - path));
+}
+
+int su_util_fsync_parent(apr_pool_t *p, const char *path)
+{
+    return su_util_fsync_dir(su_util_parent(p, path));
 }

@@ -1,4 +1,5 @@
-/* Small helpers shared by the core's files. */
+/* Small helpers shared by the core's files: hex, wipes, printable text,
+ * directory fsync. */
 #ifndef SU_UTIL_H
 #define SU_UTIL_H
 
@@ -7,6 +8,16 @@
 
 /* Lowercase hex of n bytes into out, which holds 2n+1 bytes. */
 void su_util_hex(char *out, const unsigned char *in, size_t n);
+
+/* The value of hex digit c (either case), or -1. */
+int su_util_hexval(unsigned char c);
+
+/*
+ * Make s[0..len) fit one line of a log or a report, in place: control bytes
+ * (CR, LF, ...) and DEL become '?', and so does every byte past ASCII when
+ * ascii_only (text from a server); without it, names keep their UTF-8.
+ */
+void su_util_printable(char *s, size_t len, int ascii_only);
 
 /*
  * Wipe secret bytes (plaintext, keys, passwords) before their memory is
@@ -21,6 +32,9 @@ void su_util_wipe(void *p, size_t n);
 /* fsync a directory, so that entries made or removed in it are durable.
  * 0, or -1 with errno set. */
 int su_util_fsync_dir(const char *dir);
+
+/* The directory that holds path ("." for a bare name). */
+const char *su_util_parent(apr_pool_t *p, const char *path);
 
 /* fsync the directory that holds path. 0, or -1 with errno set. */
 int su_util_fsync_parent(apr_pool_t *p, const char *path);

@@ -1,6 +1,6 @@
 """Helpers for the secupload command-line tool tests: running the binary,
 key files, stored files built by an independent encoder of the on-disk
-format (SPEC §4), and a private Redis on a free loopback port."""
+format (docs/format.md), and a private Redis on a free loopback port."""
 
 import hashlib
 import hmac
@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -15,6 +16,11 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import (aes_key_unwrap,
                                                     aes_key_wrap)
+
+# one free-port helper for both suites: the integration harness's
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration"))
+from secupload_harness import free_port  # noqa: E402  pylint: disable=wrong-import-position
 
 MAGIC = b"SECUPLD\x01"
 HEADER_LEN = 104
@@ -31,7 +37,7 @@ def key_id(kek):
 
 
 def encrypt(kek, plaintext):
-    """A stored file, version 1, exactly as SPEC §4 lays it out."""
+    """A stored file, version 1, exactly as docs/format.md lays it out."""
     datakey = os.urandom(64)
     iv = os.urandom(16)
     wrapped = aes_key_wrap(kek, datakey)
@@ -146,15 +152,6 @@ def run(*args, env_extra=None, timeout=120):
     for marker in SANITIZER_MARKERS:
         assert marker not in res.err, res
     return res
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 class RedisServer:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from cli_helpers import (HEADER_LEN, RedisServer, decrypt, encrypt, file_iv,
-                         free_port, key_id, new_id, put_meta, run)
+from cli_helpers import (HEADER_LEN, RedisServer, Store, decrypt, encrypt,
+                         file_iv, free_port, key_id, new_id, put_meta, run)
 
 SIZES = [0, 1, 15, 16, 17, 65535, 65537, 1024 * 1024]
 
@@ -402,7 +402,17 @@ def test_rewrap_dry_run_reports_failures(keys, store):
     assert store.hashes() == before
 
 
+def fault_build():
+    """The tool built with --enable-fault-injection (SECUPLOAD_FAULT_BUILD=1,
+    as scripts/test sets it for the sanitizer build)?"""
+    return os.environ.get("SECUPLOAD_FAULT_BUILD") == "1"
+
+
 def test_rewrap_crash_part_way_then_resume(keys, store):
+    if not fault_build():
+        pytest.skip("needs the tool built with --enable-fault-injection and "
+                    "SECUPLOAD_FAULT_BUILD=1 (scripts/test does this for the "
+                    "sanitizer build)")
     old, kp_old = keys.make()
     new, kp_new = keys.make()
     data = {}
@@ -410,7 +420,7 @@ def test_rewrap_crash_part_way_then_resume(keys, store):
         fid = store.put(old, os.urandom(1000 + 4097 * i))
         data[fid] = decrypt(old, store.read(fid))
     r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new,
-            env_extra={"SECUPLOAD_FAULT_REWRAP_EXIT": "3"})
+            env_extra={"SECUPLOAD_FAULTS": "rewrap-rename=3"})
     assert r.rc == 99, r          # died right before the third rename
     assert "rewrap:" not in r.text
     moved = [fid for fid in data if under_key(store, fid, new)]
@@ -426,6 +436,67 @@ def test_rewrap_crash_part_way_then_resume(keys, store):
         d = run("decrypt", store.path(fid), "--key", kp_new)
         assert d.rc == 0 and d.out == plain, d
     assert temp_files(store.root) == []
+
+
+def test_rewrap_has_no_crash_hook_in_a_shipped_build(keys, store):
+    """The crash hook of the tests above lives in the fault-injection build
+    only: a shipped tool reads no such variable and rewraps every file."""
+    if fault_build():
+        pytest.skip("a fault-injection build has the hook")
+    old, kp_old = keys.make()
+    new, kp_new = keys.make()
+    data = {}
+    for i in range(3):
+        fid = store.put(old, os.urandom(100 + i))
+        data[fid] = decrypt(old, store.read(fid))
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new,
+            env_extra={"SECUPLOAD_FAULTS": "rewrap-rename=1",
+                       "SECUPLOAD_FAULT_REWRAP_EXIT": "1"})
+    assert r.rc == 0, r
+    assert r.lines[-1] == "rewrap: 3 rewrapped, 0 already current, 0 failed"
+    for fid, plain in data.items():
+        assert decrypt(new, store.read(fid)) == plain
+    assert temp_files(store.root) == []
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    """A storage directory on a 1 MiB tmpfs (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    root = tmp_path / "small"
+    root.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700",
+                        "secupload-clitest", str(root)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30, check=False)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % p.stdout.decode().strip())
+    try:
+        yield Store(root)
+    finally:
+        subprocess.run(["umount", str(root)], timeout=30, check=False)
+
+
+def test_rewrap_disk_full_keeps_the_file(keys, small_store):
+    """No room for the copy: the file is reported as the store reports a
+    full disk to an upload, stays as it was under the old key, and no copy
+    is left behind; with room again, a rerun finishes."""
+    store = small_store
+    old, kp_old = keys.make()
+    _, kp_new = keys.make()
+    big = store.put(old, os.urandom(600 * 1024))
+    before = store.hashes()
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new)
+    assert r.rc == 1, r
+    assert "FAILED %s: no space left on the device" % big in r.text, r
+    assert r.lines[-1] == "rewrap: 0 rewrapped, 0 already current, 1 failed"
+    assert store.hashes() == before
+    assert temp_files(store.root) == []
+    plain = decrypt(old, store.read(big))
+    os.unlink(store.path(big))
+    small = store.put(old, plain[:100 * 1024], fid=big)
+    r = run("rewrap", "--storage", store.root, "--from", kp_old, "--to", kp_new)
+    assert r.rc == 0 and small == big, r
 
 
 def test_rewrap_several_old_keys_and_failures(keys, store):
@@ -590,6 +661,21 @@ def test_fsck_repair_removes_only_stale_temps(store, redis_server, prefix, messy
     r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
             "--prefix", prefix, "--key", m["kp"])
     assert r.rc == 1 and summary(r)["problems"] == "4", r
+
+
+def test_fsck_odd_names_stay_on_one_line(store, redis_server, prefix):
+    """A name with control bytes is reported on one line, each such byte as
+    '?'; its UTF-8 letters stay as they are."""
+    name = "we\nird\x1b\x7fname-\u00e9".encode("utf-8")
+    with open(os.path.join(store.root.encode(), name), "wb") as f:
+        f.write(b"x")
+    redis_server.client().hset(prefix + "file:bad\rid", "id", "x")
+    r = run("fsck", "--storage", store.root, "--redis", redis_server.addr,
+            "--prefix", prefix)
+    assert r.rc == 1, r
+    assert "unexpected %s/we?ird??name-\u00e9" % store.root in r.lines, r
+    assert "unexpected redis:%sfile:bad?id" % prefix in r.lines, r
+    assert summary(r)["unexpected"] == "2"
 
 
 def test_fsck_clean(keys, store, redis_server, prefix):

@@ -4,7 +4,7 @@ Starts a real Apache (Debian's /usr/sbin/apache2) loading the built module and
 a real redis-server, each on a free loopback port with a private temporary
 directory, and stops them again by the process id it started. Also holds the
 independent checks of the product contract: a decryptor for the on-disk
-format written from SPEC section 4, the "nothing kept" checks and a small raw
+format written from docs/format.md, the "nothing kept" checks and a small raw
 HTTP/1.1 client for what `requests` cannot do (100-continue, hang-ups,
 hand-made chunking).
 
@@ -502,7 +502,7 @@ class Apache:
 
 
 # --------------------------------------------------------------------------
-# The on-disk format (SPEC section 4), decoded independently of the module
+# The on-disk format (docs/format.md), decoded independently of the module
 
 
 class FormatError(AssertionError):

@@ -59,6 +59,10 @@ def test_good_config_passes(cs):
     ("server", "SecUploadAuditMaxLen lots", "SecUploadAuditMaxLen"),
     ("location", "SecUploadOwnerOnly perhaps", "SecUploadOwnerOnly"),
     ("location", "SecUploadStorageDir /tmp", "SecUploadStorageDir"),
+    ("location", "SecUploadAllowedTypes */*", "SecUploadAllowedTypes"),
+    ("location", "SecUploadAllowedTypes image", "SecUploadAllowedTypes"),
+    ("location", "SecUploadAllowedTypes image/png/x", "SecUploadAllowedTypes"),
+    ("location", "SecUploadAllowedTypes im@ge/*", "SecUploadAllowedTypes"),
 ])
 def test_bad_directive_value(cs, where, line, name):
     conf = cs.conf(server=[line]) if where == "server" else \

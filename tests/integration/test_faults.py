@@ -524,7 +524,7 @@ def test_slow_client_cut_off(reqtimeout):
     answer = result.get("answer", b"")
     if answer:
         # whatever is said to a client still listening is an error answer
-        # as SPEC section 3 has them: a 4xx/5xx status with the JSON body
+        # as docs/api.md has them: a 4xx/5xx status with the JSON body
         head, _, body = answer.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         assert status >= 400, answer[:300]

@@ -1,4 +1,4 @@
-"""Reading back (SPEC 6): GET/HEAD stream the verified plaintext, /meta shows
+"""Reading back (docs/api.md): GET/HEAD stream the verified plaintext, /meta shows
 the metadata without the path, DELETE removes file and metadata; unknown,
 malformed, foreign (SecUploadOwnerOnly) and tampered files never leak a byte.
 Key rotation is exercised end to end with servers of their own."""

@@ -1,5 +1,5 @@
-"""A hostile input corpus: malformed and malicious upload requests (SPEC 3,
-docs/api.md "Multipart strictness"), each answered with the right status
+"""A hostile input corpus: malformed and malicious upload requests
+(docs/api.md, "Multipart strictness"), each answered with the right status
 and JSON code, leaving nothing behind (no file, no temp file, no metadata)
 and an upload.rejected audit entry with the reason; and the few tricky
 inputs that are valid, stored byte-exact. Also: the parser's cost stays

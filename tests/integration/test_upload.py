@@ -1,5 +1,5 @@
-"""Uploads over HTTP/1.1 with Content-Length: what a 201 promises (SPEC 3-5)
-and what every error leaves behind (nothing)."""
+"""Uploads over HTTP/1.1 with Content-Length: what a 201 promises
+(docs/api.md, docs/format.md) and what every error leaves behind (nothing)."""
 
 import base64
 import hashlib

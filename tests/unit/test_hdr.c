@@ -591,7 +591,8 @@ START_TEST(type_matching)
     ck_assert(su_hdr_type_matches(" image/png ", "IMAGE/PNG"));
     ck_assert(su_hdr_type_matches("image/png", "image/*"));
     ck_assert(su_hdr_type_matches("IMAGE/jpeg;q=1", "image/*"));
-    ck_assert(su_hdr_type_matches("text/plain", "*/*"));
+    /* not a pattern (any type is no list): matches nothing */
+    ck_assert(!su_hdr_type_matches("text/plain", "*/*"));
     ck_assert(!su_hdr_type_matches("image/png", "image/jpeg"));
     ck_assert(!su_hdr_type_matches("image/pngx", "image/png"));
     ck_assert(!su_hdr_type_matches("image/pn", "image/png"));
@@ -603,6 +604,28 @@ START_TEST(type_matching)
     ck_assert(!su_hdr_type_matches("image/png x", "image/png"));
     ck_assert(!su_hdr_type_matches(NULL, "image/png"));
     ck_assert(!su_hdr_type_matches("image/png", NULL));
+}
+END_TEST
+
+/* What SecUploadAllowedTypes accepts: exactly the patterns the matcher
+ * has a branch for. */
+START_TEST(type_patterns)
+{
+    ck_assert(su_hdr_type_pattern_ok("image/png"));
+    ck_assert(su_hdr_type_pattern_ok("image/*"));
+    ck_assert(su_hdr_type_pattern_ok("application/vnd.ms-excel"));
+    ck_assert(su_hdr_type_pattern_ok("application/x-tar+gzip"));
+    ck_assert(!su_hdr_type_pattern_ok("*/*"));
+    ck_assert(!su_hdr_type_pattern_ok("*/png"));
+    ck_assert(!su_hdr_type_pattern_ok("image"));
+    ck_assert(!su_hdr_type_pattern_ok("image/"));
+    ck_assert(!su_hdr_type_pattern_ok("/png"));
+    ck_assert(!su_hdr_type_pattern_ok("image/png/x"));
+    ck_assert(!su_hdr_type_pattern_ok("image/p*"));
+    ck_assert(!su_hdr_type_pattern_ok("image/png;q=1"));
+    ck_assert(!su_hdr_type_pattern_ok("im@ge/*"));
+    ck_assert(!su_hdr_type_pattern_ok(""));
+    ck_assert(!su_hdr_type_pattern_ok(NULL));
 }
 END_TEST
 
@@ -631,6 +654,7 @@ static Suite *hdr_suite(void)
     tcase_add_test(tc, content_md5);
     tcase_add_test(tc, base64_unused_bits);
     tcase_add_test(tc, type_matching);
+    tcase_add_test(tc, type_patterns);
     tcase_add_test(tc, valid_type);
     suite_add_tcase(s, tc);
     return s;

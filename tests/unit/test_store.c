@@ -1,5 +1,6 @@
 /* Unit tests for the storage directory (su_store.c): temp files, commit, cleanup. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,116 @@ START_TEST(test_is_temp)
 }
 END_TEST
 
+/* What a name in DIR/xx is, as fsck sees it. */
+START_TEST(test_name)
+{
+    const char *id = "ab23456789abcdef0123456789abcdef";
+    char got[SU_ID_HEX_LEN + 1];
+
+    ck_assert_int_eq(su_store_name("ab", apr_pstrcat(pool, id, ".enc", NULL), got),
+                     SU_STORE_NAME_FILE);
+    ck_assert_str_eq(got, id);
+    ck_assert_int_eq(su_store_name("ab", SU_STORE_TMP_PREFIX "x", got),
+                     SU_STORE_NAME_TEMP);
+    ck_assert_str_eq(got, "");
+    ck_assert_int_eq(su_store_name("ab", apr_pstrcat(pool, id, ".enc"
+                                   SU_STORE_REWRAP_SUFFIX, NULL), got),
+                     SU_STORE_NAME_TEMP);
+    ck_assert_str_eq(got, "");
+    /* in another subdirectory than its id's, a rewrap copy of nothing, an
+     * id in capitals, other endings: none of the store's */
+    ck_assert_int_eq(su_store_name("cd", apr_pstrcat(pool, id, ".enc", NULL), got),
+                     SU_STORE_NAME_OTHER);
+    ck_assert_int_eq(su_store_name("cd", apr_pstrcat(pool, id, ".enc"
+                                   SU_STORE_REWRAP_SUFFIX, NULL), got),
+                     SU_STORE_NAME_OTHER);
+    ck_assert_int_eq(su_store_name("ab", ".enc" SU_STORE_REWRAP_SUFFIX, got),
+                     SU_STORE_NAME_OTHER);
+    ck_assert_int_eq(su_store_name("AB", "AB23456789ABCDEF0123456789ABCDEF.enc", got),
+                     SU_STORE_NAME_OTHER);
+    ck_assert_int_eq(su_store_name("ab", apr_pstrcat(pool, id, ".enc.bak", NULL), got),
+                     SU_STORE_NAME_OTHER);
+    ck_assert_int_eq(su_store_name("ab", id, got), SU_STORE_NAME_OTHER);
+    ck_assert_str_eq(got, "");
+    ck_assert(su_store_is_subdir("0f"));
+    ck_assert(!su_store_is_subdir("0F"));
+    ck_assert(!su_store_is_subdir("0"));
+    ck_assert(!su_store_is_subdir("0f0"));
+    ck_assert(!su_store_is_subdir(SU_STORE_UNSETTLED));
+}
+END_TEST
+
+/* Uploads and rewraps map a full disk and a full quota alike. */
+START_TEST(test_errno_kind)
+{
+    ck_assert_int_eq(su_store_errno_kind(ENOSPC), SU_ERR_NO_SPACE);
+    ck_assert_int_eq(su_store_errno_kind(EDQUOT), SU_ERR_NO_SPACE);
+    ck_assert_int_eq(su_store_errno_kind(EIO), SU_ERR_INTERNAL);
+    ck_assert_int_eq(su_store_errno_kind(EACCES), SU_ERR_INTERNAL);
+}
+END_TEST
+
+static const char *slurp(const char *path)
+{
+    static char buf[256];
+    FILE *fp = fopen(path, "rb");
+    size_t n;
+
+    ck_assert_ptr_nonnull(fp);
+    n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+/* A replacement is invisible until its commit, owned like the original,
+ * and leaves nothing but the original when dropped; a copy a crashed run
+ * left is removed first. */
+START_TEST(test_replace)
+{
+    const char *path = apr_pstrcat(pool, dir, "/f.enc", NULL), *err = NULL;
+    const char *tmp = apr_pstrcat(pool, path, SU_STORE_REWRAP_SUFFIX, NULL);
+    su_store_file_t *f;
+    struct stat st;
+    FILE *fp;
+
+    fp = fopen(path, "wb");
+    ck_assert_ptr_nonnull(fp);
+    fputs("old", fp);
+    fclose(fp);
+    fp = fopen(tmp, "wb");      /* a crashed run's copy */
+    ck_assert_ptr_nonnull(fp);
+    fputs("stale", fp);
+    fclose(fp);
+
+    ck_assert_int_eq(su_store_replace(pool, path, geteuid(), getegid(), &f, &err),
+                     SU_OK);
+    ck_assert_int_eq(su_store_write(f, "new!", 4, &err), SU_OK);
+    ck_assert_int_eq(su_store_flush(f, 1, &err), SU_OK);
+    ck_assert_str_eq(slurp(path), "old");
+    ck_assert_int_eq(stat(tmp, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    su_store_discard(f);
+    ck_assert_str_eq(slurp(path), "old");
+    ck_assert_int_ne(stat(tmp, &st), 0);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
+
+    ck_assert_int_eq(su_store_replace(pool, path, 1234, 5678, &f, &err), SU_OK);
+    ck_assert_int_eq(stat(tmp, &st), 0);
+    if (geteuid() == 0) {
+        ck_assert_int_eq(st.st_uid, 1234);
+        ck_assert_int_eq(st.st_gid, 5678);
+    }
+    ck_assert_int_eq(su_store_write(f, "new!", 4, &err), SU_OK);
+    ck_assert_int_eq(su_store_flush(f, 1, &err), SU_OK);
+    ck_assert_int_eq(su_store_commit(f, 1, &err), SU_OK);
+    ck_assert_str_eq(slurp(path), "new!");
+    ck_assert_int_ne(stat(tmp, &st), 0);
+    apr_pool_clear(pool);
+    ck_assert_int_eq(su_check_count_files(dir), 1);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("su_store");
@@ -295,6 +406,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_unsettled_note);
     tcase_add_test(tc, test_sweep_temps);
     tcase_add_test(tc, test_is_temp);
+    tcase_add_test(tc, test_name);
+    tcase_add_test(tc, test_errno_kind);
+    tcase_add_test(tc, test_replace);
     suite_add_tcase(s, tc);
     return s;
 }
