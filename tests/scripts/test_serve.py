@@ -1,17 +1,20 @@
 """scripts/serve, run as root from a checkout www-data cannot reach (the
 `checkout` fixture): it stores uploads where Apache's children can write
-them, and every way of stopping it (SIGTERM, Ctrl-C, a hang-up; to the
-script alone or to its whole process group, as `timeout`, systemd and a
-terminal send them; while it serves or while it starts) stops Apache and
-Redis and frees their ports."""
+them (by default under /var/lib/secupload-dev, or in SU_STORAGE_DIR, which
+it refuses when www-data cannot use it), and every way of stopping it
+(SIGTERM, Ctrl-C, a hang-up; to the script alone or to its whole process
+group, as `timeout`, systemd and a terminal send them; while it serves or
+while it starts) stops Apache and Redis and frees their ports."""
 
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -69,14 +72,17 @@ class Serve:
     """scripts/serve of the checkout on free ports, in a session (and so a
     process group) of its own; its output is collected as it comes."""
 
-    def __init__(self, co):
+    def __init__(self, co, mpm, storage=""):
         self.co = co
         self.port, self.redis_port = free_port(), free_port()
         with open(os.path.join(co.path, "env.example")) as f:
             env = f.read()
-        env = re.sub(r"(?m)^SU_PORT=.*$", "SU_PORT=%d" % self.port, env)
-        env = re.sub(r"(?m)^SU_REDIS_PORT=.*$",
-                     "SU_REDIS_PORT=%d" % self.redis_port, env)
+        for name, value in (("SU_PORT", self.port),
+                            ("SU_REDIS_PORT", self.redis_port),
+                            ("SU_MPM", mpm), ("SU_STORAGE_DIR", storage)):
+            env, n = re.subn(r"(?m)^%s=.*$" % name, "%s=%s" % (name, value),
+                             env)
+            assert n == 1, name
         with open(os.path.join(co.path, ".env"), "w") as f:
             f.write(env)
         self.out = []
@@ -125,9 +131,10 @@ class Serve:
         else:
             os.kill(self.proc.pid, sig)
 
-    def assert_all_stopped(self, expect_rc):
-        """The script exits with expect_rc; within STOP_TIMEOUT nothing of its
-        group runs (Apache, its children, Redis) and both ports are free."""
+    def assert_all_stopped(self, *expect_rc):
+        """The script exits with one of expect_rc; within STOP_TIMEOUT nothing
+        of its group runs (Apache, its children, Redis) and both ports are
+        free."""
         rc = self.proc.wait(timeout=STOP_TIMEOUT)
         self.reader.join(5)
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -136,7 +143,7 @@ class Serve:
         left = {p: proc_stat(p) for p in self.group()}
         assert not left, "still running after the script ended: %r" % left
         assert port_free(self.port) and port_free(self.redis_port)
-        assert rc == expect_rc, "exit %s:\n%s" % (rc, self.text[-3000:])
+        assert rc in expect_rc, "exit %s:\n%s" % (rc, self.text[-3000:])
         assert self.text.rstrip().endswith("stopped"), self.text[-3000:]
 
     def kill_leftovers(self):
@@ -158,8 +165,8 @@ class Serve:
 def serve(checkout):
     started = []
 
-    def start():
-        s = Serve(checkout)
+    def start(mpm="event", storage=""):
+        s = Serve(checkout, mpm, storage)
         started.append(s)
         return s
     yield start
@@ -180,10 +187,10 @@ def upload_and_read_back(s):
     return ident
 
 
-def assert_storage_outside(s, ident):
-    """The announced storage dir is the default one, outside the checkout:
+def assert_storage_outside(s, ident, parent=DEV_STORAGE_ROOT):
+    """The announced storage dir is in parent, outside the checkout:
     www-data's, mode 0700, holding the upload."""
-    assert os.path.dirname(s.storage) == DEV_STORAGE_ROOT, s.storage
+    assert os.path.dirname(s.storage) == parent, s.storage
     assert not s.storage.startswith(s.co.parent + "/")
     st = os.stat(s.storage)
     assert st.st_uid == pwd.getpwnam(SERVER_USER).pw_uid
@@ -195,25 +202,36 @@ SIGNALS = {"TERM": (signal.SIGTERM, 143), "INT": (signal.SIGINT, 130),
            "HUP": (signal.SIGHUP, 129)}
 
 
+# prefork's parent signals its whole process group (the script's and
+# Redis's) when it stops or restarts: after a signal to the whole group, its
+# TERM may be the first the script handles
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
 @pytest.mark.parametrize("sig,whole_group", [
     ("TERM", False), ("TERM", True), ("INT", True), ("HUP", False),
     ("HUP", True)], ids=["TERM-script", "TERM-group", "INT-group",
                          "HUP-script", "HUP-group"])
-def test_serves_then_a_signal_stops_apache_and_redis(serve, sig, whole_group):
-    s = serve()
+def test_serves_then_a_signal_stops_apache_and_redis(serve, sig, whole_group,
+                                                     mpm):
+    s = serve(mpm)
     s.wait_serving()
+    assert "(MPM %s)" % mpm in s.text
     ident = upload_and_read_back(s)
     assert_storage_outside(s, ident)
     assert s.children("apache2") and s.children("redis-server")
     sig, rc = SIGNALS[sig]
     s.signal(sig, whole_group)
-    s.assert_all_stopped(rc)
+    if mpm == "prefork" and whole_group:
+        s.assert_all_stopped(rc, 143)
+    else:
+        s.assert_all_stopped(rc)
 
 
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
 @pytest.mark.parametrize("whole_group", [False, True],
                          ids=["script", "group"])
-def test_sigterm_during_startup_stops_apache_and_redis(serve, whole_group):
-    s = serve()
+def test_sigterm_during_startup_stops_apache_and_redis(serve, whole_group,
+                                                       mpm):
+    s = serve(mpm)
     # signal as soon as Apache runs, before it serves
     s.wait_until(lambda: s.children("apache2"), 300, "Apache started")
     assert "is serving" not in s.text
@@ -222,3 +240,34 @@ def test_sigterm_during_startup_stops_apache_and_redis(serve, whole_group):
     s.assert_all_stopped(143)
     assert "is serving" not in s.text
     assert "did not start" not in s.text, s.text[-3000:]
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory www-data can reach."""
+    d = tempfile.mkdtemp(prefix="secupload-storage-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_storage_dir_from_env_is_made_for_www_data(serve, open_dir):
+    s = serve(storage=os.path.join(open_dir, "uploads"))
+    s.wait_serving()
+    assert s.storage == os.path.join(open_dir, "uploads")
+    ident = upload_and_read_back(s)
+    assert_storage_outside(s, ident, open_dir)
+    s.signal(signal.SIGTERM, False)
+    s.assert_all_stopped(143)
+
+
+def test_storage_dir_www_data_cannot_reach_is_refused(serve):
+    """SU_STORAGE_DIR in the checkout: refused before anything starts."""
+    s = serve(storage="var/in-checkout")
+    assert s.proc.wait(timeout=300) == 1
+    s.reader.join(5)
+    want = os.path.join(s.co.path, "var", "in-checkout")
+    assert "cannot write to the storage dir %s" % want in s.text, s.text
+    assert "is serving" not in s.text and not s.group()
+    assert port_free(s.port) and port_free(s.redis_port)
+    assert not os.path.exists(want)
