@@ -221,6 +221,18 @@ class Setup:
             os.chown(d, pw.pw_uid, pw.pw_gid)
         return d
 
+    def server_copy(self, src, name):
+        """A copy of the checkout's directory src that the server's user can
+        read: the checkout may be out of its reach (a clone in root's home,
+        mode 0700), and gunicorn's workers import the app as that user."""
+        dst = self.path(name)
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        for d, _, files in os.walk(dst):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        return dst
+
     def fail(self, what):
         log("FAILED: " + what)
         self.failures.append(what)
@@ -288,7 +300,8 @@ class Setup:
         env.pop("PYTHONPATH", None)
         cmd = [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
                "--timeout", "600", "--graceful-timeout", "5", "--log-level", "warning",
-               "--chdir", os.path.join(BENCH, "peers", "django_app"), "benchapp.wsgi:application"]
+               "--chdir", self.server_copy(os.path.join(BENCH, "peers", "django_app"), "django_app"),
+               "benchapp.wsgi:application"]
         if self.as_root:
             cmd[3:3] = ["--user", self.user, "--group", self.user]
         proc = self.procs.start("gunicorn", cmd, os.path.join(d, "gunicorn.log"), env=env)

@@ -20,6 +20,7 @@ Environment:
                         SECUPLOAD_VALGRIND_SUPP as suppressions (tests/valgrind)
 """
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -112,13 +113,38 @@ def server_env():
         # (lsan.supp) matches it and nothing else
         env["ASAN_OPTIONS"] = _add_opts(env.get("ASAN_OPTIONS", ""), [
             ("fast_unwind_on_malloc", "0")])
+        # read by LeakSanitizer in the children, as the server's user
         env["LSAN_OPTIONS"] = _add_opts(env.get("LSAN_OPTIONS", ""), [
-            ("suppressions", LSAN_SUPP), ("print_suppressions", "0")])
+            ("suppressions", server_file(LSAN_SUPP)),
+            ("print_suppressions", "0")])
     return env
 
 
 LSAN_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                          "lsan.supp")
+
+_server_files = {}   # a path in the checkout -> its copy
+_server_files_dir = None
+
+
+def server_file(path):
+    """A copy of `path` that the server's user can read, in a directory of
+    this process's own (removed at exit). The checkout itself may be out of
+    that user's reach (a clone in root's home, mode 0700), and Apache's
+    children read some files only once they run as that user."""
+    global _server_files_dir
+    if path in _server_files:
+        return _server_files[path]
+    if _server_files_dir is None:
+        _server_files_dir = tempfile.mkdtemp(prefix="secupload-server-files-")
+        os.chmod(_server_files_dir, 0o755)
+        atexit.register(shutil.rmtree, _server_files_dir, True)
+    copy = os.path.join(_server_files_dir, "%d-%s" % (
+        len(_server_files), os.path.basename(path)))
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o644)
+    _server_files[path] = copy
+    return copy
 
 
 def _add_opts(opts, pairs):
