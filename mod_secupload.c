@@ -233,7 +233,7 @@ static su_req_t *su_req_create(request_rec *r)
     q->dir = ap_get_module_config(r->per_dir_config, &secupload_module);
     q->request_id = su_request_id(r);
     q->time = su_rfc3339(r->pool, r->request_time);
-    if (q->srv->rt == NULL || q->srv->storage_dir == NULL || q->srv->keks->nelts == 0) {
+    if (q->srv->rt == NULL || !su_conf_in_use(q->srv)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00030)
                       "SetHandler %s is used, but SecUploadStorageDir and "
                       "SecUploadKeyFile are not configured for this server",
@@ -262,7 +262,7 @@ static int su_enabled(request_rec *r, int upload)
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SU_LOGNO(00240)
                   "SetHandler %s is ignored here: %s; the module declines, "
                   "Apache's default handler answers", r->handler,
-                  d->enable == -1 ? "no SecUploadEnable applies"
+                  d->enable == SU_UNSET ? "no SecUploadEnable applies"
                   : d->enable == SU_ENABLE_OFF ? "SecUploadEnable is Off"
                   : upload ? "SecUploadEnable is files"
                   : "SecUploadEnable is upload");

@@ -15,18 +15,12 @@
 #include <apr_tables.h>
 
 #include "su_common.h"
+#include "su_defaults.h"
 #include "su_redis.h"
 
 /* Stable message ids, so that admins can grep for a message. */
 #define SU_LOGNO(n) "SU" #n ": "
 
-#define SU_DEFAULT_MAX_SIZE     ((apr_uint64_t)1 << 30)
-#define SU_DEFAULT_FIELD        "file"
-#define SU_DEFAULT_REDIS_HOST   "127.0.0.1"
-#define SU_DEFAULT_REDIS_PORT   6379
-#define SU_DEFAULT_REDIS_TMO    2000
-#define SU_DEFAULT_PREFIX       "secupload:"
-#define SU_DEFAULT_AUDIT_MAXLEN 1000000L
 /* room for multipart framing above SecUploadMaxSize in a declared length */
 #define SU_FRAMING_SLACK        ((apr_uint64_t)1 << 20)
 
@@ -34,29 +28,37 @@ extern module AP_MODULE_DECLARE_DATA secupload_module;
 
 /* ---- configuration (as parsed; never changed while serving) ---- */
 
+/*
+ * One convention for every setting. A record holds what its section wrote;
+ * a value it did not set is SU_UNSET (a number or flag) or NULL (a string
+ * or list). Merging takes the inner section's value where it is set, else
+ * the outer one's (SU_MERGE_NUM, SU_MERGE_PTR). The value in force is read
+ * only through its accessor, su_conf_*, the one place that applies its
+ * default (src/su_defaults.h, shared with the secupload tool).
+ */
+#define SU_UNSET (-1)
+#define SU_MERGE_NUM(c, base, add, f) \
+    ((c)->f = (add)->f != SU_UNSET ? (add)->f : (base)->f)
+#define SU_MERGE_PTR(c, base, add, f) \
+    ((c)->f = (add)->f != NULL ? (add)->f : (base)->f)
+
 typedef struct su_srv_rt su_srv_rt_t;
 
 typedef struct su_srv_conf {
     const char *storage_dir;
     apr_array_header_t *keks;        /* su_kek_t *; [0] encrypts */
+    /* host, port and socket_path are set together (SecUploadRedisServer) */
     su_redis_conf_t redis;
-    int redis_set;
-    int password_set;
-    int db_set;
-    int timeout_set;
-    int prefix_set;
-    int maxlen_set;
     su_srv_rt_t *rt;                 /* per child, made in child_init */
 } su_srv_conf_t;
 
 typedef struct su_dir_conf {
-    apr_uint64_t max_size;
-    int max_size_set;
+    apr_int64_t max_size;
     const char *field_name;
-    apr_array_header_t *allowed_types; /* const char * */
-    int sync;                          /* -1 unset */
-    int owner_only;                    /* -1 unset */
-    int enable;                        /* SU_ENABLE_*; -1 unset */
+    apr_array_header_t *allowed_types; /* const char *; NULL: any type */
+    int sync;
+    int owner_only;
+    int enable;                        /* SU_ENABLE_*; SU_UNSET: none */
 } su_dir_conf_t;
 
 /*
@@ -119,7 +121,14 @@ void *su_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 void *su_create_dir_conf(apr_pool_t *p, char *dir);
 void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
 su_srv_conf_t *su_srv(const server_rec *s);
-apr_uint64_t su_dir_max_size(const su_dir_conf_t *d);
+/* the values in force (see the convention above) */
+int su_conf_in_use(const su_srv_conf_t *c);
+void su_conf_redis(const su_srv_conf_t *c, su_redis_conf_t *out);
+int su_conf_redis_timeout(const su_srv_conf_t *c);
+apr_uint64_t su_conf_max_size(const su_dir_conf_t *d);
+const char *su_conf_field_name(const su_dir_conf_t *d);
+int su_conf_sync(const su_dir_conf_t *d);
+int su_conf_owner_only(const su_dir_conf_t *d);
 int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s);
 int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,

@@ -22,6 +22,7 @@
 #include "su_key.h"
 #include "su_redis.h"
 #include "su_store.h"
+#include "su_util.h"
 
 #include "mod_secupload.h"
 
@@ -36,13 +37,28 @@ void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
     su_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
     (void)s;
-    c->keks = apr_array_make(p, 2, sizeof(su_kek_t *));
-    c->redis.host = SU_DEFAULT_REDIS_HOST;
-    c->redis.port = SU_DEFAULT_REDIS_PORT;
-    c->redis.timeout_ms = SU_DEFAULT_REDIS_TMO;
-    c->redis.prefix = SU_DEFAULT_PREFIX;
-    c->redis.audit_maxlen = SU_DEFAULT_AUDIT_MAXLEN;
+    c->redis.port = SU_UNSET;
+    c->redis.db = SU_UNSET;
+    c->redis.timeout_ms = SU_UNSET;
+    c->redis.audit_maxlen = SU_UNSET;
     return c;
+}
+
+/* Field by field, the Redis settings of add where it set them, else base's. */
+static void su_merge_redis(su_redis_conf_t *c, const su_redis_conf_t *base,
+                           const su_redis_conf_t *add)
+{
+    /* one directive sets the address: a host and port, or a socket */
+    const su_redis_conf_t *addr = add->host || add->socket_path ? add : base;
+
+    c->host = addr->host;
+    c->port = addr->port;
+    c->socket_path = addr->socket_path;
+    SU_MERGE_PTR(c, base, add, password);
+    SU_MERGE_NUM(c, base, add, db);
+    SU_MERGE_NUM(c, base, add, timeout_ms);
+    SU_MERGE_PTR(c, base, add, prefix);
+    SU_MERGE_NUM(c, base, add, audit_maxlen);
 }
 
 void *su_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
@@ -50,24 +66,9 @@ void *su_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     su_srv_conf_t *base = basev, *add = addv;
     su_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
-    c->storage_dir = add->storage_dir ? add->storage_dir : base->storage_dir;
-    c->keks = add->keks->nelts ? add->keks : base->keks;
-    c->redis = base->redis;
-    if (add->redis_set) {
-        c->redis.host = add->redis.host;
-        c->redis.port = add->redis.port;
-        c->redis.socket_path = add->redis.socket_path;
-    }
-    c->redis_set = add->redis_set || base->redis_set;
-#define SU_MERGE_FIELD(flag, field) do { \
-        if (add->flag) c->redis.field = add->redis.field; \
-        c->flag = add->flag || base->flag; } while (0)
-    SU_MERGE_FIELD(password_set, password);
-    SU_MERGE_FIELD(db_set, db);
-    SU_MERGE_FIELD(timeout_set, timeout_ms);
-    SU_MERGE_FIELD(prefix_set, prefix);
-    SU_MERGE_FIELD(maxlen_set, audit_maxlen);
-#undef SU_MERGE_FIELD
+    SU_MERGE_PTR(c, base, add, storage_dir);
+    SU_MERGE_PTR(c, base, add, keks);
+    su_merge_redis(&c->redis, &base->redis, &add->redis);
     return c;
 }
 
@@ -75,9 +76,10 @@ void *su_create_dir_conf(apr_pool_t *p, char *dir)
 {
     su_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
     (void)dir;
-    c->sync = -1;
-    c->owner_only = -1;
-    c->enable = -1;
+    c->max_size = SU_UNSET;
+    c->sync = SU_UNSET;
+    c->owner_only = SU_UNSET;
+    c->enable = SU_UNSET;
     return c;
 }
 
@@ -86,24 +88,62 @@ void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     su_dir_conf_t *base = basev, *add = addv;
     su_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
-    c->max_size_set = add->max_size_set || base->max_size_set;
-    c->max_size = add->max_size_set ? add->max_size : base->max_size;
-    c->field_name = add->field_name ? add->field_name : base->field_name;
-    c->allowed_types = add->allowed_types ? add->allowed_types : base->allowed_types;
-    c->sync = add->sync != -1 ? add->sync : base->sync;
-    c->owner_only = add->owner_only != -1 ? add->owner_only : base->owner_only;
-    c->enable = add->enable != -1 ? add->enable : base->enable;
+    SU_MERGE_NUM(c, base, add, max_size);
+    SU_MERGE_PTR(c, base, add, field_name);
+    SU_MERGE_PTR(c, base, add, allowed_types);
+    SU_MERGE_NUM(c, base, add, sync);
+    SU_MERGE_NUM(c, base, add, owner_only);
+    SU_MERGE_NUM(c, base, add, enable);
     return c;
-}
-
-apr_uint64_t su_dir_max_size(const su_dir_conf_t *d)
-{
-    return d->max_size_set ? d->max_size : SU_DEFAULT_MAX_SIZE;
 }
 
 su_srv_conf_t *su_srv(const server_rec *s)
 {
     return ap_get_module_config(s->module_config, &secupload_module);
+}
+
+/* ---- the values in force: as set, or the default ---- */
+
+/* The module serves for this server: it has a storage directory and keys. */
+int su_conf_in_use(const su_srv_conf_t *c)
+{
+    return c->storage_dir != NULL && c->keks != NULL;
+}
+
+void su_conf_redis(const su_srv_conf_t *c, su_redis_conf_t *out)
+{
+    su_redis_conf_t defaults;
+
+    su_redis_conf_defaults(&defaults);
+    su_merge_redis(out, &defaults, &c->redis);
+}
+
+int su_conf_redis_timeout(const su_srv_conf_t *c)
+{
+    su_redis_conf_t rc;
+
+    su_conf_redis(c, &rc);
+    return rc.timeout_ms;
+}
+
+apr_uint64_t su_conf_max_size(const su_dir_conf_t *d)
+{
+    return d->max_size != SU_UNSET ? (apr_uint64_t)d->max_size : SU_DEFAULT_MAX_SIZE;
+}
+
+const char *su_conf_field_name(const su_dir_conf_t *d)
+{
+    return d->field_name ? d->field_name : SU_DEFAULT_FIELD_NAME;
+}
+
+int su_conf_sync(const su_dir_conf_t *d)
+{
+    return d->sync != SU_UNSET ? d->sync : SU_DEFAULT_SYNC;
+}
+
+int su_conf_owner_only(const su_dir_conf_t *d)
+{
+    return d->owner_only != SU_UNSET ? d->owner_only : SU_DEFAULT_OWNER_ONLY;
 }
 
 /* ---- directives ---- */
@@ -137,6 +177,8 @@ static const char *su_cmd_key_file(cmd_parms *cmd, void *dc, const char *arg)
     /* loaded now, as root, before privileges are dropped */
     if (su_key_load(cmd->pool, path, &kek, &err) != SU_OK)
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    if (c->keks == NULL)
+        c->keks = apr_array_make(cmd->pool, 2, sizeof(su_kek_t *));
     APR_ARRAY_PUSH(c->keks, su_kek_t *) = kek;
     return NULL;
 }
@@ -151,7 +193,6 @@ static const char *su_cmd_redis_server(cmd_parms *cmd, void *dc, const char *arg
     c->redis.socket_path = NULL;
     if (su_redis_parse_server(cmd->pool, arg, &c->redis, &err) != SU_OK)
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
-    c->redis_set = 1;
     return NULL;
 }
 
@@ -160,54 +201,37 @@ static const char *su_cmd_redis_password(cmd_parms *cmd, void *dc, const char *a
     su_srv_conf_t *c = su_srv(cmd->server);
     (void)dc;
     c->redis.password = arg;
-    c->password_set = 1;
     return NULL;
 }
 
-/* A whole decimal number in [min, max]; rejects signs, blanks and junk. */
-static const char *su_parse_long(cmd_parms *cmd, const char *arg, long min,
-                                 long max, long *out)
+/* A whole number from min to max (su_util_parse_num), or why not. */
+static const char *su_num_arg(cmd_parms *cmd, const char *arg, apr_int64_t min,
+                              apr_int64_t max, apr_int64_t *out)
 {
-    char *end = NULL;
-    apr_int64_t v;
-
-    if (arg[0] < '0' || arg[0] > '9')
-        goto bad;
-    errno = 0;
-    v = apr_strtoi64(arg, &end, 10);
-    if (errno || *end || v < min || v > max)
-        goto bad;
-    *out = (long)v;
-    return NULL;
-bad:
-    return apr_psprintf(cmd->pool, "%s: '%s' is not a number from %ld to %ld",
-                        cmd->cmd->name, arg, min, max);
+    if (su_util_parse_num(arg, min, max, out))
+        return NULL;
+    return apr_psprintf(cmd->pool, "%s: '%s' is not a number from %" APR_INT64_T_FMT
+                        " to %" APR_INT64_T_FMT, cmd->cmd->name, arg, min, max);
 }
 
 static const char *su_cmd_redis_db(cmd_parms *cmd, void *dc, const char *arg)
 {
-    su_srv_conf_t *c = su_srv(cmd->server);
-    long v;
-    const char *err = su_parse_long(cmd, arg, 0, 1000000, &v);
+    apr_int64_t v;
+    const char *err = su_num_arg(cmd, arg, 0, 1000000, &v);
     (void)dc;
-    if (err)
-        return err;
-    c->redis.db = (int)v;
-    c->db_set = 1;
-    return NULL;
+    if (err == NULL)
+        su_srv(cmd->server)->redis.db = (int)v;
+    return err;
 }
 
 static const char *su_cmd_redis_timeout(cmd_parms *cmd, void *dc, const char *arg)
 {
-    su_srv_conf_t *c = su_srv(cmd->server);
-    long v;
-    const char *err = su_parse_long(cmd, arg, 1, 600000, &v);
+    apr_int64_t v;
+    const char *err = su_num_arg(cmd, arg, 1, 600000, &v);
     (void)dc;
-    if (err)
-        return err;
-    c->redis.timeout_ms = (int)v;
-    c->timeout_set = 1;
-    return NULL;
+    if (err == NULL)
+        su_srv(cmd->server)->redis.timeout_ms = (int)v;
+    return err;
 }
 
 static const char *su_cmd_redis_prefix(cmd_parms *cmd, void *dc, const char *arg)
@@ -223,52 +247,32 @@ static const char *su_cmd_redis_prefix(cmd_parms *cmd, void *dc, const char *arg
     if (strlen(arg) > 128)
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": prefix too long", NULL);
     c->redis.prefix = arg;
-    c->prefix_set = 1;
     return NULL;
 }
 
 static const char *su_cmd_audit_maxlen(cmd_parms *cmd, void *dc, const char *arg)
 {
-    su_srv_conf_t *c = su_srv(cmd->server);
-    long v;
-    const char *err = su_parse_long(cmd, arg, 1, 2000000000L, &v);
+    apr_int64_t v;
+    const char *err = su_num_arg(cmd, arg, 1, 2000000000L, &v);
     (void)dc;
-    if (err)
-        return err;
-    c->redis.audit_maxlen = v;
-    c->maxlen_set = 1;
-    return NULL;
+    if (err == NULL)
+        su_srv(cmd->server)->redis.audit_maxlen = (long)v;
+    return err;
 }
 
+/* At most 2^62 bytes, so that sums with it (the framing allowance) cannot
+ * overflow. */
 static const char *su_cmd_max_size(cmd_parms *cmd, void *dc, const char *arg)
 {
     su_dir_conf_t *d = dc;
-    char *end = NULL;
-    apr_int64_t v;
-    int shift = 0;
+    apr_uint64_t v;
 
-    if (arg[0] < '0' || arg[0] > '9')
-        goto bad;
-    errno = 0;
-    v = apr_strtoi64(arg, &end, 10);
-    if (errno)
-        goto bad;
-    switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    default: goto bad;
-    }
-    if (*end || v <= 0 || v > ((apr_int64_t)1 << (62 - shift)))
-        goto bad;
-    d->max_size = (apr_uint64_t)v << shift;
-    d->max_size_set = 1;
+    if (!su_util_parse_size(arg, (apr_uint64_t)1 << 62, &v))
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size in bytes "
+                            "(a positive number, optionally with K, M or G)",
+                            cmd->cmd->name, arg);
+    d->max_size = (apr_int64_t)v;
     return NULL;
-bad:
-    return apr_psprintf(cmd->pool, "%s: '%s' is not a size in bytes "
-                        "(a positive number, optionally with K, M or G)",
-                        cmd->cmd->name, arg);
 }
 
 static const char *su_cmd_field_name(cmd_parms *cmd, void *dc, const char *arg)
@@ -400,7 +404,7 @@ static int su_dir_writable_by_server(const char *dir, const struct stat *st)
 /* A section that sets upload directives is where uploads are taken. */
 static int su_dir_conf_used(const su_dir_conf_t *d)
 {
-    return d && (d->max_size_set || d->field_name || d->allowed_types);
+    return d && (d->max_size != SU_UNSET || d->field_name || d->allowed_types);
 }
 
 /* Warn when Apache's LimitRequestBody would refuse what SecUploadMaxSize allows. */
@@ -430,8 +434,8 @@ static void su_warn_limit_request_body(server_rec *s)
                                                       : core->limit_req_body;
     int i, j;
 
-    if (d->max_size_set)
-        su_warn_limit(s, "server", server_limit, su_dir_max_size(d));
+    if (d->max_size != SU_UNSET)
+        su_warn_limit(s, "server", server_limit, su_conf_max_size(d));
     lists[0] = cs->sec_url;
     lists[1] = cs->sec_dir;
     for (j = 0; j < 2; j++) {
@@ -443,7 +447,7 @@ static void su_warn_limit_request_body(server_rec *s)
                 continue;
             su_warn_limit(s, cd->d ? cd->d : "section",
                           cd->limit_req_body < 0 ? server_limit : cd->limit_req_body,
-                          sd->max_size_set ? sd->max_size : su_dir_max_size(d));
+                          su_conf_max_size(sd->max_size != SU_UNSET ? sd : d));
         }
     }
 }
@@ -453,7 +457,7 @@ static int su_check_server(server_rec *s)
     su_srv_conf_t *c = su_srv(s);
     struct stat st;
 
-    if (c->storage_dir == NULL && c->keks->nelts == 0)
+    if (c->storage_dir == NULL && c->keks == NULL)
         return OK;  /* the module is not used by this server */
     if (c->storage_dir == NULL) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00002)
@@ -461,7 +465,7 @@ static int su_check_server(server_rec *s)
                      "(server %s)", s->server_hostname ? s->server_hostname : "");
         return !OK;
     }
-    if (c->keks->nelts == 0) {
+    if (c->keks == NULL) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00003)
                      "SecUploadKeyFile is required where SecUploadStorageDir is set "
                      "(server %s)", s->server_hostname ? s->server_hostname : "");
@@ -581,7 +585,7 @@ int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         return OK;
     for (; s; s = s->next) {
         su_srv_conf_t *c = su_srv(s);
-        if (c->storage_dir == NULL || c->keks->nelts == 0
+        if (!su_conf_in_use(c)
             || apr_hash_get(done, c->storage_dir, APR_HASH_KEY_STRING))
             continue;
         /* once per directory: a second lock on it would meet our own */
@@ -604,8 +608,9 @@ void su_child_init(apr_pool_t *pchild, server_rec *s)
     conns = threads * 2 + 16;
     for (; s; s = s->next) {
         su_srv_conf_t *c = su_srv(s);
+        su_redis_conf_t rc;
         int i;
-        if (c->storage_dir == NULL || c->keks->nelts == 0)
+        if (!su_conf_in_use(c))
             continue;
         for (i = 0; i < c->keks->nelts; i++)
             su_key_relock(APR_ARRAY_IDX(c->keks, i, const su_kek_t *));
@@ -619,7 +624,8 @@ void su_child_init(apr_pool_t *pchild, server_rec *s)
             continue;
         }
 #endif
-        if (su_redis_pool_create(pchild, &c->redis, conns, &c->rt->redis) != SU_OK) {
+        su_conf_redis(c, &rc);
+        if (su_redis_pool_create(pchild, &rc, conns, &c->rt->redis) != SU_OK) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00006)
                          "cannot create the Redis connection pool");
             c->rt = NULL;

@@ -62,7 +62,7 @@ static int su_owner_denied(const su_req_t *q, apr_table_t *meta)
 {
     const char *owner = su_meta_get(meta, "user");
 
-    if (q->dir->owner_only != 1)
+    if (!su_conf_owner_only(q->dir))
         return 0;
     return q->r->user == NULL || *q->r->user == '\0' || strcmp(owner, q->r->user) != 0;
 }
@@ -84,13 +84,13 @@ static int su_files_meta(su_req_t *q, apr_table_t *meta)
  */
 static su_err_t su_delete_outcome(su_req_t *q, const char *id)
 {
-    apr_time_t until = apr_time_now()
-                       + apr_time_from_msec(q->srv->redis.timeout_ms);
+    int timeout_ms = su_conf_redis_timeout(q->srv);
+    apr_time_t until = apr_time_now() + apr_time_from_msec(timeout_ms);
     apr_table_t *meta;
 
     do {
         su_req_drop_redis(q);
-        apr_sleep(apr_time_from_msec(q->srv->redis.timeout_ms / 2 + 1));
+        apr_sleep(apr_time_from_msec(timeout_ms / 2 + 1));
         if (su_req_redis(q) == SU_OK) {
             su_err_t rv = su_redis_get_meta(q->redis, q->r->pool, id, &meta);
             if (rv == SU_ERR_NOT_FOUND)
@@ -129,7 +129,7 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
     if (rv != SU_OK)
         return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
                        "Try again later.", su_redis_errstr(q->redis), id, 0);
-    rv = su_store_remove(r->pool, q->srv->storage_dir, id, q->dir->sync != 0, &err);
+    rv = su_store_remove(r->pool, q->srv->storage_dir, id, su_conf_sync(q->dir), &err);
     if (rv != SU_OK && rv != SU_ERR_NOT_FOUND)
         return su_fail(q, SU_ERR_INTERNAL, "Internal error.", err, id, 0);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00040)

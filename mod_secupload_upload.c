@@ -138,7 +138,7 @@ void su_settle_pending(su_req_t *q)
 static void su_settle(su_req_t *q, const char *id, apr_uint64_t bytes)
 {
     apr_time_t until = apr_time_now()
-                       + apr_time_from_msec(q->srv->redis.timeout_ms);
+                       + apr_time_from_msec(su_conf_redis_timeout(q->srv));
     apr_array_header_t *audit = su_audit(q, "upload.rejected",
                                          HTTP_SERVICE_UNAVAILABLE, id,
                                          su_err_code(SU_ERR_UNAVAILABLE), bytes);
@@ -217,7 +217,7 @@ static int su_declared_too_large(request_rec *r, const su_dir_conf_t *d,
 {
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
     apr_off_t len;
-    apr_uint64_t max = su_dir_max_size(d);
+    apr_uint64_t max = su_conf_max_size(d);
 
     if (cl == NULL || apr_strtoff(&len, cl, NULL, 10) != APR_SUCCESS || len < 0)
         return 0;
@@ -407,11 +407,11 @@ static void su_upload_conf(const su_req_t *q, su_upload_conf_t *uc)
     memset(uc, 0, sizeof(*uc));
     uc->kek = APR_ARRAY_IDX(q->srv->keks, 0, const su_kek_t *);
     uc->storage_dir = q->srv->storage_dir;
-    uc->max_size = su_dir_max_size(q->dir);
-    uc->field_name = q->dir->field_name ? q->dir->field_name : SU_DEFAULT_FIELD;
+    uc->max_size = su_conf_max_size(q->dir);
+    uc->field_name = su_conf_field_name(q->dir);
     uc->allowed_types = q->dir->allowed_types;
     su_mp_limits_default(&uc->limits);
-    uc->sync = q->dir->sync != 0;   /* On unless set Off */
+    uc->sync = su_conf_sync(q->dir);
 }
 
 /* The upload failed inside the core: answer with its own words. */
@@ -479,7 +479,7 @@ int su_handle_upload(su_req_t *q)
 {
     request_rec *r = q->r;
     const char *ct = apr_table_get(r->headers_in, "Content-Type");
-    int sync = q->dir->sync != 0;   /* On unless set Off */
+    int sync = su_conf_sync(q->dir);
     const char *detail = NULL;
     su_upload_conf_t uc;
     su_upload_t *u = NULL;
@@ -492,7 +492,7 @@ int su_handle_upload(su_req_t *q)
         return su_fail(q, SU_ERR_TOO_LARGE,
                        apr_psprintf(r->pool, "The file is larger than the %"
                                     APR_UINT64_T_FMT " bytes accepted here.",
-                                    su_dir_max_size(q->dir)),
+                                    su_conf_max_size(q->dir)),
                        "declared Content-Length over SecUploadMaxSize", NULL, 0);
     /* fail fast, before a large body is read, when Redis is down; but do not
      * hold the connection while the body arrives: it would sit idle for as
@@ -512,7 +512,7 @@ int su_handle_upload(su_req_t *q)
         return su_upload_failed(q, u, rv);
 
     q->body_untouched = 0;
-    rv = su_read_body(r, u, su_dir_max_size(q->dir) + SU_FRAMING_SLACK, &detail);
+    rv = su_read_body(r, u, su_conf_max_size(q->dir) + SU_FRAMING_SLACK, &detail);
     if (rv != SU_OK && detail == NULL)
         return su_upload_failed(q, u, rv);
     if (rv != SU_OK) {

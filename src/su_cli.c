@@ -40,6 +40,7 @@
 #include <apr_tables.h>
 
 #include "su_common.h"
+#include "su_defaults.h"
 #include "su_format.h"
 #include "su_hasher.h"
 #include "su_key.h"
@@ -141,21 +142,6 @@ static int su_cli_next_opt(const su_cli_opts_t *o, int argc, char **argv)
         return '?';
     }
     return c;
-}
-
-static int su_cli_parse_int(const char *s, long min, long max, long *out)
-{
-    char *end = NULL;
-    long v;
-
-    if (s == NULL || *s == '\0')
-        return 0;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == NULL || *end != '\0' || v < min || v > max)
-        return 0;
-    *out = v;
-    return 1;
 }
 
 /* ------------------------------------------------------------ keys */
@@ -874,11 +860,14 @@ static const char su_cli_fsck_help[] =
     "  removed <path>           a stale temporary file removed by --repair\n"
     "then a summary line starting with \"summary:\".\n"
     "  -s, --storage DIR        the storage directory\n"
-    "  -r, --redis ADDR         Redis address (default 127.0.0.1:6379)\n"
-    "  -p, --prefix P           key prefix (default secupload:)\n"
+    "  -r, --redis ADDR         Redis address (default " SU_DEFAULT_REDIS_HOST ":"
+                                SU_STR(SU_DEFAULT_REDIS_PORT) ")\n"
+    "  -p, --prefix P           key prefix (default " SU_DEFAULT_REDIS_PREFIX ")\n"
     "      --password-file F    read the Redis password from F\n"
-    "      --db N               Redis database (default 0)\n"
-    "      --timeout MS         Redis connect/command timeout (default 2000)\n"
+    "      --db N               Redis database (default "
+                                SU_STR(SU_DEFAULT_REDIS_DB) ")\n"
+    "      --timeout MS         Redis connect/command timeout (default "
+                                SU_STR(SU_DEFAULT_REDIS_TIMEOUT_MS) ")\n"
     "  -k, --key KEYFILE        verify every stored file with these keys\n"
     "      --repair             remove stale temporary files (nothing else)\n"
     "      --backfill-iv        record the IV of no-iv files whose plaintext\n"
@@ -1260,7 +1249,7 @@ static int su_cli_fsck_opt(apr_pool_t *p, su_cli_fsck_t *fk, int c,
                            const char *arg, su_cli_paths_t *kp)
 {
     const char *err = NULL;
-    long v;
+    apr_int64_t v;
 
     switch (c) {
     case 's': fk->dir = arg; return SU_CLI_EXIT_OK;
@@ -1275,12 +1264,12 @@ static int su_cli_fsck_opt(apr_pool_t *p, su_cli_fsck_t *fk, int c,
                                       err ? err : "bad address");
         return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_DB:
-        if (!su_cli_parse_int(arg, 0, INT_MAX, &v))
+        if (!su_util_parse_num(arg, 0, INT_MAX, &v))
             return su_cli_usage_error("fsck", "fsck: --db: expected a number >= 0");
         fk->rconf.db = (int)v;
         return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_TIMEOUT:
-        if (!su_cli_parse_int(arg, 1, 600000, &v))
+        if (!su_util_parse_num(arg, 1, 600000, &v))
             return su_cli_usage_error("fsck", "fsck: --timeout: expected 1..600000");
         fk->rconf.timeout_ms = (int)v;
         return SU_CLI_EXIT_OK;
@@ -1305,14 +1294,10 @@ static int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
     const su_cli_opts_t o = {"fsck", ":s:r:p:k:h", lo};
     su_cli_paths_t kp = {{NULL}, 0};
     su_cli_fsck_t fk;
-    const char *err = NULL;
     int c, rc;
 
     memset(&fk, 0, sizeof fk);
-    fk.rconf.prefix = "secupload:";
-    fk.rconf.timeout_ms = 2000;
-    if (su_redis_parse_server(p, "127.0.0.1:6379", &fk.rconf, &err) != SU_OK)
-        return SU_CLI_EXIT_ENV;
+    su_redis_conf_defaults(&fk.rconf);
     while ((c = su_cli_next_opt(&o, argc, argv)) != -1) {
         if (c == 'h') {
             fputs(su_cli_fsck_help, stdout);
