@@ -187,23 +187,47 @@ static int su_lost_in_stop(su_req_t *q, su_err_t e)
     return 1;
 }
 
+/* What an error kind is in HTTP: the module's concern alone (the core and
+ * the secupload tool know kinds, codes and messages, not statuses). */
+int su_http_status(su_err_t e)
+{
+    switch (e) {
+    case SU_OK:                   return HTTP_OK;
+    case SU_ERR_BAD_REQUEST:      return HTTP_BAD_REQUEST;
+    case SU_ERR_NOT_FOUND:        return HTTP_NOT_FOUND;
+    case SU_ERR_METHOD:           return HTTP_METHOD_NOT_ALLOWED;
+    case SU_ERR_TIMEOUT:          return HTTP_REQUEST_TIME_OUT;
+    case SU_ERR_TOO_LARGE:        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    case SU_ERR_UNSUPPORTED_TYPE: return HTTP_UNSUPPORTED_MEDIA_TYPE;
+    case SU_ERR_UNAVAILABLE:      return HTTP_SERVICE_UNAVAILABLE;
+    case SU_ERR_NO_SPACE:         return HTTP_INSUFFICIENT_STORAGE;
+    case SU_ERR_ABORTED:          return HTTP_BAD_REQUEST;  /* access log only */
+    case SU_ERR_INTERNAL:
+    case SU_ERR_INTEGRITY:
+    default:                      return HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
 /*
  * The one place where an error becomes an answer: status, JSON body, headers,
- * log line and audit entry. The connection is closed after any error, so the
+ * log line and audit entry (the event the caller names; none for a 503, as
+ * Redis is what failed). The connection is closed after any error, so the
  * unread rest of a body is never taken for a next request.
  */
-int su_fail(su_req_t *q, su_err_t e, const char *message,
+int su_fail(su_req_t *q, su_err_t e, const char *event, const char *message,
             const char *detail, const char *id, apr_uint64_t bytes)
 {
     request_rec *r = q->r;
-    int status = su_err_status(e);
+    int status = su_http_status(e);
     int level = status >= 500 ? APLOG_ERR : APLOG_INFO;
 
+    if (message == NULL)
+        message = su_err_message(e);
     ap_log_rerror(APLOG_MARK, level, 0, r, SU_LOGNO(00020)
                   "%s failed: %d %s: %s", q->action, status, su_err_code(e),
                   detail && *detail ? detail : message);
-    if (q->fail_event && e != SU_ERR_UNAVAILABLE && !su_lost_in_stop(q, e))
-        su_audit_only(q, su_audit(q, q->fail_event, status, id, su_err_code(e), bytes));
+    if (event && e != SU_ERR_UNAVAILABLE && !su_lost_in_stop(q, e))
+        su_audit_only(q, su_audit(q, event, status, id, su_err_code(e), bytes));
     if (q->body_unread) {
         su_drain_small_h2(q);
         r->connection->keepalive = AP_CONN_CLOSE;
@@ -218,8 +242,9 @@ int su_fail(su_req_t *q, su_err_t e, const char *message,
         apr_table_setn(r->headers_out, "Allow", q->allow);
     if (e == SU_ERR_UNAVAILABLE)
         apr_table_setn(r->headers_out, "Retry-After", SU_RETRY_AFTER);
+    /* our own failures keep their details for the log */
     if (status >= 500 && e != SU_ERR_UNAVAILABLE && e != SU_ERR_NO_SPACE)
-        message = "Internal error.";
+        message = NULL;
     return su_respond(r, status, su_json_error(r->pool, e, message));
 }
 
@@ -285,11 +310,10 @@ static int su_handler(request_rec *r)
     if (q == NULL) {
         r->connection->keepalive = AP_CONN_CLOSE;
         return su_respond(r, HTTP_INTERNAL_SERVER_ERROR,
-                          su_json_error(r->pool, SU_ERR_INTERNAL, "Internal error."));
+                          su_json_error(r->pool, SU_ERR_INTERNAL, NULL));
     }
     if (upload) {
         q->action = "upload";
-        q->fail_event = "upload.rejected";
         q->allow = "POST";
         q->body_unread = 1;
         q->body_untouched = 1;

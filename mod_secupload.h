@@ -21,6 +21,13 @@
 /* Stable message ids, so that admins can grep for a message. */
 #define SU_LOGNO(n) "SU" #n ": "
 
+/* The audit events (docs/api.md, "Audit entries"). */
+#define SU_EV_UPLOAD_STORED   "upload.stored"
+#define SU_EV_UPLOAD_REJECTED "upload.rejected"
+#define SU_EV_FILE_READ       "file.read"
+#define SU_EV_FILE_DELETED    "file.deleted"
+#define SU_EV_FILE_DENIED     "file.denied"
+
 /* room for multipart framing above SecUploadMaxSize in a declared length */
 #define SU_FRAMING_SLACK        ((apr_uint64_t)1 << 20)
 
@@ -91,7 +98,6 @@ typedef struct su_req {
     const char *request_id;
     const char *time;
     const char *action;       /* "upload", "read", "delete": for log lines */
-    const char *fail_event;   /* audit event of a failure, or NULL for none */
     const char *allow;        /* methods of this handler, for 405 */
     int body_unread;          /* close the connection after an error */
     int body_untouched;       /* not one body byte read yet */
@@ -110,7 +116,12 @@ apr_array_header_t *su_audit(su_req_t *q, const char *event, int status,
                              apr_uint64_t bytes);
 void su_audit_only(su_req_t *q, apr_array_header_t *audit);
 int su_respond(request_rec *r, int status, const char *json);
-int su_fail(su_req_t *q, su_err_t e, const char *message,
+int su_http_status(su_err_t e);
+/*
+ * The one failure exit: e becomes the answer; event is the audit entry to
+ * write for it (SU_EV_*), NULL for none; message NULL: e's default words.
+ */
+int su_fail(su_req_t *q, su_err_t e, const char *event, const char *message,
             const char *detail, const char *id, apr_uint64_t bytes);
 
 /* ---- mod_secupload_config.c ---- */

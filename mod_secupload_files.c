@@ -112,26 +112,24 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
     /* metadata first: a failure after it leaves an orphan file for fsck,
      * never metadata that points at nothing */
     rv = su_redis_delete(q->redis, r->pool, id,
-                         su_audit(q, "file.deleted", HTTP_NO_CONTENT, id, "", size));
-    if (rv == SU_ERR_NOT_FOUND) {
-        q->fail_event = NULL;  /* the delete wrote its audit entry already */
-        return su_fail(q, rv, "No such file.", "deleted meanwhile", id, 0);
-    }
+                         su_audit(q, SU_EV_FILE_DELETED, HTTP_NO_CONTENT, id, "", size));
+    if (rv == SU_ERR_NOT_FOUND)  /* the delete wrote its audit entry already */
+        return su_fail(q, rv, NULL, NULL, "deleted meanwhile", id, 0);
     if (rv != SU_OK && q->redis && !su_redis_usable(q->redis)) {
         /* sent, but was it applied? a file must not outlive its metadata
          * unnoticed, nor be removed while its metadata stays */
         const char *why = apr_pstrdup(r->pool, su_redis_errstr(q->redis));
         if (su_delete_outcome(q, id) != SU_OK)
-            return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
-                           "Try again later.", why, id, 0);
+            return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_FILE_DELETED, NULL, why,
+                           id, 0);
         rv = SU_OK;
     }
     if (rv != SU_OK)
-        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
-                       "Try again later.", su_redis_errstr(q->redis), id, 0);
+        return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_FILE_DELETED, NULL,
+                       su_redis_errstr(q->redis), id, 0);
     rv = su_store_remove(r->pool, q->srv->storage_dir, id, su_conf_sync(q->dir), &err);
     if (rv != SU_OK && rv != SU_ERR_NOT_FOUND)
-        return su_fail(q, SU_ERR_INTERNAL, "Internal error.", err, id, 0);
+        return su_fail(q, SU_ERR_INTERNAL, SU_EV_FILE_DELETED, NULL, err, id, 0);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00040)
                   "file deleted: id %s", id);
     r->status = HTTP_NO_CONTENT;
@@ -307,7 +305,7 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00041)
                       "file %s changed on disk while being sent; the answer "
                       "was cut short", id);
-        su_audit_only(q, su_audit(q, "file.read", HTTP_INTERNAL_SERVER_ERROR, id,
+        su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_INTERNAL_SERVER_ERROR, id,
                                   su_err_code(SU_ERR_INTEGRITY), 0));
         return su_files_cut(r, bb);
     }
@@ -378,11 +376,11 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00221)
                       "file %s: the response headers were refused; %d was "
                       "sent instead", id, r->status);
-        su_audit_only(q, su_audit(q, "file.read", r->status, id,
+        su_audit_only(q, su_audit(q, SU_EV_FILE_READ, r->status, id,
                                   su_err_code(SU_ERR_INTERNAL), 0));
         return AP_FILTER_ERROR;
     }
-    su_audit_only(q, su_audit(q, "file.read", HTTP_OK, id, "",
+    su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_OK, id, "",
                               r->header_only ? 0 : size));
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
                   "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
@@ -446,7 +444,7 @@ static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
     rv = su_files_open(q, path, meta, &rd, &size, &why);
     if (rv != SU_OK)
         return su_fail(q, rv == SU_ERR_NOT_FOUND ? SU_ERR_INTERNAL : rv,
-                       "Internal error.",
+                       SU_EV_FILE_READ, NULL,
                        apr_psprintf(r->pool, "%s: %s", path, why), id, 0);
 
     su_files_headers(q, id, meta, size);
@@ -473,32 +471,27 @@ int su_handle_files(su_req_t *q)
         if (is_meta)
             q->allow = "GET, HEAD";
         q->body_unread = 1;
-        return su_fail(q, SU_ERR_METHOD, "Method not allowed here.",
+        return su_fail(q, SU_ERR_METHOD, NULL, NULL,
                        apr_pstrcat(r->pool, "method ", r->method, NULL), id, 0);
     }
+    /* not audited until the file's metadata is found (docs/api.md) */
     if (id == NULL)
-        return su_fail(q, SU_ERR_NOT_FOUND, "No such file.", "malformed id", NULL, 0);
+        return su_fail(q, SU_ERR_NOT_FOUND, NULL, NULL, "malformed id", NULL, 0);
     if (su_req_redis(q) != SU_OK)
-        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
-                       "Try again later.", "Redis unavailable", id, 0);
+        return su_fail(q, SU_ERR_UNAVAILABLE, NULL, NULL, "Redis unavailable", id, 0);
     rv = su_redis_get_meta(q->redis, r->pool, id, &meta);
     if (rv == SU_ERR_NOT_FOUND)
-        return su_fail(q, rv, "No such file.", "unknown id", id, 0);
+        return su_fail(q, rv, NULL, NULL, "unknown id", id, 0);
     if (rv != SU_OK)
-        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable. "
-                       "Try again later.", su_redis_errstr(q->redis), id, 0);
-    if (su_owner_denied(q, meta)) {
-        q->fail_event = "file.denied";
-        return su_fail(q, SU_ERR_NOT_FOUND, "No such file.",
+        return su_fail(q, SU_ERR_UNAVAILABLE, NULL, NULL,
+                       su_redis_errstr(q->redis), id, 0);
+    if (su_owner_denied(q, meta))
+        return su_fail(q, SU_ERR_NOT_FOUND, SU_EV_FILE_DENIED, NULL,
                        apr_psprintf(r->pool, "user '%s' is not the owner",
                                     r->user ? r->user : ""), id, 0);
-    }
     if (is_meta)
         return su_files_meta(q, meta);
-    q->fail_event = "file.read";
-    if (r->method_number == M_DELETE) {
-        q->fail_event = "file.deleted";
+    if (r->method_number == M_DELETE)
         return su_files_delete(q, id, meta);
-    }
     return su_files_read(q, id, meta);
 }

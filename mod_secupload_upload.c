@@ -82,7 +82,7 @@ static apr_array_header_t *su_audit_settled(su_req_t *q, const char *id)
 
     if (t == NULL)
         t = apr_table_make(p, 1);
-    su_kv(a, "event", "upload.rejected");
+    su_kv(a, "event", SU_EV_UPLOAD_REJECTED);
     su_kv(a, "status", apr_itoa(p, HTTP_SERVICE_UNAVAILABLE));
     su_kv(a, "id", id);
     su_kv(a, "reason", su_err_code(SU_ERR_UNAVAILABLE));
@@ -139,7 +139,7 @@ static void su_settle(su_req_t *q, const char *id, apr_uint64_t bytes)
 {
     apr_time_t until = apr_time_now()
                        + apr_time_from_msec(su_conf_redis_timeout(q->srv));
-    apr_array_header_t *audit = su_audit(q, "upload.rejected",
+    apr_array_header_t *audit = su_audit(q, SU_EV_UPLOAD_REJECTED,
                                          HTTP_SERVICE_UNAVAILABLE, id,
                                          su_err_code(SU_ERR_UNAVAILABLE), bytes);
     su_req_drop_redis(q);
@@ -418,8 +418,8 @@ static void su_upload_conf(const su_req_t *q, su_upload_conf_t *uc)
 static int su_upload_failed(su_req_t *q, su_upload_t *u, su_err_t rv)
 {
     su_upload_discard(u);
-    return su_fail(q, rv, su_upload_message(u), su_upload_detail(u),
-                   su_upload_id(u), su_upload_received(u));
+    return su_fail(q, rv, SU_EV_UPLOAD_REJECTED, su_upload_message(u),
+                   su_upload_detail(u), su_upload_id(u), su_upload_received(u));
 }
 
 /*
@@ -437,8 +437,7 @@ static int su_stored_unavailable(su_req_t *q, su_upload_t *u, int sent)
         su_req_drop_redis(q);
     else if (q->redis && !su_redis_usable(q->redis))
         su_settle(q, in->id, in->size);  /* sent, but was it applied? */
-    return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
-                   "nothing was kept. Try again later.",
+    return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_UPLOAD_REJECTED, NULL,
                    apr_pstrcat(q->r->pool, "Redis: ", why, NULL), in->id, in->size);
 }
 
@@ -449,7 +448,7 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     apr_array_header_t *audit;
     su_err_t rv;
 
-    audit = su_audit(q, "upload.stored", HTTP_CREATED, in->id, "", in->size);
+    audit = su_audit(q, SU_EV_UPLOAD_STORED, HTTP_CREATED, in->id, "", in->size);
     if (su_req_redis_live(q) != SU_OK)
         return su_stored_unavailable(q, u, 0);
     if (su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK)
@@ -457,13 +456,12 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     rv = su_upload_commit(u, sync);
     if (rv != SU_OK) {
         /* the metadata must not outlive the file it describes; the delete
-         * writes the upload.rejected entry */
+         * writes the upload.rejected entry, so su_fail writes none */
         su_redis_delete(q->redis, r->pool, in->id,
-                        su_audit(q, "upload.rejected", su_err_status(rv), in->id,
+                        su_audit(q, SU_EV_UPLOAD_REJECTED, su_http_status(rv), in->id,
                                  su_err_code(rv), in->size));
-        q->fail_event = NULL;
-        return su_fail(q, rv, su_upload_message(u), su_upload_detail(u), in->id,
-                       in->size);
+        return su_fail(q, rv, NULL, su_upload_message(u), su_upload_detail(u),
+                       in->id, in->size);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00021)
                   "upload stored: id %s, %" APR_UINT64_T_FMT " bytes, key %s",
@@ -486,21 +484,19 @@ int su_handle_upload(su_req_t *q)
     su_err_t rv;
 
     if (r->method_number != M_POST)
-        return su_fail(q, SU_ERR_METHOD, "Only POST is accepted here.",
+        return su_fail(q, SU_ERR_METHOD, SU_EV_UPLOAD_REJECTED,
+                       "Only POST is accepted here.",
                        apr_pstrcat(r->pool, "method ", r->method, NULL), NULL, 0);
     if (su_declared_too_large(r, q->dir, ct && !strncasecmp(ct, "multipart/", 10)))
-        return su_fail(q, SU_ERR_TOO_LARGE,
-                       apr_psprintf(r->pool, "The file is larger than the %"
-                                    APR_UINT64_T_FMT " bytes accepted here.",
-                                    su_conf_max_size(q->dir)),
+        return su_fail(q, SU_ERR_TOO_LARGE, SU_EV_UPLOAD_REJECTED,
+                       su_upload_limit_message(r->pool, su_conf_max_size(q->dir)),
                        "declared Content-Length over SecUploadMaxSize", NULL, 0);
     /* fail fast, before a large body is read, when Redis is down; but do not
      * hold the connection while the body arrives: it would sit idle for as
      * long as the client takes (and pin a pooled connection meanwhile) */
     if (su_req_redis(q) != SU_OK)
-        return su_fail(q, SU_ERR_UNAVAILABLE, "The metadata store is unavailable; "
-                       "nothing was kept. Try again later.", "Redis unavailable",
-                       NULL, 0);
+        return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_UPLOAD_REJECTED, NULL,
+                       "Redis unavailable", NULL, 0);
     su_req_drop_redis(q);
 
     su_upload_conf(q, &uc);
@@ -517,11 +513,8 @@ int su_handle_upload(su_req_t *q)
         return su_upload_failed(q, u, rv);
     if (rv != SU_OK) {
         su_upload_discard(u);
-        return su_fail(q, rv, rv == SU_ERR_TOO_LARGE
-                       ? "The request body is larger than accepted here."
-                       : rv == SU_ERR_TIMEOUT ? "The request body came too slowly."
-                       : "The request body could not be read.",
-                       detail, su_upload_id(u), su_upload_received(u));
+        return su_fail(q, rv, SU_EV_UPLOAD_REJECTED, NULL, detail,
+                       su_upload_id(u), su_upload_received(u));
     }
     rv = su_upload_finish(u, sync);
     if (rv != SU_OK)

@@ -1,11 +1,50 @@
-/* Unit tests for the shared helpers (su_util.c): the one parser of numbers
- * and sizes that directives and the secupload tool's options go through. */
+/* Unit tests for the core's shared basics: the words of each error kind
+ * (su_common.c) and the one parser of numbers and sizes that directives and
+ * the secupload tool's options go through (su_util.c). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "su_check.h"
+#include "su_common.h"
 #include "su_util.h"
+
+/* Every kind has its code and its own default sentence, written once. */
+START_TEST(test_err_words)
+{
+    static const struct { su_err_t e; const char *code; } kinds[] = {
+        { SU_ERR_BAD_REQUEST, "bad_request" },
+        { SU_ERR_NOT_FOUND, "not_found" },
+        { SU_ERR_METHOD, "method_not_allowed" },
+        { SU_ERR_TIMEOUT, "request_timeout" },
+        { SU_ERR_TOO_LARGE, "too_large" },
+        { SU_ERR_UNSUPPORTED_TYPE, "unsupported_type" },
+        { SU_ERR_INTERNAL, "internal_error" },
+        { SU_ERR_INTEGRITY, "internal_error" },
+        { SU_ERR_UNAVAILABLE, "unavailable" },
+        { SU_ERR_NO_SPACE, "insufficient_storage" },
+        { SU_ERR_ABORTED, "aborted" },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        const char *m = su_err_message(kinds[i].e);
+        ck_assert_str_eq(su_err_code(kinds[i].e), kinds[i].code);
+        ck_assert_msg(m != NULL && *m != '\0', "no message for %s", kinds[i].code);
+        ck_assert_msg(m[strlen(m) - 1] == '.', "'%s' is not a sentence", m);
+    }
+    /* what the client is told: the documented sentences (docs/api.md) */
+    ck_assert_str_eq(su_err_message(SU_ERR_INTERNAL), "Internal error.");
+    ck_assert_str_eq(su_err_message(SU_ERR_INTEGRITY), "Internal error.");
+    ck_assert_str_eq(su_err_message(SU_ERR_NOT_FOUND), "No such file.");
+    ck_assert_str_eq(su_err_message(SU_ERR_UNAVAILABLE),
+                     "The metadata store is unavailable. Try again later.");
+    ck_assert_str_eq(su_err_message(SU_ERR_NO_SPACE), "Insufficient storage.");
+    /* a value outside the enum is an internal error, not a crash */
+    ck_assert_str_eq(su_err_code((su_err_t)999), "internal_error");
+    ck_assert_str_eq(su_err_message((su_err_t)-1), "Internal error.");
+}
+END_TEST
 
 START_TEST(test_num_ok)
 {
@@ -90,11 +129,14 @@ START_TEST(test_size_bad)
 }
 END_TEST
 
-static Suite *util_suite(void)
+static Suite *common_suite(void)
 {
-    Suite *s = suite_create("su_util");
+    Suite *s = suite_create("su_common");
+    TCase *errs = tcase_create("errors");
     TCase *tc = tcase_create("parse");
 
+    tcase_add_test(errs, test_err_words);
+    suite_add_tcase(s, errs);
     tcase_add_test(tc, test_num_ok);
     tcase_add_test(tc, test_num_bad);
     tcase_add_test(tc, test_size_ok);
@@ -105,5 +147,5 @@ static Suite *util_suite(void)
 
 int main(void)
 {
-    return su_check_run(util_suite);
+    return su_check_run(common_suite);
 }
