@@ -1,9 +1,10 @@
 /*
  * mod_secupload: what the files of the Apache face share. The module is
  * mod_secupload.c (module record, hooks, dispatch, su_fail),
- * mod_secupload_config.c (directives, merging, start-up checks, child
- * init), mod_secupload_upload.c (the upload handler) and
- * mod_secupload_files.c (the files handler); the core is in src/.
+ * mod_secupload_config.c (records, merging, directives),
+ * mod_secupload_start.c (start-up checks, temp-file sweep, child init),
+ * mod_secupload_upload.c (the upload handler) and mod_secupload_files.c
+ * (the files handler); the core is in src/.
  */
 #ifndef MOD_SECUPLOAD_H
 #define MOD_SECUPLOAD_H
@@ -140,6 +141,9 @@ apr_uint64_t su_conf_max_size(const su_dir_conf_t *d);
 const char *su_conf_field_name(const su_dir_conf_t *d);
 int su_conf_sync(const su_dir_conf_t *d);
 int su_conf_owner_only(const su_dir_conf_t *d);
+
+/* ---- mod_secupload_start.c ---- */
+
 int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s);
 int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
