@@ -24,15 +24,8 @@
 
 #define SU_RETRY_AFTER          "5"
 
-static apr_status_t su_req_release(void *data)
-{
-    su_req_t *q = data;
-    if (q->redis) {
-        su_redis_release(q->srv->rt->redis, q->redis);
-        q->redis = NULL;
-    }
-    return APR_SUCCESS;
-}
+
+/* ---- what every request shares: ids, its Redis connection, audit ---- */
 
 /* Make sure the request has a log id, used as request_id everywhere. */
 static const char *su_request_id(request_rec *r)
@@ -93,6 +86,13 @@ void su_req_drop_redis(su_req_t *q)
     }
 }
 
+/* The request's end gives its connection back too. */
+static apr_status_t su_req_release(void *data)
+{
+    su_req_drop_redis(data);
+    return APR_SUCCESS;
+}
+
 /*
  * A connection that answered just now, for a write that follows. A pooled
  * connection may have been closed or forgotten by the server while idle
@@ -147,6 +147,8 @@ void su_audit_only(su_req_t *q, apr_array_header_t *audit)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, SU_LOGNO(00011)
                       "cannot write the audit entry: %s", su_redis_errstr(q->redis));
 }
+
+/* ---- answers, and the one failure exit ---- */
 
 /*
  * Every JSON answer: metadata (names, digests, users, client addresses) and
@@ -247,6 +249,8 @@ int su_fail(su_req_t *q, su_err_t e, const char *event, const char *message,
         message = NULL;
     return su_respond(r, status, su_json_error(r->pool, e, message));
 }
+
+/* ---- dispatch ---- */
 
 /* Gather what every request needs; NULL if the server is not set up. */
 static su_req_t *su_req_create(request_rec *r)

@@ -230,11 +230,6 @@ static apr_bucket *su_plain_bucket(unsigned char *data, apr_size_t len,
 }
 
 /*
- * Send the plaintext; every byte was authenticated before the first goes
- * out. Each piece is decrypted (by the reader, on a thread of its own for a
- * large file) while the one before it is being sent.
- */
-/*
  * Abort an answer that has started, as mod_proxy does when a backend breaks:
  * not cacheable, an error bucket that the protocol turns into a broken
  * answer (HTTP/1.1: the connection closes before the Content-Length is
@@ -259,6 +254,11 @@ static int su_files_cut(request_rec *r, apr_bucket_brigade *bb)
     return OK;
 }
 
+/*
+ * Send the plaintext; every byte was authenticated before the first goes
+ * out. Each piece is decrypted (by the reader, on a thread of its own for a
+ * large file) while the one before it is being sent.
+ */
 static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
 {
     request_rec *r = q->r;
