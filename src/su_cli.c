@@ -119,21 +119,6 @@ int su_cli_options(const su_cli_opts_t *o, int argc, char **argv, void *ctx)
     return SU_CLI_GO;
 }
 
-int su_cli_parse_int(const char *s, long min, long max, long *out)
-{
-    char *end = NULL;
-    long v;
-
-    if (s == NULL || *s == '\0')
-        return 0;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == NULL || *end != '\0' || v < min || v > max)
-        return 0;
-    *out = v;
-    return 1;
-}
-
 /* ------------------------------------------------------------ keys */
 
 int su_cli_add_path(const char *cmd, su_cli_paths_t *ps, const char *path)

@@ -74,7 +74,6 @@ const char *su_cli_printable(apr_pool_t *p, const char *s);
 /* The one option loop (with --help) of every subcommand: SU_CLI_GO, or the
  * exit code the subcommand ends with (0 after --help). */
 int su_cli_options(const su_cli_opts_t *o, int argc, char **argv, void *ctx);
-int su_cli_parse_int(const char *s, long min, long max, long *out);
 int su_cli_add_path(const char *cmd, su_cli_paths_t *ps, const char *path);
 int su_cli_load_keys(apr_pool_t *p, const su_cli_paths_t *ps,
                      su_cli_keys_t *keys);

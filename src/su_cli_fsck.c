@@ -17,6 +17,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 
+#include "su_defaults.h"
 #include "su_hasher.h"
 #include "su_redis.h"
 #include "su_store.h"
@@ -46,11 +47,14 @@ static const char su_cli_fsck_help[] =
     "  removed <path>           a stale temporary file removed by --repair\n"
     "then a summary line starting with \"summary:\".\n"
     "  -s, --storage DIR        the storage directory\n"
-    "  -r, --redis ADDR         Redis address (default 127.0.0.1:6379)\n"
-    "  -p, --prefix P           key prefix (default secupload:)\n"
+    "  -r, --redis ADDR         Redis address (default " SU_DEFAULT_REDIS_HOST ":"
+                                SU_STR(SU_DEFAULT_REDIS_PORT) ")\n"
+    "  -p, --prefix P           key prefix (default " SU_DEFAULT_REDIS_PREFIX ")\n"
     "      --password-file F    read the Redis password from F\n"
-    "      --db N               Redis database (default 0)\n"
-    "      --timeout MS         Redis connect/command timeout (default 2000)\n"
+    "      --db N               Redis database (default "
+                                SU_STR(SU_DEFAULT_REDIS_DB) ")\n"
+    "      --timeout MS         Redis connect/command timeout (default "
+                                SU_STR(SU_DEFAULT_REDIS_TIMEOUT_MS) ")\n"
     "  -k, --key KEYFILE        verify every stored file with these keys\n"
     "      --repair             remove stale temporary files (nothing else)\n"
     "      --backfill-iv        record the IV of no-iv files whose plaintext\n"
@@ -434,7 +438,7 @@ static int su_cli_fsck_opt(void *ctx, int c, const char *arg)
     su_cli_fsck_args_t *a = ctx;
     su_cli_fsck_t *fk = a->fk;
     const char *err = NULL;
-    long v;
+    apr_int64_t v;
 
     switch (c) {
     case 's': fk->dir = arg; return SU_CLI_EXIT_OK;
@@ -449,12 +453,12 @@ static int su_cli_fsck_opt(void *ctx, int c, const char *arg)
                                       err ? err : "bad address");
         return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_DB:
-        if (!su_cli_parse_int(arg, 0, INT_MAX, &v))
+        if (!su_util_parse_num(arg, 0, INT_MAX, &v))
             return su_cli_usage_error("fsck", "fsck: --db: expected a number >= 0");
         fk->rconf.db = (int)v;
         return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_TIMEOUT:
-        if (!su_cli_parse_int(arg, 1, 600000, &v))
+        if (!su_util_parse_num(arg, 1, 600000, &v))
             return su_cli_usage_error("fsck", "fsck: --timeout: expected 1..600000");
         fk->rconf.timeout_ms = (int)v;
         return SU_CLI_EXIT_OK;
@@ -480,14 +484,10 @@ int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
                              su_cli_fsck_opt};
     su_cli_fsck_t fk;
     su_cli_fsck_args_t a = {p, &fk, {{NULL}, 0}};
-    const char *err = NULL;
     int rc;
 
     memset(&fk, 0, sizeof fk);
-    fk.rconf.prefix = "secupload:";
-    fk.rconf.timeout_ms = 2000;
-    if (su_redis_parse_server(p, "127.0.0.1:6379", &fk.rconf, &err) != SU_OK)
-        return SU_CLI_EXIT_ENV;
+    su_redis_conf_defaults(&fk.rconf);
     if ((rc = su_cli_options(&o, argc, argv, &a)) != SU_CLI_GO)
         return rc;
     if (optind != argc)

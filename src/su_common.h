@@ -1,6 +1,8 @@
 /*
- * Shared definitions of the mod_secupload core: the error kinds that travel
- * from the core up to the one place that maps them onto HTTP.
+ * Shared definitions of the mod_secupload core: the kinds of error that
+ * travel from the core up to the command-line tool (its exit codes) and to
+ * the Apache face (its HTTP answers), each with its code and its default
+ * message for a client.
  */
 #ifndef SU_COMMON_H
 #define SU_COMMON_H
@@ -10,22 +12,23 @@
 
 typedef enum su_err {
     SU_OK = 0,
-    SU_ERR_BAD_REQUEST,      /* 400 bad_request */
-    SU_ERR_NOT_FOUND,        /* 404 not_found */
-    SU_ERR_METHOD,           /* 405 method_not_allowed */
-    SU_ERR_TIMEOUT,          /* 408 request_timeout: the body came too slowly */
-    SU_ERR_TOO_LARGE,        /* 413 too_large */
-    SU_ERR_UNSUPPORTED_TYPE, /* 415 unsupported_type */
-    SU_ERR_INTERNAL,         /* 500 internal_error */
-    SU_ERR_INTEGRITY,        /* 500 internal_error: stored file failed verification */
-    SU_ERR_UNAVAILABLE,      /* 503 unavailable (Redis) */
-    SU_ERR_NO_SPACE,         /* 507 insufficient_storage */
+    SU_ERR_BAD_REQUEST,      /* malformed request (headers, body, framing) */
+    SU_ERR_NOT_FOUND,        /* no such file, or not shown to this user */
+    SU_ERR_METHOD,           /* method not served here */
+    SU_ERR_TIMEOUT,          /* the body came too slowly */
+    SU_ERR_TOO_LARGE,        /* over a size limit */
+    SU_ERR_UNSUPPORTED_TYPE, /* media type not accepted */
+    SU_ERR_INTERNAL,         /* our own failure; details only in the log */
+    SU_ERR_INTEGRITY,        /* a stored file failed verification */
+    SU_ERR_UNAVAILABLE,      /* Redis unreachable or failing */
+    SU_ERR_NO_SPACE,         /* disk full or over quota */
     SU_ERR_ABORTED           /* client went away: nothing is answered */
 } su_err_t;
 
-/* HTTP status for an error kind (200 for SU_OK). */
-int su_err_status(su_err_t e);
-/* The JSON "code" string for an error kind. */
+/* The JSON "code" string of an error kind (internal_error if unknown). */
 const char *su_err_code(su_err_t e);
+/* The message a client gets for an error kind unless a caller has a more
+ * precise one (each sentence is written here only). */
+const char *su_err_message(su_err_t e);
 
 #endif

@@ -14,6 +14,8 @@ static const char *su_json_dump(apr_pool_t *p, json_t *obj)
 
     if (obj)
         json_decref(obj);
+    /* out of memory: a constant answer, which needs none (the words of
+     * SU_ERR_INTERNAL, as su_common.c has them) */
     if (s == NULL)
         return "{\"status\":\"error\",\"code\":\"internal_error\","
                "\"message\":\"Internal error.\"}";
@@ -36,7 +38,8 @@ const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message)
         return su_json_dump(p, NULL);
     json_object_set_new(o, "status", json_string("error"));
     json_object_set_new(o, "code", json_string(su_err_code(e)));
-    json_object_set_new(o, "message", su_json_str(message));
+    json_object_set_new(o, "message",
+                        su_json_str(message ? message : su_err_message(e)));
     return su_json_dump(p, o);
 }
 

@@ -9,7 +9,8 @@
 #include <apr_tables.h>
 #include "su_common.h"
 
-/* {"status":"error","code":...,"message":...} */
+/* {"status":"error","code":...,"message":...}; message NULL: the kind's
+ * default (su_err_message). */
 const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message);
 
 /* The 201 body of an upload (docs/api.md, "Success: 201"). */

@@ -24,6 +24,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "su_defaults.h"
 #include "su_util.h"
 
 /* The pool is an apr_reslist shared by a child's threads. */
@@ -31,8 +32,6 @@
 #error "mod_secupload needs APR with threads (as every Apache 2.4 MPM has)"
 #endif
 
-#define SU_REDIS_DEFAULT_PORT 6379
-#define SU_REDIS_DEFAULT_TIMEOUT_MS 2000
 #define SU_REDIS_ERRLEN 200
 /* SCAN rounds before giving up: a keyspace this large is not ours. */
 #define SU_REDIS_SCAN_MAX_ROUNDS 100000
@@ -339,7 +338,7 @@ static su_err_t su_redis_parse_v6(apr_pool_t *p, const char *arg,
 {
     const char *close = strchr(arg, ']');
     const char *host;
-    int port = SU_REDIS_DEFAULT_PORT;
+    int port = SU_DEFAULT_REDIS_PORT;
 
     if (close == NULL)
         return su_redis_parse_bad(err, "redis server: missing ']' after IPv6 address");
@@ -355,12 +354,23 @@ static su_err_t su_redis_parse_v6(apr_pool_t *p, const char *arg,
     return SU_OK;
 }
 
+void su_redis_conf_defaults(su_redis_conf_t *conf)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->host = SU_DEFAULT_REDIS_HOST;
+    conf->port = SU_DEFAULT_REDIS_PORT;
+    conf->db = SU_DEFAULT_REDIS_DB;
+    conf->timeout_ms = SU_DEFAULT_REDIS_TIMEOUT_MS;
+    conf->prefix = SU_DEFAULT_REDIS_PREFIX;
+    conf->audit_maxlen = SU_DEFAULT_AUDIT_MAXLEN;
+}
+
 su_err_t su_redis_parse_server(apr_pool_t *p, const char *arg,
                                su_redis_conf_t *conf, const char **err)
 {
     const char *colon;
     const char *host;
-    int port = SU_REDIS_DEFAULT_PORT;
+    int port = SU_DEFAULT_REDIS_PORT;
 
     if (arg == NULL || *arg == '\0')
         return su_redis_parse_bad(err, "redis server: empty address");
@@ -401,12 +411,16 @@ static apr_status_t su_redis_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* The timeout in force: a caller that left it unset gets the default. */
+static int su_redis_timeout_ms(const su_redis_conf_t *conf)
+{
+    return conf->timeout_ms > 0 ? conf->timeout_ms : SU_DEFAULT_REDIS_TIMEOUT_MS;
+}
+
 static struct timeval su_redis_tv(int timeout_ms)
 {
     struct timeval tv;
 
-    if (timeout_ms <= 0)
-        timeout_ms = SU_REDIS_DEFAULT_TIMEOUT_MS;
     tv.tv_sec = timeout_ms / 1000;
     tv.tv_usec = (timeout_ms % 1000) * 1000;
     return tv;
@@ -438,7 +452,7 @@ static su_err_t su_redis_simple(su_redis_t *r, apr_pool_t *p, const char *c0,
 static su_err_t su_redis_handshake(su_redis_t *r, apr_pool_t *p,
                                    const su_redis_conf_t *conf, const char **err)
 {
-    if (redisSetTimeout(r->c, su_redis_tv(conf->timeout_ms)) != REDIS_OK) {
+    if (redisSetTimeout(r->c, su_redis_tv(su_redis_timeout_ms(conf))) != REDIS_OK) {
         *err = "redis: cannot set the command timeout";
         return SU_ERR_UNAVAILABLE;
     }
@@ -459,7 +473,7 @@ static su_err_t su_redis_handshake(su_redis_t *r, apr_pool_t *p,
 
 static redisContext *su_redis_open(const su_redis_conf_t *conf)
 {
-    struct timeval tv = su_redis_tv(conf->timeout_ms);
+    struct timeval tv = su_redis_tv(su_redis_timeout_ms(conf));
 
     if (conf->socket_path)
         return redisConnectUnixWithTimeout(conf->socket_path, tv);
@@ -485,7 +499,7 @@ su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
     r->p = p;
     r->prefix = apr_pstrdup(p, conf->prefix ? conf->prefix : "");
     r->audit_maxlen = conf->audit_maxlen;
-    r->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 2000;
+    r->timeout_ms = su_redis_timeout_ms(conf);
     r->c = su_redis_open(conf);
     if (r->c == NULL) {
         *err = "redis: out of memory";
@@ -912,9 +926,8 @@ static apr_status_t su_redis_res_free(void *res, void *params, apr_pool_t *rp)
 
 static su_err_t su_redis_pool_init(su_redis_pool_t *pool)
 {
-    apr_interval_time_t t = (apr_interval_time_t)(pool->conf.timeout_ms > 0
-                                ? pool->conf.timeout_ms
-                                : SU_REDIS_DEFAULT_TIMEOUT_MS) * 1000;
+    apr_interval_time_t t =
+        (apr_interval_time_t)su_redis_timeout_ms(&pool->conf) * 1000;
 
     if (apr_thread_mutex_create(&pool->mu, APR_THREAD_MUTEX_DEFAULT, pool->p)
         != APR_SUCCESS)

@@ -35,6 +35,9 @@ typedef struct su_kv {
 typedef struct su_redis su_redis_t;
 typedef struct su_redis_pool su_redis_pool_t;
 
+/* Every field at its default (su_defaults.h): no password, database 0. */
+void su_redis_conf_defaults(su_redis_conf_t *conf);
+
 /*
  * Parse "HOST:PORT", "[v6]:PORT", "HOST" (port 6379) or "/path/to.sock" into
  * conf->host/port/socket_path. SU_ERR_BAD_REQUEST with *err on bad input.

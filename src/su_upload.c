@@ -52,13 +52,14 @@ struct su_upload {
     su_upload_info_t info;
 };
 
+/* The first failure sticks. message NULL: the kind's default words. */
 static su_err_t su_upload_fail(su_upload_t *u, su_err_t e, const char *message,
                                const char *detail)
 {
     if (u->err == SU_OK) {
         u->err = e;
-        u->message = message;
-        u->detail = detail ? detail : message;
+        u->message = message ? message : su_err_message(e);
+        u->detail = detail ? detail : u->message;
     }
     return u->err;
 }
@@ -93,7 +94,7 @@ static su_err_t su_upload_check_init(su_upload_t *u, su_upload_check_t *c,
         return SU_OK;  /* an unknown algorithm alone is ignored */
     c->ctx = EVP_MD_CTX_new();
     if (c->ctx == NULL || EVP_DigestInit_ex(c->ctx, md, NULL) != 1)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "digest initialisation failed");
     apr_pool_cleanup_register(u->pool, c, su_upload_check_cleanup,
                               apr_pool_cleanup_null);
@@ -115,7 +116,7 @@ static su_err_t su_upload_check_final(su_upload_t *u, su_upload_check_t *c)
     if (c->ctx == NULL)
         return SU_OK;
     if (EVP_DigestFinal_ex(c->ctx, md, &mdlen) != 1)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "digest computation failed");
     if (mdlen != c->want.len || CRYPTO_memcmp(md, c->want.value, mdlen) != 0)
         return su_upload_fail(u, SU_ERR_BAD_REQUEST,
@@ -180,7 +181,7 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     if (rv == SU_OK)
         rv = su_enc_mac_beside(u->enc);
     if (rv != SU_OK)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "cannot start encryption");
     iv = apr_palloc(u->pool, SU_FMT_IV_HEX_LEN + 1);
     su_fmt_header_iv_hex(header, iv);
@@ -191,8 +192,7 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
     if (rv == SU_OK)
         rv = su_store_write(u->file, header, sizeof(header), &err);
     if (rv != SU_OK)
-        return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
-                              ? "Insufficient storage." : "Internal error.", err);
+        return su_upload_fail(u, rv, NULL, err);
     return SU_OK;
 }
 
@@ -202,8 +202,7 @@ static su_err_t su_upload_store(su_upload_t *u, const unsigned char *buf,
     const char *err = NULL;
     su_err_t rv = su_store_write(u->file, buf, len, &err);
     if (rv != SU_OK)
-        return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
-                              ? "Insufficient storage." : "Internal error.", err);
+        return su_upload_fail(u, rv, NULL, err);
     return SU_OK;
 }
 
@@ -214,14 +213,13 @@ static su_err_t su_upload_plain(su_upload_t *u, const char *buf, apr_size_t len)
 
     if (len > u->conf->max_size - u->info.size)
         return su_upload_fail(u, SU_ERR_TOO_LARGE,
-                              apr_psprintf(u->pool, "The file is larger than the %"
-                                           APR_UINT64_T_FMT " bytes accepted here.",
-                                           u->conf->max_size), NULL);
+                              su_upload_limit_message(u->pool, u->conf->max_size),
+                              NULL);
     u->info.size += len;
     if (u->has_part_check)
         su_upload_check_update(&u->part_check, buf, len);
     if (su_hasher_update(u->hasher, buf, len) != SU_OK)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "digest computation failed");
     /* ciphertext is produced straight into the store's write buffer */
     while (len > 0) {
@@ -232,10 +230,9 @@ static su_err_t su_upload_plain(su_upload_t *u, const char *buf, apr_size_t len)
         su_err_t rv = su_store_space(u->file, n + SU_FMT_BLOCK, &at, &err);
 
         if (rv != SU_OK)
-            return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
-                                  ? "Insufficient storage." : "Internal error.", err);
+            return su_upload_fail(u, rv, NULL, err);
         if (su_enc_update(u->enc, in, n, at, &outlen) != SU_OK)
-            return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+            return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                                   "encryption failed");
         su_store_advance(u->file, outlen);
         in += n;
@@ -342,7 +339,7 @@ su_err_t su_upload_begin(apr_pool_t *p, const su_upload_conf_t *conf,
     u->conf = conf;
     *out = u;
     if (su_store_new_id(u->id) != SU_OK)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "the random generator failed");
     u->info.id = u->id;
     u->info.relpath = su_store_relpath(p, u->id);
@@ -394,12 +391,12 @@ static su_err_t su_upload_seal(su_upload_t *u)
     char *hex;
 
     if (su_enc_final(u->enc, tail, &n) != SU_OK)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "encryption failed");
     if (su_upload_store(u, tail, n) != SU_OK)
         return u->err;
     if (su_hasher_final(u->hasher, sha) != SU_OK)
-        return su_upload_fail(u, SU_ERR_INTERNAL, "Internal error.",
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "digest computation failed");
     hex = apr_palloc(u->pool, 65);
     su_util_hex(hex, sha, sizeof(sha));
@@ -431,8 +428,7 @@ su_err_t su_upload_finish(su_upload_t *u, int sync)
         return u->err;
     rv = su_store_flush(u->file, sync, &err);
     if (rv != SU_OK)
-        return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
-                              ? "Insufficient storage." : "Internal error.", err);
+        return su_upload_fail(u, rv, NULL, err);
     return SU_OK;
 }
 
@@ -445,8 +441,7 @@ su_err_t su_upload_commit(su_upload_t *u, int sync)
         return u->err;
     rv = su_store_commit(u->file, sync, &err);
     if (rv != SU_OK)
-        return su_upload_fail(u, rv, rv == SU_ERR_NO_SPACE
-                              ? "Insufficient storage." : "Internal error.", err);
+        return su_upload_fail(u, rv, NULL, err);
     return SU_OK;
 }
 
@@ -454,6 +449,12 @@ void su_upload_discard(su_upload_t *u)
 {
     if (u->file)
         su_store_discard(u->file);
+}
+
+const char *su_upload_limit_message(apr_pool_t *p, apr_uint64_t max_size)
+{
+    return apr_psprintf(p, "The file is larger than the %" APR_UINT64_T_FMT
+                        " bytes accepted here.", max_size);
 }
 
 const su_upload_info_t *su_upload_info(const su_upload_t *u) { return &u->info; }

@@ -66,6 +66,9 @@ const char *su_upload_id(const su_upload_t *u);
 apr_uint64_t su_upload_received(const su_upload_t *u);
 /* Why it failed, fit for the client. */
 const char *su_upload_message(const su_upload_t *u);
+/* What a client is told about a file over max_size bytes, whoever finds it
+ * (the core while reading, the module from a declared length). */
+const char *su_upload_limit_message(apr_pool_t *p, apr_uint64_t max_size);
 /* Why it failed, for the admin's log (paths, errno text; never key bytes). */
 const char *su_upload_detail(const su_upload_t *u);
 

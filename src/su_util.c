@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include <openssl/crypto.h>
 
@@ -90,4 +91,55 @@ const char *su_util_parent(apr_pool_t *p, const char *path)
 int su_util_fsync_parent(apr_pool_t *p, const char *path)
 {
     return su_util_fsync_dir(su_util_parent(p, path));
+}
+
+/* The digits at the start of s, up to APR_INT64_MAX; the first byte past
+ * them, or NULL if there are none or too many. */
+static const char *su_util_digits(const char *s, apr_uint64_t *v)
+{
+    apr_uint64_t n = 0;
+
+    if (s == NULL || !apr_isdigit(*s))
+        return NULL;
+    for (; apr_isdigit(*s); s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (n > ((apr_uint64_t)APR_INT64_MAX - d) / 10)
+            return NULL;
+        n = n * 10 + d;
+    }
+    *v = n;
+    return s;
+}
+
+int su_util_parse_num(const char *s, apr_int64_t min, apr_int64_t max,
+                      apr_int64_t *out)
+{
+    apr_uint64_t v;
+    const char *end = su_util_digits(s, &v);
+
+    if (end == NULL || *end != '\0' || (apr_int64_t)v < min || (apr_int64_t)v > max)
+        return 0;
+    *out = (apr_int64_t)v;
+    return 1;
+}
+
+int su_util_parse_size(const char *s, apr_uint64_t max, apr_uint64_t *out)
+{
+    apr_uint64_t v;
+    const char *end = su_util_digits(s, &v);
+    int shift = 0;
+
+    if (end == NULL)
+        return 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return 0;
+    }
+    if (*end != '\0' || v == 0 || v > (max >> shift))
+        return 0;
+    *out = v << shift;
+    return 1;
 }

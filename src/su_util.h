@@ -29,6 +29,20 @@ void su_util_printable(char *s, size_t len, int ascii_only);
  */
 void su_util_wipe(void *p, size_t n);
 
+/*
+ * A whole decimal number from min to max, as written in a directive or an
+ * option: digits only, no sign, blank or anything else around them. 1 and
+ * *out set, or 0.
+ */
+int su_util_parse_num(const char *s, apr_int64_t min, apr_int64_t max,
+                      apr_int64_t *out);
+
+/*
+ * A size in bytes: such a number, followed by nothing or by one K, M or G
+ * (any case) for KiB, MiB or GiB; from 1 byte to max. 1 and *out set, or 0.
+ */
+int su_util_parse_size(const char *s, apr_uint64_t max, apr_uint64_t *out);
+
 /* fsync a directory, so that entries made or removed in it are durable.
  * 0, or -1 with errno set. */
 int su_util_fsync_dir(const char *dir);

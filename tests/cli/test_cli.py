@@ -61,6 +61,17 @@ def test_usage_errors():
     assert run("keygen", "a", "b").rc == 2
 
 
+def test_numbers_are_digits_only():
+    """--db and --timeout go through the same number parser as the
+    directives: digits only, no sign, blank or unit, within range."""
+    for opt, bad in [("--db", "+1"), ("--db", " 1"), ("--db", "1 "),
+                     ("--db", "0x1"), ("--timeout", "+500"),
+                     ("--timeout", " 500"), ("--timeout", "500ms"),
+                     ("--timeout", "0"), ("--timeout", "600001")]:
+        r = run("fsck", "--storage", "/tmp", opt, bad)
+        assert r.rc == 2 and opt in r.err, (opt, bad, r)
+
+
 # ---------------------------------------------------------------- keygen
 
 def test_keygen_creates_0400_key_and_prints_id(tmp_path):

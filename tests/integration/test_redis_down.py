@@ -6,6 +6,7 @@ import secrets
 import time
 
 import pytest
+import requests
 
 import secupload_harness as H
 from secupload_stack import Stack, running
@@ -66,6 +67,23 @@ def test_redis_down_then_back(outage):
         data = secrets.token_bytes(2000 + i)
         r = _multipart(outage, data) if i % 2 else outage.post_raw(data)
         outage.check_stored(r, data)
+
+
+def test_one_sentence_for_unavailable(outage):
+    """A 503 says the same words whichever handler gives it: the default
+    message of its kind, written once in the core."""
+    want = "The metadata store is unavailable. Try again later."
+    files_before = outage.files()
+    outage.redis.stop()
+    try:
+        up = outage.post_raw(b"x" * 10)
+        _assert_unavailable(outage, up, files_before)
+        get = requests.get(outage.url("/api/files/" + "0" * 32), timeout=30)
+        assert get.status_code == 503, get.text
+    finally:
+        outage.redis.start()
+    assert up.json()["message"] == want, up.json()
+    assert get.json()["message"] == want, get.json()
 
 
 def _slow_body(data, pieces, seconds):

@@ -309,6 +309,25 @@ START_TEST(test_parse_ok)
 }
 END_TEST
 
+/* The defaults that the module and the secupload tool both start from
+ * (docs/configuration.md, docs/cli.md). */
+START_TEST(test_conf_defaults)
+{
+    su_redis_conf_t c;
+
+    memset(&c, 0x5a, sizeof(c));
+    su_redis_conf_defaults(&c);
+    ck_assert_str_eq(c.host, "127.0.0.1");
+    ck_assert_int_eq(c.port, 6379);
+    ck_assert_ptr_null(c.socket_path);
+    ck_assert_ptr_null(c.password);
+    ck_assert_int_eq(c.db, 0);
+    ck_assert_int_eq(c.timeout_ms, 2000);
+    ck_assert_str_eq(c.prefix, "secupload:");
+    ck_assert_int_eq(c.audit_maxlen, 1000000);
+}
+END_TEST
+
 START_TEST(test_parse_bad)
 {
     static const char *const bad[] = {
@@ -960,6 +979,7 @@ static Suite *redis_suite(void)
 
     tcase_add_test(parse, test_parse_ok);
     tcase_add_test(parse, test_parse_bad);
+    tcase_add_test(parse, test_conf_defaults);
     suite_add_tcase(s, parse);
 
     tcase_add_test(plain, test_store);
