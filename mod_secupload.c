@@ -68,10 +68,12 @@ su_err_t su_req_redis(su_req_t *q)
     rv = su_redis_acquire(q->srv->rt->redis, &q->redis, &err, q->r->pool);
     if (rv != SU_OK) {
         q->redis = NULL;
+        su_stat_add(SU_STAT_REDIS_ERRORS, 1);
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, SU_LOGNO(00010)
                       "Redis is unavailable: %s", err ? err : "unknown error");
         return rv;
     }
+    su_stat_gauge(SU_GAUGE_REDIS_IN_USE, 1);
     su_settle_pending(q);
     return SU_OK;
 }
@@ -81,6 +83,9 @@ su_err_t su_req_redis(su_req_t *q)
 void su_req_drop_redis(su_req_t *q)
 {
     if (q->redis) {
+        su_stat_gauge(SU_GAUGE_REDIS_IN_USE, -1);
+        if (!su_redis_usable(q->redis))
+            su_stat_add(SU_STAT_REDIS_ERRORS, 1);
         su_redis_release(q->srv->rt->redis, q->redis);
         q->redis = NULL;
     }
@@ -225,6 +230,7 @@ int su_fail(su_req_t *q, su_err_t e, const char *event, const char *message,
 
     if (message == NULL)
         message = su_err_message(e);
+    su_stat_rejected(q, e);
     ap_log_rerror(APLOG_MARK, level, 0, r, SU_LOGNO(00020)
                   "%s failed: %d %s: %s", q->action, status, su_err_code(e),
                   detail && *detail ? detail : message);
@@ -321,6 +327,7 @@ static int su_handler(request_rec *r)
         q->allow = "POST";
         q->body_unread = 1;
         q->body_untouched = 1;
+        su_stat_upload_begins(q);
         return su_handle_upload(q);
     }
     return su_handle_files(q);
@@ -336,6 +343,7 @@ static void su_register_hooks(apr_pool_t *p)
     su_body_error_filter = ap_register_output_filter("SECUPLOAD_BODY_ERROR",
                                                      su_catch_body_error, NULL,
                                                      AP_FTYPE_CONTENT_SET);
+    su_stat_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(secupload) = {

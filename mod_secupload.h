@@ -4,7 +4,8 @@
  * mod_secupload_config.c (records, merging, directives),
  * mod_secupload_start.c (start-up checks, temp-file sweep, child init),
  * mod_secupload_upload.c (the upload handler) and mod_secupload_files.c
- * (the files handler); the core is in src/.
+ * (the files handler), mod_secupload_status.c (its figures in
+ * mod_status); the core is in src/.
  */
 #ifndef MOD_SECUPLOAD_H
 #define MOD_SECUPLOAD_H
@@ -161,5 +162,33 @@ int su_handle_upload(su_req_t *q);
 /* ---- mod_secupload_files.c ---- */
 
 int su_handle_files(su_req_t *q);
+
+/* ---- mod_secupload_status.c: figures for /server-status ---- */
+
+/* Counters that only grow, summed over all children. */
+typedef enum su_stat {
+    SU_STAT_STORED,          /* uploads stored (201) */
+    SU_STAT_BYTES_IN,        /* their plaintext bytes */
+    SU_STAT_DOWNLOADS,       /* reads whose answer started (GET, HEAD) */
+    SU_STAT_BYTES_OUT,       /* plaintext bytes handed to the client */
+    SU_STAT_DELETES,         /* files deleted (204) */
+    SU_STAT_REDIS_ERRORS,    /* connections not made, or dropped broken */
+    SU_STAT_REDIS_CONNECTS,  /* connections made */
+    SU_STAT_REJECTED         /* + su_err_t: uploads refused, by kind */
+} su_stat_t;
+#define SU_STAT_COUNT (SU_STAT_REJECTED + SU_ERR_ABORTED + 1)
+
+/* Figures that go up and down, kept per process. */
+typedef enum su_gauge {
+    SU_GAUGE_IN_FLIGHT,      /* uploads being handled */
+    SU_GAUGE_REDIS_IN_USE,   /* Redis connections held by requests */
+    SU_GAUGE_COUNT
+} su_gauge_t;
+
+void su_stat_add(su_stat_t which, apr_uint64_t n);
+void su_stat_gauge(su_gauge_t which, int delta);
+void su_stat_rejected(const su_req_t *q, su_err_t e);
+void su_stat_upload_begins(su_req_t *q);
+void su_stat_register_hooks(apr_pool_t *p);
 
 #endif

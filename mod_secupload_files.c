@@ -130,6 +130,7 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
     rv = su_store_remove(r->pool, q->srv->storage_dir, id, su_conf_sync(q->dir), &err);
     if (rv != SU_OK && rv != SU_ERR_NOT_FOUND)
         return su_fail(q, SU_ERR_INTERNAL, SU_EV_FILE_DELETED, NULL, err, id, 0);
+    su_stat_add(SU_STAT_DELETES, 1);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00040)
                   "file deleted: id %s", id);
     r->status = HTTP_NO_CONTENT;
@@ -279,6 +280,7 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
         if (len == 0)
             break;
         APR_BRIGADE_INSERT_TAIL(bb, su_plain_bucket(buf[cur], len, ba));
+        su_stat_add(SU_STAT_BYTES_OUT, len);
         /* written out before the next piece is due: two pieces live at a
          * time, whatever the file's size */
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
@@ -382,6 +384,7 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
     }
     su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_OK, id, "",
                               r->header_only ? 0 : size));
+    su_stat_add(SU_STAT_DOWNLOADS, 1);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
                   "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
     return st == APR_SUCCESS && !r->connection->aborted ? OK : AP_FILTER_ERROR;

@@ -463,6 +463,8 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
         return su_fail(q, rv, NULL, su_upload_message(u), su_upload_detail(u),
                        in->id, in->size);
     }
+    su_stat_add(SU_STAT_STORED, 1);
+    su_stat_add(SU_STAT_BYTES_IN, in->size);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00021)
                   "upload stored: id %s, %" APR_UINT64_T_FMT " bytes, key %s",
                   in->id, in->size, in->key_id_hex);

@@ -55,6 +55,8 @@ struct su_redis_pool {
     apr_reslist_t *rl;
     apr_thread_mutex_t *mu;   /* lasterr */
     char lasterr[SU_REDIS_ERRLEN];
+    void (*on_connect)(void *);   /* each connection made, or NULL */
+    void *on_connect_baton;
 };
 
 /* A command under construction: argv with explicit lengths. */
@@ -910,6 +912,8 @@ static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
     }
     r->own = sp;
     *res = r;
+    if (pool->on_connect)
+        pool->on_connect(pool->on_connect_baton);
     return APR_SUCCESS;
 }
 
@@ -1010,4 +1014,11 @@ su_err_t su_redis_pool_create(apr_pool_t *p, const su_redis_conf_t *conf,
     if (rv == SU_OK)
         *out = pool;
     return rv;
+}
+
+void su_redis_pool_on_connect(su_redis_pool_t *pool, void (*fn)(void *),
+                              void *baton)
+{
+    pool->on_connect = fn;
+    pool->on_connect_baton = baton;
 }

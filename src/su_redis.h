@@ -116,5 +116,9 @@ su_err_t su_redis_acquire(su_redis_pool_t *pool, su_redis_t **r,
                           const char **err, apr_pool_t *errpool);
 /* Return a connection; a broken one is destroyed instead of kept. */
 void su_redis_release(su_redis_pool_t *pool, su_redis_t *r);
+/* fn(baton) for every connection the pool makes (a figure for the server's
+ * status); set before the pool is first used, as it is not locked. */
+void su_redis_pool_on_connect(su_redis_pool_t *pool, void (*fn)(void *),
+                              void *baton);
 
 #endif
