@@ -132,6 +132,7 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
         return su_fail(q, SU_ERR_INTERNAL, SU_EV_FILE_DELETED, NULL, err, id, 0);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00040)
                   "file deleted: id %s", id);
+    su_note(r, id, "deleted", &size);
     r->status = HTTP_NO_CONTENT;
     return OK;
 }
@@ -384,6 +385,7 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
                               r->header_only ? 0 : size));
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
                   "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
+    su_note(r, id, "read", &size);
     return st == APR_SUCCESS && !r->connection->aborted ? OK : AP_FILTER_ERROR;
 }
 

@@ -316,12 +316,63 @@ static void su_sweep_storage(server_rec *s, const char *dir, apr_pool_t *ptemp)
     flock(fd, LOCK_SH);
 }
 
+/* ---- a module loaded to serve nothing ---- */
+
+static int su_sec_enabled(ap_conf_vector_t *sec)
+{
+    su_dir_conf_t *d = ap_get_module_config(sec, &secupload_module);
+    return d && (d->enable == SU_ENABLE_UPLOAD || d->enable == SU_ENABLE_FILES);
+}
+
+/* Sections of s (its own and those it inherits) with SecUploadEnable on. */
+static int su_server_enables(server_rec *s)
+{
+    core_server_config *cs = ap_get_core_module_config(s->module_config);
+    apr_array_header_t *lists[2];
+    int i, j, n = su_sec_enabled(s->lookup_defaults);
+
+    lists[0] = cs->sec_url;
+    lists[1] = cs->sec_dir;
+    for (j = 0; j < 2; j++)
+        for (i = 0; lists[j] && i < lists[j]->nelts; i++)
+            n += su_sec_enabled(APR_ARRAY_IDX(lists[j], i, ap_conf_vector_t *));
+    return n;
+}
+
+/*
+ * Say so at start-up, rather than let every upload meet Apache's 404 (no
+ * SecUploadEnable) or a 500 (no storage directory or key file).
+ */
+static void su_notice_unused(server_rec *main)
+{
+    server_rec *s;
+    int any = 0;
+
+    for (s = main; s; s = s->next) {
+        int n = su_server_enables(s);
+        any += n;
+        if (n > 0 && !su_conf_in_use(su_srv(s)))
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00342)
+                         "server %s:%u has SecUploadEnable but no "
+                         "SecUploadStorageDir and SecUploadKeyFile: its "
+                         "uploads and files are answered 500",
+                         s->server_hostname ? s->server_hostname : "",
+                         (unsigned)s->port);
+    }
+    if (any == 0)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, main, SU_LOGNO(00341)
+                     "mod_secupload is loaded but no SecUploadEnable is set "
+                     "anywhere: it serves nothing (see conf/secupload_module.conf)");
+}
+
 int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                    server_rec *s)
 {
     apr_hash_t *done = apr_hash_make(ptemp);
     (void)pconf; (void)plog;
 
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG)
+        su_notice_unused(s);
     if (!su_first_start())
         return OK;
     for (; s; s = s->next) {
