@@ -365,14 +365,91 @@ static void su_notice_unused(server_rec *main)
                      "anywhere: it serves nothing (see conf/secupload_module.conf)");
 }
 
+/* ---- modules that would keep an upload's body (warned, not refused) ---- */
+
+static int su_is(const ap_directive_t *n, const char *name, const char *arg)
+{
+    return strcasecmp(n->directive, name) == 0
+           && (arg == NULL || (n->args && strcasecmp(n->args, arg) == 0));
+}
+
+/* SecRequestBodyAccess among a section's own lines: 1 Off, 0 On, -1 none. */
+static int su_body_access_off(const ap_directive_t *first)
+{
+    int off = -1;
+
+    for (; first; first = first->next) {
+        if (su_is(first, "SecRequestBodyAccess", "Off"))
+            off = 1;
+        else if (su_is(first, "SecRequestBodyAccess", "On"))
+            off = 0;
+    }
+    return off;
+}
+
+/*
+ * ModSecurity's own settings cannot be read from here; Apache's parsed
+ * configuration can. A section with SecUploadEnable upload needs
+ * SecRequestBodyAccess Off in it or in a section around it (<IfModule> and
+ * the like are already flattened into their section). Sections merged from
+ * elsewhere (another <Location> matching the same path) are not seen.
+ */
+static void su_walk_modsec(server_rec *s, const ap_directive_t *first, int off)
+{
+    const ap_directive_t *n;
+    int here = su_body_access_off(first);
+
+    if (here >= 0)
+        off = here;
+    for (n = first; n; n = n->next) {
+        if (su_is(n, "SecUploadEnable", "upload") && !off)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00343)
+                         "%s:%d: ModSecurity is loaded and would buffer the "
+                         "plaintext of uploads here (to its SecTmpDir and "
+                         "audit log): set SecRequestBodyAccess Off in this "
+                         "section (%s %s)", n->filename, n->line_num,
+                         n->parent ? n->parent->directive : "server",
+                         n->parent && n->parent->args ? n->parent->args : "");
+        if (n->first_child)
+            su_walk_modsec(s, n->first_child, off);
+    }
+}
+
+/* mod_proxy with proxy-sendcl spools a chunked body to a temp file. */
+static void su_walk_sendcl(server_rec *s, const ap_directive_t *n)
+{
+    for (; n; n = n->next) {
+        if (strncasecmp(n->directive, "SetEnv", 6) == 0 && n->args
+            && ap_strcasestr(n->args, "proxy-sendcl"))
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00344)
+                         "%s:%d: %s %s: with mod_proxy in front of uploads, "
+                         "proxy-sendcl spools each chunked request body "
+                         "(the plaintext) to a temp file first; leave it unset "
+                         "on upload paths", n->filename, n->line_num,
+                         n->directive, n->args);
+        if (n->first_child)
+            su_walk_sendcl(s, n->first_child);
+    }
+}
+
+static void su_warn_body_keepers(server_rec *s)
+{
+    if (ap_find_linked_module("mod_security2.c"))
+        su_walk_modsec(s, ap_conftree, 0);
+    if (ap_find_linked_module("mod_proxy.c"))
+        su_walk_sendcl(s, ap_conftree);
+}
+
 int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                    server_rec *s)
 {
     apr_hash_t *done = apr_hash_make(ptemp);
     (void)pconf; (void)plog;
 
-    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG)
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
         su_notice_unused(s);
+        su_warn_body_keepers(s);
+    }
     if (!su_first_start())
         return OK;
     for (; s; s = s->next) {

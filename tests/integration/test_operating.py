@@ -147,3 +147,58 @@ def test_no_notice_when_the_module_serves(site):
                           "  SecUploadEnable upload\n</Location>\n"
                           % (site.storage, key, H.free_port()))
     assert "SU00341" not in out and "SU00342" not in out, out
+
+
+# ---- start-up warnings for modules that would keep an upload's body ----
+
+MODSEC_SO = os.path.join(H.MODULE_DIR, "mod_security2.so")
+
+
+def _upload_site(site, inside="", outside=""):
+    key, _ = site.make_key("k.key")
+    return ('SecUploadStorageDir "%s"\nSecUploadKeyFile "%s"\n'
+            "SecUploadRedisServer 127.0.0.1:%d\n%s\n"
+            "<Location /api/upload/>\n  SetHandler secupload\n"
+            "  SecUploadEnable upload\n%s\n</Location>\n"
+            % (site.storage, key, H.free_port(), outside, inside))
+
+
+def _modsec(site, **kw):
+    if not os.path.exists(MODSEC_SO):
+        pytest.skip("libapache2-mod-security2 is not installed "
+                    "(scripts/deps.sh test installs it)")
+    kw["outside"] = "LoadModule security2_module %s\n%s" % (
+        MODSEC_SO, kw.get("outside", ""))
+    return _start_and_read(site, _upload_site(site, **kw))
+
+
+def test_modsecurity_without_body_access_off_warns(site):
+    out = _modsec(site, outside="SecRequestBodyAccess On")
+    lines = [ln for ln in out.splitlines() if "SU00343" in ln]
+    assert lines and "SecRequestBodyAccess Off" in lines[0], out
+    assert "/api/upload/" in lines[0], lines
+
+
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_modsecurity_with_body_access_off_is_quiet(site, where):
+    kw = {where: "<IfModule security2_module>\nSecRequestBodyAccess Off\n"
+                 "</IfModule>"}
+    out = _modsec(site, **kw)
+    assert "SU00343" not in out, out
+
+
+def test_proxy_sendcl_with_mod_proxy_warns(site):
+    proxy = os.path.join(H.MODULE_DIR, "mod_proxy.so")
+    env = os.path.join(H.MODULE_DIR, "mod_env.so")
+    out = _start_and_read(site, _upload_site(site, outside=(
+        "LoadModule proxy_module %s\nLoadModule env_module %s\n"
+        "SetEnv proxy-sendcl 1" % (proxy, env))))
+    lines = [ln for ln in out.splitlines() if "SU00344" in ln]
+    assert lines and "SetEnv proxy-sendcl" in lines[0], out
+
+
+def test_mod_proxy_without_proxy_sendcl_is_quiet(site):
+    proxy = os.path.join(H.MODULE_DIR, "mod_proxy.so")
+    out = _start_and_read(site, _upload_site(site, outside=(
+        "LoadModule proxy_module %s\n" % proxy)))
+    assert "SU00344" not in out, out
