@@ -156,6 +156,32 @@ void su_audit_only(su_req_t *q, apr_array_header_t *audit)
 /* ---- answers, and the one failure exit ---- */
 
 /*
+ * What the access log can show (%{secupload-id}n, %{secupload-outcome}n,
+ * %{secupload-size}n): the file's id, the outcome (stored, read, deleted
+ * or the error code) and the plaintext size. NULL leaves a note unset.
+ */
+void su_note(request_rec *r, const char *id, const char *outcome,
+             const apr_uint64_t *size)
+{
+    if (id && *id)
+        apr_table_setn(r->notes, "secupload-id", id);
+    if (outcome)
+        apr_table_setn(r->notes, "secupload-outcome", outcome);
+    if (size)
+        apr_table_setn(r->notes, "secupload-size",
+                       apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, *size));
+}
+
+/* An error answer: the client gets the id the error log lines carry. */
+static int su_respond_error(request_rec *r, int status, su_err_t e,
+                            const char *message, const char *request_id)
+{
+    apr_table_setn(r->headers_out, "X-Request-Id", request_id);
+    return su_respond(r, status,
+                      su_json_error_id(r->pool, e, message, request_id));
+}
+
+/*
  * Every JSON answer: metadata (names, digests, users, client addresses) and
  * errors must not be kept by a cache (mod_cache answers from its quick
  * handler, before authentication and SecUploadOwnerOnly, and after the
@@ -231,6 +257,7 @@ int su_fail(su_req_t *q, su_err_t e, const char *event, const char *message,
     if (message == NULL)
         message = su_err_message(e);
     su_stat_rejected(q, e);
+    su_note(r, id, su_err_code(e), NULL);
     ap_log_rerror(APLOG_MARK, level, 0, r, SU_LOGNO(00020)
                   "%s failed: %d %s: %s", q->action, status, su_err_code(e),
                   detail && *detail ? detail : message);
@@ -253,7 +280,55 @@ int su_fail(su_req_t *q, su_err_t e, const char *event, const char *message,
     /* our own failures keep their details for the log */
     if (status >= 500 && e != SU_ERR_UNAVAILABLE && e != SU_ERR_NO_SPACE)
         message = NULL;
-    return su_respond(r, status, su_json_error(r->pool, e, message));
+    return su_respond_error(r, status, e, message, q->request_id);
+}
+
+/* ---- a section's path without its final slash ---- */
+
+/* Is this section one the module serves, at a plain path ending in '/'? */
+static int su_served_prefix(ap_conf_vector_t *sec, const char *uri, size_t n)
+{
+    core_dir_config *cd = ap_get_core_module_config(sec);
+    su_dir_conf_t *d = ap_get_module_config(sec, &secupload_module);
+
+    if (d == NULL || (d->enable != SU_ENABLE_UPLOAD && d->enable != SU_ENABLE_FILES)
+        || cd->r != NULL || cd->d_is_fnmatch || cd->d == NULL)
+        return 0;
+    return strlen(cd->d) == n + 1 && cd->d[n] == '/' && strncmp(cd->d, uri, n) == 0;
+}
+
+/*
+ * <Location /api/upload/> does not match /api/upload, which would get
+ * Apache's HTML 404. A request for exactly the path of an upload or files
+ * <Location> without its final slash is sent there with 308, which keeps
+ * the method and the body (after a 301 or 302, curl -L and browsers send a
+ * POST again as a GET, without the file), with a JSON body of its own.
+ */
+static int su_translate_slash(request_rec *r)
+{
+    core_server_config *cs = ap_get_core_module_config(r->server->module_config);
+    ap_conf_vector_t **sec;
+    apr_table_t *t;
+    const char *to;
+    size_t n;
+    int i;
+
+    if (r->uri == NULL || r->uri[0] != '/' || cs->sec_url == NULL)
+        return DECLINED;
+    n = strlen(r->uri);
+    sec = (ap_conf_vector_t **)cs->sec_url->elts;
+    for (i = 0; i < cs->sec_url->nelts && !su_served_prefix(sec[i], r->uri, n); i++)
+        ;
+    if (i == cs->sec_url->nelts)
+        return DECLINED;
+    to = apr_pstrcat(r->pool, r->uri, "/", r->args ? "?" : "", r->args, NULL);
+    t = apr_table_make(r->pool, 3);
+    apr_table_setn(t, "status", "redirect");
+    apr_table_setn(t, "message", "This is served with a final slash.");
+    apr_table_setn(t, "location", to);
+    apr_table_setn(r->headers_out, "Location", to);
+    su_respond(r, HTTP_PERMANENT_REDIRECT, su_json_table(r->pool, t, NULL, NULL));
+    return DONE;
 }
 
 /* ---- dispatch ---- */
@@ -319,8 +394,9 @@ static int su_handler(request_rec *r)
     q = su_req_create(r);
     if (q == NULL) {
         r->connection->keepalive = AP_CONN_CLOSE;
-        return su_respond(r, HTTP_INTERNAL_SERVER_ERROR,
-                          su_json_error(r->pool, SU_ERR_INTERNAL, NULL));
+        su_note(r, NULL, su_err_code(SU_ERR_INTERNAL), NULL);
+        return su_respond_error(r, HTTP_INTERNAL_SERVER_ERROR, SU_ERR_INTERNAL,
+                                NULL, su_request_id(r));
     }
     if (upload) {
         q->action = "upload";
@@ -340,6 +416,8 @@ static void su_register_hooks(apr_pool_t *p)
     ap_hook_post_config(su_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(su_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* before mod_alias and mod_rewrite, which might map the path elsewhere */
+    ap_hook_translate_name(su_translate_slash, NULL, NULL, APR_HOOK_FIRST);
     su_body_error_filter = ap_register_output_filter("SECUPLOAD_BODY_ERROR",
                                                      su_catch_body_error, NULL,
                                                      AP_FTYPE_CONTENT_SET);

@@ -119,6 +119,8 @@ apr_array_header_t *su_audit(su_req_t *q, const char *event, int status,
 void su_audit_only(su_req_t *q, apr_array_header_t *audit);
 int su_respond(request_rec *r, int status, const char *json);
 int su_http_status(su_err_t e);
+void su_note(request_rec *r, const char *id, const char *outcome,
+             const apr_uint64_t *size);
 /*
  * The one failure exit: e becomes the answer; event is the audit entry to
  * write for it (SU_EV_*), NULL for none; message NULL: e's default words.

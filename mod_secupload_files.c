@@ -133,6 +133,7 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
     su_stat_add(SU_STAT_DELETES, 1);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00040)
                   "file deleted: id %s", id);
+    su_note(r, id, "deleted", &size);
     r->status = HTTP_NO_CONTENT;
     return OK;
 }
@@ -387,6 +388,7 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
     su_stat_add(SU_STAT_DOWNLOADS, 1);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
                   "file read: id %s, %" APR_UINT64_T_FMT " bytes", id, size);
+    su_note(r, id, "read", &size);
     return st == APR_SUCCESS && !r->connection->aborted ? OK : AP_FILTER_ERROR;
 }
 

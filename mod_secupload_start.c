@@ -12,8 +12,13 @@
 #include "unixd.h"
 
 #include <apr_hash.h>
+#include <apr_strings.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,16 +38,104 @@ APLOG_USE_MODULE(secupload);
 
 /* ---- checks of the configuration ---- */
 
-/* Is dir writable and searchable by the user the children run as? */
-static int su_dir_writable_by_server(const char *dir, const struct stat *st)
+/*
+ * Who the children are: the server's User, its Group and the supplementary
+ * groups of that user (unixd gives them with initgroups). Permission bits
+ * only: ACLs are not read.
+ */
+typedef struct su_who {
+    uid_t uid;
+    gid_t *gids;
+    int ngids;
+} su_who_t;
+
+static void su_server_who(apr_pool_t *p, su_who_t *w)
 {
-    if (geteuid() != 0)
-        return access(dir, W_OK | X_OK) == 0;
-    if (st->st_uid == ap_unixd_config.user_id)
-        return (st->st_mode & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR);
-    if (st->st_gid == ap_unixd_config.group_id)
-        return (st->st_mode & (S_IWGRP | S_IXGRP)) == (S_IWGRP | S_IXGRP);
-    return (st->st_mode & (S_IWOTH | S_IXOTH)) == (S_IWOTH | S_IXOTH);
+    const char *name = ap_unixd_config.user_name;
+    int n = 64;
+
+    w->uid = ap_unixd_config.user_id;
+    w->gids = apr_palloc(p, n * sizeof(gid_t));
+    if (name && getgrouplist(name, ap_unixd_config.group_id, w->gids, &n) < 0
+        && n > 64) {
+        w->gids = apr_palloc(p, n * sizeof(gid_t));
+        if (getgrouplist(name, ap_unixd_config.group_id, w->gids, &n) < 0)
+            n = 0;
+    }
+    if (name == NULL || n < 1) {
+        w->gids[0] = ap_unixd_config.group_id;
+        n = 1;
+    }
+    w->ngids = n;
+}
+
+/* The kernel's choice: the owner's bits, else a group's, else the others'. */
+static int su_who_may(const su_who_t *w, const struct stat *st, int want)
+{
+    int i, bits = (int)(st->st_mode & 7);
+
+    if (w->uid == 0)
+        return 1;
+    if (st->st_uid == w->uid)
+        return ((int)((st->st_mode >> 6) & 7) & want) == want;
+    for (i = 0; i < w->ngids; i++)
+        if (st->st_gid == w->gids[i]) {
+            bits = (int)((st->st_mode >> 3) & 7);
+            break;
+        }
+    return (bits & want) == want;
+}
+
+/* May the children use path (want: 1 search, 3 write and search)? */
+static int su_server_may(const su_who_t *w, const char *path, int want)
+{
+    struct stat st;
+
+    if (geteuid() != 0)  /* no User switch: the children are us */
+        return access(path, (want & 2 ? W_OK : 0) | X_OK) == 0;
+    return stat(path, &st) == 0 && su_who_may(w, &st, want);
+}
+
+/*
+ * The first ancestor of dir (its real path) the children cannot search,
+ * or NULL: a directory they could write is of no use behind one they
+ * cannot pass.
+ */
+static const char *su_blocking_ancestor(apr_pool_t *p, const su_who_t *w,
+                                        const char *dir)
+{
+    char real[PATH_MAX];
+    char *path, *slash;
+
+    if (realpath(dir, real) == NULL)
+        return NULL;  /* stat found it; the later checks speak of it */
+    path = apr_pstrdup(p, real);
+    if (!su_server_may(w, "/", 1))
+        return "/";
+    for (slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (!su_server_may(w, path, 1))
+            return path;
+        *slash = '/';
+    }
+    return NULL;
+}
+
+static int su_check_reachable(server_rec *s, apr_pool_t *p, const su_who_t *w,
+                              const char *dir)
+{
+    const char *blocked = su_blocking_ancestor(p, w, dir);
+
+    if (blocked == NULL)
+        return OK;
+    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00340)
+                 "SecUploadStorageDir %s cannot be reached by the server's "
+                 "user %s (uid %ld, gid %ld): no search permission on %s "
+                 "(ACLs are not considered)", dir,
+                 ap_unixd_config.user_name ? ap_unixd_config.user_name : "?",
+                 (long)ap_unixd_config.user_id, (long)ap_unixd_config.group_id,
+                 blocked);
+    return !OK;
 }
 
 /* A section that sets upload directives is where uploads are taken. */
@@ -96,10 +189,11 @@ static void su_warn_limit_request_body(server_rec *s)
     }
 }
 
-static int su_check_server(server_rec *s)
+static int su_check_server(server_rec *s, apr_pool_t *ptemp)
 {
     su_srv_conf_t *c = su_srv(s);
     struct stat st;
+    su_who_t w;
 
     if (c->storage_dir == NULL && c->keks == NULL)
         return OK;  /* the module is not used by this server */
@@ -121,7 +215,10 @@ static int su_check_server(server_rec *s)
                      c->storage_dir);
         return !OK;
     }
-    if (!su_dir_writable_by_server(c->storage_dir, &st)) {
+    su_server_who(ptemp, &w);
+    if (su_check_reachable(s, ptemp, &w, c->storage_dir) != OK)
+        return !OK;
+    if (!su_server_may(&w, c->storage_dir, 3)) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00005)
                      "SecUploadStorageDir %s is not writable by the server's user "
                      "(uid %ld)", c->storage_dir, (long)ap_unixd_config.user_id);
@@ -134,9 +231,9 @@ static int su_check_server(server_rec *s)
 int su_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s)
 {
-    (void)pconf; (void)plog; (void)ptemp;
+    (void)pconf; (void)plog;
     for (; s; s = s->next)
-        if (su_check_server(s) != OK)
+        if (su_check_server(s, ptemp) != OK)
             return !OK;
     return OK;
 }
@@ -219,12 +316,140 @@ static void su_sweep_storage(server_rec *s, const char *dir, apr_pool_t *ptemp)
     flock(fd, LOCK_SH);
 }
 
+/* ---- a module loaded to serve nothing ---- */
+
+static int su_sec_enabled(ap_conf_vector_t *sec)
+{
+    su_dir_conf_t *d = ap_get_module_config(sec, &secupload_module);
+    return d && (d->enable == SU_ENABLE_UPLOAD || d->enable == SU_ENABLE_FILES);
+}
+
+/* Sections of s (its own and those it inherits) with SecUploadEnable on. */
+static int su_server_enables(server_rec *s)
+{
+    core_server_config *cs = ap_get_core_module_config(s->module_config);
+    apr_array_header_t *lists[2];
+    int i, j, n = su_sec_enabled(s->lookup_defaults);
+
+    lists[0] = cs->sec_url;
+    lists[1] = cs->sec_dir;
+    for (j = 0; j < 2; j++)
+        for (i = 0; lists[j] && i < lists[j]->nelts; i++)
+            n += su_sec_enabled(APR_ARRAY_IDX(lists[j], i, ap_conf_vector_t *));
+    return n;
+}
+
+/*
+ * Say so at start-up, rather than let every upload meet Apache's 404 (no
+ * SecUploadEnable) or a 500 (no storage directory or key file).
+ */
+static void su_notice_unused(server_rec *main)
+{
+    server_rec *s;
+    int any = 0;
+
+    for (s = main; s; s = s->next) {
+        int n = su_server_enables(s);
+        any += n;
+        if (n > 0 && !su_conf_in_use(su_srv(s)))
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00342)
+                         "server %s:%u has SecUploadEnable but no "
+                         "SecUploadStorageDir and SecUploadKeyFile: its "
+                         "uploads and files are answered 500",
+                         s->server_hostname ? s->server_hostname : "",
+                         (unsigned)s->port);
+    }
+    if (any == 0)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, main, SU_LOGNO(00341)
+                     "mod_secupload is loaded but no SecUploadEnable is set "
+                     "anywhere: it serves nothing (see conf/secupload_module.conf)");
+}
+
+/* ---- modules that would keep an upload's body (warned, not refused) ---- */
+
+static int su_is(const ap_directive_t *n, const char *name, const char *arg)
+{
+    return strcasecmp(n->directive, name) == 0
+           && (arg == NULL || (n->args && strcasecmp(n->args, arg) == 0));
+}
+
+/* SecRequestBodyAccess among a section's own lines: 1 Off, 0 On, -1 none. */
+static int su_body_access_off(const ap_directive_t *first)
+{
+    int off = -1;
+
+    for (; first; first = first->next) {
+        if (su_is(first, "SecRequestBodyAccess", "Off"))
+            off = 1;
+        else if (su_is(first, "SecRequestBodyAccess", "On"))
+            off = 0;
+    }
+    return off;
+}
+
+/*
+ * ModSecurity's own settings cannot be read from here; Apache's parsed
+ * configuration can. A section with SecUploadEnable upload needs
+ * SecRequestBodyAccess Off in it or in a section around it (<IfModule> and
+ * the like are already flattened into their section). Sections merged from
+ * elsewhere (another <Location> matching the same path) are not seen.
+ */
+static void su_walk_modsec(server_rec *s, const ap_directive_t *first, int off)
+{
+    const ap_directive_t *n;
+    int here = su_body_access_off(first);
+
+    if (here >= 0)
+        off = here;
+    for (n = first; n; n = n->next) {
+        if (su_is(n, "SecUploadEnable", "upload") && !off)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00343)
+                         "%s:%d: ModSecurity is loaded and would buffer the "
+                         "plaintext of uploads here (to its SecTmpDir and "
+                         "audit log): set SecRequestBodyAccess Off in this "
+                         "section (%s %s)", n->filename, n->line_num,
+                         n->parent ? n->parent->directive : "server",
+                         n->parent && n->parent->args ? n->parent->args : "");
+        if (n->first_child)
+            su_walk_modsec(s, n->first_child, off);
+    }
+}
+
+/* mod_proxy with proxy-sendcl spools a chunked body to a temp file. */
+static void su_walk_sendcl(server_rec *s, const ap_directive_t *n)
+{
+    for (; n; n = n->next) {
+        if (strncasecmp(n->directive, "SetEnv", 6) == 0 && n->args
+            && ap_strcasestr(n->args, "proxy-sendcl"))
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, SU_LOGNO(00344)
+                         "%s:%d: %s %s: with mod_proxy in front of uploads, "
+                         "proxy-sendcl spools each chunked request body "
+                         "(the plaintext) to a temp file first; leave it unset "
+                         "on upload paths", n->filename, n->line_num,
+                         n->directive, n->args);
+        if (n->first_child)
+            su_walk_sendcl(s, n->first_child);
+    }
+}
+
+static void su_warn_body_keepers(server_rec *s)
+{
+    if (ap_find_linked_module("mod_security2.c"))
+        su_walk_modsec(s, ap_conftree, 0);
+    if (ap_find_linked_module("mod_proxy.c"))
+        su_walk_sendcl(s, ap_conftree);
+}
+
 int su_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                    server_rec *s)
 {
     apr_hash_t *done = apr_hash_make(ptemp);
     (void)pconf; (void)plog;
 
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        su_notice_unused(s);
+        su_warn_body_keepers(s);
+    }
     if (!su_first_start())
         return OK;
     for (; s; s = s->next) {

@@ -468,6 +468,7 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00021)
                   "upload stored: id %s, %" APR_UINT64_T_FMT " bytes, key %s",
                   in->id, in->size, in->key_id_hex);
+    su_note(r, in->id, "stored", &in->size);
     apr_table_setn(r->headers_out, "Location",
                    apr_pstrcat(r->pool, SU_FILES_PREFIX, in->id, NULL));
     return su_respond(r, HTTP_CREATED,

@@ -33,6 +33,12 @@ static json_t *su_json_str(const char *s)
 
 const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message)
 {
+    return su_json_error_id(p, e, message, NULL);
+}
+
+const char *su_json_error_id(apr_pool_t *p, su_err_t e, const char *message,
+                             const char *request_id)
+{
     json_t *o = json_object();
     if (o == NULL)
         return su_json_dump(p, NULL);
@@ -40,6 +46,8 @@ const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message)
     json_object_set_new(o, "code", json_string(su_err_code(e)));
     json_object_set_new(o, "message",
                         su_json_str(message ? message : su_err_message(e)));
+    if (request_id && *request_id)
+        json_object_set_new(o, "request_id", su_json_str(request_id));
     return su_json_dump(p, o);
 }
 

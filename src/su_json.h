@@ -12,6 +12,9 @@
 /* {"status":"error","code":...,"message":...}; message NULL: the kind's
  * default (su_err_message). */
 const char *su_json_error(apr_pool_t *p, su_err_t e, const char *message);
+/* The same with "request_id", the id the server's log lines carry. */
+const char *su_json_error_id(apr_pool_t *p, su_err_t e, const char *message,
+                             const char *request_id);
 
 /* The 201 body of an upload (docs/api.md, "Success: 201"). */
 const char *su_json_uploaded(apr_pool_t *p, const char *id, const char *name,

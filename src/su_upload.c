@@ -35,6 +35,7 @@ struct su_upload {
     const char *detail;
 
     su_mp_t *mp;                 /* NULL for a raw body */
+    int bare;                    /* raw, without Content-Type or -Disposition */
     int in_file_part;            /* multipart: the current part is the file */
     int file_parts;
     apr_uint64_t received;
@@ -361,6 +362,7 @@ su_err_t su_upload_begin(apr_pool_t *p, const su_upload_conf_t *conf,
         && su_hdr_disposition(p, disposition, &dtype, &filename) != SU_OK)
         return su_upload_fail(u, SU_ERR_BAD_REQUEST,
                               "Malformed Content-Disposition header.", NULL);
+    u->bare = (content_type == NULL || *content_type == '\0') && disposition == NULL;
     return su_upload_open_file(u, filename, content_type);
 }
 
@@ -412,6 +414,14 @@ su_err_t su_upload_finish(su_upload_t *u, int sync)
 
     if (u->err != SU_OK)
         return u->err;
+    /* a POST with nothing at all is a mistake, not a file: an empty file is
+     * one the client names or types (a form part, a Content-Type, a
+     * Content-Disposition) */
+    if (u->mp == NULL && u->bare && u->received == 0)
+        return su_upload_fail(u, SU_ERR_BAD_REQUEST,
+                              "The request has no body and no Content-Type: "
+                              "there is no file to upload.",
+                              "empty raw body without Content-Type");
     if (u->mp) {
         rv = su_mp_finish(u->mp);
         if (rv != SU_OK)

@@ -2,6 +2,7 @@
 directive (or the bad key file), and start-up refuses what it cannot use."""
 
 import os
+import pwd
 import time
 
 import pytest
@@ -128,6 +129,49 @@ def test_storage_dir_must_be_writable_by_server_user(cs):
     rc, out = _start_fails(cs, conf)
     assert rc != 0
     assert ro in out, out
+
+
+@pytest.mark.skipif(not H.is_root(), reason="needs root to drop to www-data")
+def test_storage_dir_behind_unreachable_ancestor_is_refused(cs):
+    """The storage dir itself is www-data's, but a root-only directory
+    above it keeps the server's user out: start-up fails naming that one."""
+    locked = os.path.join(cs.site.root, "root-only")
+    os.mkdir(locked)
+    os.chmod(locked, 0o700)
+    inner = os.path.join(locked, "deeper", "storage")
+    os.makedirs(inner)
+    os.chmod(os.path.dirname(inner), 0o755)
+    H._chown_server_user(inner)
+    os.chmod(inner, 0o700)
+    conf = cs.conf(storage=False, server=['SecUploadStorageDir "%s"' % inner])
+    rc, out = _start_fails(cs, conf)
+    assert rc != 0
+    lines = [ln for ln in out.splitlines() if "SU00340" in ln]
+    assert lines, out
+    assert "no search permission on %s " % locked in lines[0], lines
+    assert "www-data" in lines[0], lines
+    assert H.storage_files(inner) == {}
+
+
+@pytest.mark.skipif(not H.is_root(), reason="needs root to drop to www-data")
+def test_storage_dir_behind_reachable_ancestors_starts(cs):
+    """The same layout with the ancestor searchable by www-data's group
+    (not by others): the group counts, and the server starts."""
+    parent = os.path.join(cs.site.root, "group-only")
+    os.mkdir(parent)
+    inner = os.path.join(parent, "storage")
+    os.mkdir(inner)
+    H._chown_server_user(inner)
+    os.chmod(inner, 0o700)
+    os.chown(parent, 0, pwd.getpwnam(H.SERVER_USER).pw_gid)
+    os.chmod(parent, 0o710)
+    conf = cs.conf(storage=False, server=['SecUploadStorageDir "%s"' % inner])
+    a = H.Apache(cs.site, conf).start()
+    try:
+        out = a.read(a.errlog)
+        assert "SU00340" not in out, out
+    finally:
+        a.stop()
 
 
 def _warning_lines(text):

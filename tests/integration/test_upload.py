@@ -494,6 +494,39 @@ def test_multipart_empty_body(fresh):
         400, "bad_request")
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked", "none"])
+def test_raw_post_with_no_body_and_no_content_type(fresh, framing):
+    """Nothing at all (Content-Length: 0, an empty chunked body, or no
+    length): a mistake, not a file."""
+    def send():
+        if framing == "chunked":
+            return fresh.post(iter([]))
+        if framing == "length":
+            return fresh.post(b"")
+        c = H.RawConn(fresh.apache.port)
+        try:
+            c.send(b"POST /api/upload/ HTTP/1.1\r\nHost: x\r\n"
+                   b"Connection: close\r\n\r\n")
+            return c.read_response()
+        finally:
+            c.close()
+    _, doc = fresh.expect_error(send, 400, "bad_request")
+    assert "no body and no Content-Type" in doc["message"], doc
+
+
+@pytest.mark.parametrize("headers", [
+    {"Content-Type": "application/octet-stream"},
+    {"Content-Disposition": 'attachment; filename="empty.txt"'},
+])
+def test_raw_empty_body_named_or_typed_is_an_empty_file(fresh, headers):
+    fresh.check_stored(fresh.post(b"", headers), b"", body_len=0)
+
+
+def test_multipart_empty_file_is_an_empty_file(fresh):
+    r, body = fresh.post_multipart([H.file_part(b"", "empty.txt")])
+    fresh.check_stored(r, b"", name="empty.txt", body_len=len(body))
+
+
 def test_multipart_two_file_parts(fresh):
     fresh.expect_error(lambda: fresh.post_multipart(
         [H.file_part(b"one" * 1000, "1.bin"),
