@@ -411,10 +411,15 @@ static int su_handler(request_rec *r)
 
 static void su_register_hooks(apr_pool_t *p)
 {
+    static const char *const watchdog[] = { "mod_watchdog.c", NULL };
     (void)p;
     ap_hook_check_config(su_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(su_post_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(su_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* before mod_watchdog's: it sets up the instances made in post_config,
+     * and starts the settler's thread in child_init, which then finds each
+     * child's state complete */
+    ap_hook_post_config(su_settler_post_config, NULL, watchdog, APR_HOOK_LAST);
+    ap_hook_child_init(su_child_init, NULL, watchdog, APR_HOOK_MIDDLE);
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
     /* before mod_alias and mod_rewrite, which might map the path elsewhere */
     ap_hook_translate_name(su_translate_slash, NULL, NULL, APR_HOOK_FIRST);

@@ -3,9 +3,10 @@
  * mod_secupload.c (module record, hooks, dispatch, su_fail),
  * mod_secupload_config.c (records, merging, directives),
  * mod_secupload_start.c (start-up checks, temp-file sweep, child init),
- * mod_secupload_upload.c (the upload handler) and mod_secupload_files.c
- * (the files handler), mod_secupload_status.c (its figures in
- * mod_status); the core is in src/.
+ * mod_secupload_upload.c (the upload handler), mod_secupload_settle.c
+ * (settling unknown outcomes, the settler on mod_watchdog),
+ * mod_secupload_files.c (the files handler) and mod_secupload_status.c
+ * (its figures in mod_status); the core is in src/.
  */
 #ifndef MOD_SECUPLOAD_H
 #define MOD_SECUPLOAD_H
@@ -19,6 +20,7 @@
 #include "su_common.h"
 #include "su_defaults.h"
 #include "su_redis.h"
+#include "su_settle.h"
 
 /* Stable message ids, so that admins can grep for a message. */
 #define SU_LOGNO(n) "SU" #n ": "
@@ -82,13 +84,10 @@ typedef struct su_dir_conf {
 
 struct su_srv_rt {
     su_redis_pool_t *redis;
-#if APR_HAS_THREADS
-    apr_thread_mutex_t *mu;           /* guards unsettled_seen */
-#endif
-    /* mtime of DIR/.unsettled when this process last settled it: uploads
-     * whose metadata write may have been applied although its answer was
-     * lost are marked there, and their hashes go once Redis answers */
-    apr_int64_t unsettled_seen;
+    /* what this process last saw of DIR/.unsettled: uploads whose
+     * metadata write may have been applied although its answer was lost
+     * are marked there, and their hashes go once Redis answers */
+    su_settle_t *settle;
 };
 
 /* Everything one request needs, gathered once. */
@@ -157,9 +156,15 @@ void su_child_init(apr_pool_t *pchild, server_rec *s);
 
 extern ap_filter_rec_t *su_body_error_filter;
 apr_status_t su_catch_body_error(ap_filter_t *f, apr_bucket_brigade *bb);
-void su_settle_pending(su_req_t *q);
 void su_drain_small_h2(su_req_t *q);
 int su_handle_upload(su_req_t *q);
+
+/* ---- mod_secupload_settle.c ---- */
+
+void su_settle_pending(su_req_t *q);
+void su_settle_upload(su_req_t *q, const char *id, apr_uint64_t bytes);
+int su_settler_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s);
 
 /* ---- mod_secupload_files.c ---- */
 

@@ -76,32 +76,6 @@ static int su_files_meta(su_req_t *q, apr_table_t *meta)
     return su_respond(q->r, HTTP_OK, su_json_table(q->r->pool, meta, numeric, hidden));
 }
 
-/*
- * The delete of id's metadata was sent on a connection that then broke: did
- * it run? Ask again on fresh connections within the Redis timeout. The
- * deadline in the write means a delete not applied by now never will be.
- * SU_OK: it ran; SU_ERR_UNAVAILABLE: it did not, or nobody can tell.
- */
-static su_err_t su_delete_outcome(su_req_t *q, const char *id)
-{
-    int timeout_ms = su_conf_redis_timeout(q->srv);
-    apr_time_t until = apr_time_now() + apr_time_from_msec(timeout_ms);
-    apr_table_t *meta;
-
-    do {
-        su_req_drop_redis(q);
-        apr_sleep(apr_time_from_msec(timeout_ms / 2 + 1));
-        if (su_req_redis(q) == SU_OK) {
-            su_err_t rv = su_redis_get_meta(q->redis, q->r->pool, id, &meta);
-            if (rv == SU_ERR_NOT_FOUND)
-                return SU_OK;
-            if (rv == SU_OK)
-                return SU_ERR_UNAVAILABLE;
-        }
-    } while (apr_time_now() < until);
-    return SU_ERR_UNAVAILABLE;
-}
-
 static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
 {
     request_rec *r = q->r;
@@ -119,7 +93,9 @@ static int su_files_delete(su_req_t *q, const char *id, apr_table_t *meta)
         /* sent, but was it applied? a file must not outlive its metadata
          * unnoticed, nor be removed while its metadata stays */
         const char *why = apr_pstrdup(r->pool, su_redis_errstr(q->redis));
-        if (su_delete_outcome(q, id) != SU_OK)
+        su_req_drop_redis(q);
+        if (su_settle_deleted(q->srv->rt->redis, r->pool, id,
+                              su_conf_redis_timeout(q->srv)) != SU_OK)
             return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_FILE_DELETED, NULL, why,
                            id, 0);
         rv = SU_OK;

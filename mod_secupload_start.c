@@ -484,15 +484,12 @@ void su_child_init(apr_pool_t *pchild, server_rec *s)
         for (i = 0; i < c->keks->nelts; i++)
             su_key_relock(APR_ARRAY_IDX(c->keks, i, const su_kek_t *));
         c->rt = apr_pcalloc(pchild, sizeof(*c->rt));
-#if APR_HAS_THREADS
-        if (apr_thread_mutex_create(&c->rt->mu, APR_THREAD_MUTEX_DEFAULT, pchild)
-            != APR_SUCCESS) {
+        if (su_settle_create(pchild, &c->rt->settle) != SU_OK) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00007)
                          "cannot create a mutex");
             c->rt = NULL;
             continue;
         }
-#endif
         su_conf_redis(c, &rc);
         if (su_redis_pool_create(pchild, &rc, conns, &c->rt->redis) != SU_OK) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, SU_LOGNO(00006)

@@ -1,8 +1,7 @@
 /*
  * mod_secupload: the upload handler (SetHandler secupload). Reads the
  * request body brigade by brigade into the core's upload, catches the
- * input filters' own error answers, writes the metadata and answers 201;
- * and settles a metadata write whose outcome was lost with its connection.
+ * input filters' own error answers, writes the metadata and answers 201.
  */
 #include "httpd.h"
 #include "http_config.h"
@@ -29,136 +28,6 @@ APLOG_USE_MODULE(secupload);
 
 #define SU_READ_BYTES           (256 * 1024)
 #define SU_FILES_PREFIX         "/api/files/"
-
-static void su_unsettled_lock(su_srv_rt_t *rt, int lock)
-{
-#if APR_HAS_THREADS
-    if (lock)
-        apr_thread_mutex_lock(rt->mu);
-    else
-        apr_thread_mutex_unlock(rt->mu);
-#else
-    (void)rt; (void)lock;
-#endif
-}
-
-/* Remove the hash of a failed upload; SU_OK once it surely is not there. */
-static su_err_t su_settle_one(su_req_t *q, const char *id,
-                              apr_array_header_t *audit)
-{
-    su_err_t rv = su_redis_delete(q->redis, q->r->pool, id, audit);
-    if (rv == SU_ERR_NOT_FOUND)
-        rv = SU_OK;
-    if (rv == SU_OK)
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, SU_LOGNO(00012)
-                      "settled the metadata of failed upload %s", id);
-    return rv;
-}
-
-/* The fields of the failed request that a marker keeps, for its audit entry. */
-static const char *su_settle_note(su_req_t *q, apr_uint64_t bytes)
-{
-    apr_table_t *t = apr_table_make(q->r->pool, 5);
-
-    apr_table_setn(t, "client_ip", q->r->useragent_ip ? q->r->useragent_ip : "");
-    apr_table_setn(t, "user", q->r->user ? q->r->user : "");
-    apr_table_setn(t, "request_id", q->request_id);
-    apr_table_setn(t, "time", q->time);
-    apr_table_setn(t, "bytes", apr_psprintf(q->r->pool, "%" APR_UINT64_T_FMT, bytes));
-    return su_json_table(q->r->pool, t, NULL, NULL);
-}
-
-/*
- * The audit entry of a failed upload settled by another request: it speaks
- * of the request that failed (from the marker's note; empty fields if the
- * note is lost), and says which request settled it and when.
- */
-static apr_array_header_t *su_audit_settled(su_req_t *q, const char *id)
-{
-    apr_pool_t *p = q->r->pool;
-    apr_table_t *t = su_json_parse_table(p, su_store_unsettled_note(
-                                             p, q->srv->storage_dir, id));
-    apr_array_header_t *a = apr_array_make(p, 12, sizeof(su_kv_t));
-
-    if (t == NULL)
-        t = apr_table_make(p, 1);
-    su_kv(a, "event", SU_EV_UPLOAD_REJECTED);
-    su_kv(a, "status", apr_itoa(p, HTTP_SERVICE_UNAVAILABLE));
-    su_kv(a, "id", id);
-    su_kv(a, "reason", su_err_code(SU_ERR_UNAVAILABLE));
-    su_kv(a, "bytes", apr_table_get(t, "bytes"));
-    su_kv(a, "client_ip", apr_table_get(t, "client_ip"));
-    su_kv(a, "user", apr_table_get(t, "user"));
-    su_kv(a, "request_id", apr_table_get(t, "request_id"));
-    su_kv(a, "time", apr_table_get(t, "time"));
-    su_kv(a, "settled_by", q->request_id);
-    su_kv(a, "settled_time", su_rfc3339(p, apr_time_now()));
-    return a;
-}
-
-/*
- * Settle what earlier requests (of any process) could not: one stat of the
- * marker directory per request, read only when it changed.
- */
-void su_settle_pending(su_req_t *q)
-{
-    su_srv_rt_t *rt = q->srv->rt;
-    apr_array_header_t *ids;
-    apr_int64_t seen;
-    int i, left = 0;
-
-    su_unsettled_lock(rt, 1);
-    seen = rt->unsettled_seen;
-    ids = su_store_unsettled(q->r->pool, q->srv->storage_dir, &rt->unsettled_seen);
-    su_unsettled_lock(rt, 0);
-    for (i = 0; ids && i < ids->nelts; i++) {
-        const char *id = APR_ARRAY_IDX(ids, i, const char *);
-        if (q->redis && su_settle_one(q, id, su_audit_settled(q, id)) == SU_OK) {
-            su_store_clear_unsettled(q->r->pool, q->srv->storage_dir, id);
-            continue;
-        }
-        left = 1;
-        if (q->redis && !su_redis_usable(q->redis))
-            su_req_drop_redis(q);
-    }
-    if (left) {
-        /* look again next time */
-        su_unsettled_lock(rt, 1);
-        rt->unsettled_seen = seen;
-        su_unsettled_lock(rt, 0);
-    }
-}
-
-/*
- * The metadata write of upload id failed on a broken connection, so it may
- * have been applied. Remove it now, retrying within the Redis timeout; what
- * cannot be removed yet is marked on disk for the next request that reaches
- * Redis, in any process (`secupload fsck` lists it as missing meanwhile).
- */
-static void su_settle(su_req_t *q, const char *id, apr_uint64_t bytes)
-{
-    apr_time_t until = apr_time_now()
-                       + apr_time_from_msec(su_conf_redis_timeout(q->srv));
-    apr_array_header_t *audit = su_audit(q, SU_EV_UPLOAD_REJECTED,
-                                         HTTP_SERVICE_UNAVAILABLE, id,
-                                         su_err_code(SU_ERR_UNAVAILABLE), bytes);
-    su_req_drop_redis(q);
-    do {
-        if (su_req_redis(q) == SU_OK && su_settle_one(q, id, audit) == SU_OK)
-            return;
-        su_req_drop_redis(q);
-        apr_sleep(apr_time_from_msec(100));
-    } while (apr_time_now() < until);
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, SU_LOGNO(00013)
-                  "the metadata of failed upload %s may remain in Redis; it will "
-                  "be removed when Redis answers again (secupload fsck lists it "
-                  "as missing meanwhile)", id);
-    if (su_store_mark_unsettled(q->r->pool, q->srv->storage_dir, id,
-                                su_settle_note(q, bytes)) != SU_OK)
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, q->r, SU_LOGNO(00014)
-                      "cannot mark upload %s as unsettled under %s/"
-                      SU_STORE_UNSETTLED, id, q->srv->storage_dir);
-}
 
 /*
  * An HTTP/2 stream answered before the client ended its body is reset
@@ -436,7 +305,7 @@ static int su_stored_unavailable(su_req_t *q, su_upload_t *u, int sent)
     if (!sent)
         su_req_drop_redis(q);
     else if (q->redis && !su_redis_usable(q->redis))
-        su_settle(q, in->id, in->size);  /* sent, but was it applied? */
+        su_settle_upload(q, in->id, in->size);  /* sent, but was it applied? */
     return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_UPLOAD_REJECTED, NULL,
                    apr_pstrcat(q->r->pool, "Redis: ", why, NULL), in->id, in->size);
 }

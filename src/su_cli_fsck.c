@@ -43,6 +43,8 @@ static const char su_cli_fsck_help[] =
     "  iv-recorded <id>         its IV just recorded by --backfill-iv\n"
     "  stale-temp <path>        a temporary file older than one hour\n"
     "  unexpected <path>        anything else under DIR\n"
+    "  unsettled <id>           an upload whose metadata write had an unknown\n"
+    "                           outcome, not yet settled by the server\n"
     "  in-progress-temp <path>  a recent temporary file (not a problem)\n"
     "  removed <path>           a stale temporary file removed by --repair\n"
     "then a summary line starting with \"summary:\".\n"
@@ -72,7 +74,8 @@ typedef struct su_cli_fsck {
     apr_hash_t *meta;          /* id -> id, valid ids with metadata */
     apr_array_header_t *meta_ids;
     unsigned long files, orphan, missing, corrupt, stale, unexpected,
-                  inprogress, removed, verified, mismatch, noiv, recorded;
+                  inprogress, removed, verified, mismatch, noiv, recorded,
+                  unsettled;
 } su_cli_fsck_t;
 
 /* The whole buffer: fread may have put bytes past the first line's end, and
@@ -377,18 +380,43 @@ static void su_cli_fsck_missing(apr_pool_t *p, su_cli_fsck_t *fk,
     }
 }
 
+static int su_cli_fsck_id_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The server's markers of uploads not yet settled (docs/design.md,
+ * "Settling"). Only listed: settling writes audit entries, which is the
+ * server's business; it settles them within seconds once Redis answers.
+ */
+static void su_cli_fsck_unsettled(apr_pool_t *p, su_cli_fsck_t *fk)
+{
+    apr_int64_t seen = 0;
+    apr_array_header_t *ids = su_store_unsettled(p, fk->dir, &seen);
+    int i;
+
+    if (ids == NULL)
+        return;
+    qsort(ids->elts, ids->nelts, sizeof(const char *), su_cli_fsck_id_cmp);
+    for (i = 0; i < ids->nelts; i++)
+        su_cli_fsck_found(&fk->unsettled, "unsettled",
+                          APR_ARRAY_IDX(ids, i, const char *));
+}
+
 static int su_cli_fsck_summary(const su_cli_fsck_t *fk)
 {
     unsigned long problems = fk->orphan + fk->missing + fk->corrupt
                              + fk->unexpected + (fk->stale - fk->removed)
-                             + fk->mismatch + fk->noiv;
+                             + fk->mismatch + fk->noiv + fk->unsettled;
 
     printf("summary: files=%lu metadata=%d verified=%lu orphan=%lu missing=%lu "
            "corrupt=%lu stale-temp=%lu unexpected=%lu in-progress-temp=%lu "
-           "removed=%lu mismatch=%lu no-iv=%lu iv-recorded=%lu problems=%lu\n",
+           "removed=%lu mismatch=%lu no-iv=%lu iv-recorded=%lu unsettled=%lu "
+           "problems=%lu\n",
            fk->files, fk->meta_ids->nelts, fk->verified, fk->orphan, fk->missing,
            fk->corrupt, fk->stale, fk->unexpected, fk->inprogress, fk->removed,
-           fk->mismatch, fk->noiv, fk->recorded, problems);
+           fk->mismatch, fk->noiv, fk->recorded, fk->unsettled, problems);
     if (fflush(stdout) != 0)
         return SU_CLI_EXIT_FAIL;
     return problems ? SU_CLI_EXIT_FAIL : SU_CLI_EXIT_OK;
@@ -420,6 +448,7 @@ static int su_cli_fsck_run(apr_pool_t *p, su_cli_fsck_t *fk)
     if ((rc = su_cli_fsck_entries(p, fk, entries)) != SU_CLI_EXIT_OK)
         return rc;
     su_cli_fsck_missing(p, fk, entries);
+    su_cli_fsck_unsettled(p, fk);
     return su_cli_fsck_summary(fk);
 }
 

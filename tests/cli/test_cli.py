@@ -706,6 +706,29 @@ def test_fsck_clean(keys, store, redis_server, prefix):
     assert s["files"] == "3" and s["verified"] == "3" and s["problems"] == "0"
 
 
+def test_fsck_lists_unsettled_markers(keys, store, redis_server, prefix):
+    """An upload the server marked (DIR/.unsettled/<id>: its metadata write
+    had an unknown outcome) is listed and counted as a problem until the
+    server settles it; fsck leaves it alone (no --repair of it either)."""
+    raw, kp = keys.make()
+    rc = redis_server.client()
+    fid = store.put(raw, os.urandom(10))
+    put_meta(rc, prefix, fid, raw, store=store)
+    marked = sorted(new_id() for _ in range(2))
+    os.makedirs(os.path.join(store.root, ".unsettled"))
+    for m in marked:
+        with open(os.path.join(store.root, ".unsettled", m), "w") as f:
+            f.write("{}")
+    for extra in ((), ("--repair",)):
+        r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix,
+                "-k", kp, *extra)
+        assert r.rc == 1, r
+        assert findings(r) == ["unsettled " + m for m in marked]
+        s = summary(r)
+        assert s["unsettled"] == "2" and s["problems"] == "2", s
+    assert sorted(os.listdir(os.path.join(store.root, ".unsettled"))) == marked
+
+
 def test_fsck_empty_storage_is_clean(store, redis_server, prefix):
     r = run("fsck", "-s", store.root, "-r", redis_server.addr, "-p", prefix)
     assert r.rc == 0, r

@@ -7,7 +7,9 @@ a later request that reaches Redis removes the metadata."""
 
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -113,3 +115,52 @@ def test_write_arriving_after_its_deadline_is_not_applied(lossy):
         proxy.delay = 0.0
     lossy.assert_nothing_kept(files_before, keys_before)
     assert not H.unsettled_ids(lossy.site.storage)
+
+
+SETTLE_BOUND = 5.0   # seconds: docs/design.md, "Settling"
+
+
+def test_settled_without_any_request(lossy):
+    """Redis runs the upload's write, its reply is lost, and Redis is then
+    paused (SIGSTOP) past SecUploadRedisTimeout: a 503 and a marker. Once
+    Redis answers again, the settler removes the metadata and the marker
+    within SETTLE_BOUND seconds, with no request arriving meanwhile."""
+    proxy = lossy.proxy()
+    warm = secrets.token_bytes(100)
+    lossy.check_stored(lossy.post_raw(warm), warm)
+    mark = lossy.rv.audit_mark()
+    pid = lossy.redis.proc.pid
+    proxy.blackout = 0.5    # refused until the pause below has begun
+    proxy.fired.clear()
+    proxy.armed.set()
+
+    def pause():
+        if proxy.fired.wait(30):
+            os.kill(pid, signal.SIGSTOP)
+    pauser = threading.Thread(target=pause, daemon=True)
+    pauser.start()
+    try:
+        r = lossy.post_raw(secrets.token_bytes(5000))
+        assert proxy.fired.is_set(), "the proxy never saw the store"
+        assert r.status_code == 503, r.text
+        ids = H.unsettled_ids(lossy.site.storage)
+        assert len(ids) == 1, ids
+        fid = ids[0]
+    finally:
+        pauser.join(5)
+        os.kill(pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    gone = H._wait_for(lambda: not H.unsettled_ids(lossy.site.storage)
+                       and not lossy.rv.meta(fid), SETTLE_BOUND + 2, 0.1)
+    took = time.monotonic() - resumed
+    assert gone, "marker %s or its metadata still there %.1fs after Redis " \
+        "answered again" % (fid, took)
+    assert took <= SETTLE_BOUND, took
+    entries = [e for e in lossy.rv.audit_since(mark)
+               if e.get("event") == "upload.rejected" and e.get("id") == fid]
+    # a delete sent while Redis was paused (the request's own try, or the
+    # settler's) runs when it resumes and adds an entry of its own: the
+    # settler's speak of the failed upload
+    settled = [e for e in entries if e.get("settled_by") == "settler"]
+    assert settled, entries
+    assert all(e["bytes"] == "5000" and e["user"] == "" for e in settled), settled

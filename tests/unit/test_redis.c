@@ -23,11 +23,9 @@
 #include <hiredis/hiredis.h>
 
 #include "su_check.h"
+#include "su_check_redis.h"
 #include "su_redis.h"
 
-#ifndef REDIS_BIN
-#define REDIS_BIN "/usr/bin/redis-server"
-#endif
 #define PASSWORD "s3cr3t-Pa55word"
 
 static apr_pool_t *g_p;
@@ -37,23 +35,6 @@ static const char *g_pass;
 static char g_sock[108];
 
 /* ------------------------------------------------------------ helpers */
-
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    ck_assert_int_ge(fd, 0);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 static redisContext *raw_connect(void)
 {
@@ -72,75 +53,6 @@ static redisContext *raw_connect(void)
     return c;
 }
 
-/* PING until the server answers (even NOAUTH is an answer), at most ~5 s. */
-static int wait_ready(pid_t pid, int port)
-{
-    int i;
-
-    for (i = 0; i < 100; i++) {
-        struct timeval tv = { 0, 200000 };
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-        int status;
-        if (c && c->err == 0) {
-            redisReply *rep;
-            redisSetTimeout(c, tv);
-            rep = redisCommand(c, "PING");
-            if (rep) {
-                freeReplyObject(rep);
-                redisFree(c);
-                return 1;
-            }
-        }
-        if (c)
-            redisFree(c);
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return 0;
-        usleep(50000);
-    }
-    return 0;
-}
-
-static pid_t start_redis(int port, const char *pass, const char *sock)
-{
-    char portbuf[16];
-    const char *argv[24];
-    int n = 0;
-    pid_t pid;
-
-    ck_assert_msg(access(REDIS_BIN, X_OK) == 0, REDIS_BIN " is not installed");
-    snprintf(portbuf, sizeof(portbuf), "%d", port);
-    argv[n++] = "redis-server";
-    argv[n++] = "--port"; argv[n++] = portbuf;
-    argv[n++] = "--bind"; argv[n++] = "127.0.0.1";
-    argv[n++] = "--save"; argv[n++] = "";
-    argv[n++] = "--appendonly"; argv[n++] = "no";
-    argv[n++] = "--daemonize"; argv[n++] = "no";
-    argv[n++] = "--dir"; argv[n++] = "/tmp";
-    if (pass) {
-        argv[n++] = "--requirepass"; argv[n++] = pass;
-    }
-    if (sock) {
-        argv[n++] = "--unixsocket"; argv[n++] = sock;
-        argv[n++] = "--unixsocketperm"; argv[n++] = "700";
-    }
-    argv[n] = NULL;
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        /* a test that dies must not leave the server behind */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execv(REDIS_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    ck_assert_msg(wait_ready(pid, port), "redis-server did not come up on %d", port);
-    return pid;
-}
-
 static void stop_redis(void)
 {
     int status;
@@ -155,12 +67,12 @@ static void stop_redis(void)
 static void setup_common(const char *pass, int with_sock)
 {
     ck_assert_int_eq(apr_pool_create(&g_p, NULL), APR_SUCCESS);
-    g_port = free_port();
+    g_port = su_check_free_port();
     g_pass = pass;
     g_sock[0] = '\0';
     if (with_sock)
         snprintf(g_sock, sizeof(g_sock), "/tmp/su_redis_test_%d.sock", g_port);
-    g_pid = start_redis(g_port, pass, with_sock ? g_sock : NULL);
+    g_pid = su_check_redis_start(g_port, pass, with_sock ? g_sock : NULL);
 }
 
 static void setup_plain(void) { setup_common(NULL, 0); }
@@ -269,10 +181,10 @@ static double elapsed_s(apr_time_t t0)
     return (double)(apr_time_now() - t0) / 1e6;
 }
 
-static void restart_redis(void)
+static void resu_check_redis_start(void)
 {
     stop_redis();
-    g_pid = start_redis(g_port, g_pass, NULL);
+    g_pid = su_check_redis_start(g_port, g_pass, NULL);
 }
 
 /* -------------------------------------------------------- parse_server */
@@ -661,7 +573,7 @@ END_TEST
 
 START_TEST(test_connect_refused)
 {
-    su_redis_conf_t conf = conf_for(free_port());
+    su_redis_conf_t conf = conf_for(su_check_free_port());
     su_redis_t *r = NULL;
     const char *err = NULL;
     apr_time_t t0 = apr_time_now();
@@ -706,7 +618,7 @@ START_TEST(test_restart_reconnect)
     ck_assert_int_eq(su_redis_acquire(pool, &pr, &err, g_p), SU_OK);
     ck_assert_int_eq(su_redis_store(pr, g_p, "r1", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
 
-    restart_redis();
+    resu_check_redis_start();
     ck_assert_int_eq(su_redis_store(r, g_p, "r2", kvs(g_p, META), kvs(g_p, AUDIT)),
                      SU_ERR_UNAVAILABLE);
     ck_assert(!su_redis_usable(r));
@@ -737,7 +649,7 @@ START_TEST(test_restart_idle)
     ck_assert_ptr_ne(a, b);
     su_redis_release(pool, a);
     su_redis_release(pool, b);
-    restart_redis();
+    resu_check_redis_start();
     usleep(100000);
     ck_assert_int_eq(su_redis_acquire(pool, &a, &err, g_p), SU_OK);
     ck_assert_int_eq(su_redis_store(a, g_p, "i", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
@@ -813,7 +725,7 @@ START_TEST(test_pool_down_then_up)
     ck_assert_ptr_null(r);
     ck_assert_ptr_nonnull(err);
     ck_assert_ptr_nonnull(strstr(err, "connect"));
-    g_pid = start_redis(g_port, g_pass, NULL);
+    g_pid = su_check_redis_start(g_port, g_pass, NULL);
     ck_assert_int_eq(su_redis_acquire(pool, &r, &err, g_p), SU_OK);
     ck_assert_int_eq(su_redis_audit(r, g_p, kvs(g_p, AUDIT)), SU_OK);
     su_redis_release(pool, r);
