@@ -423,6 +423,8 @@ static void su_register_hooks(apr_pool_t *p)
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
     /* before mod_alias and mod_rewrite, which might map the path elsewhere */
     ap_hook_translate_name(su_translate_slash, NULL, NULL, APR_HOOK_FIRST);
+    /* after the <Location> walk, before authentication (mod_secupload_cors.c) */
+    ap_hook_header_parser(su_cors, NULL, NULL, APR_HOOK_MIDDLE);
     su_body_error_filter = ap_register_output_filter("SECUPLOAD_BODY_ERROR",
                                                      su_catch_body_error, NULL,
                                                      AP_FTYPE_CONTENT_SET);

@@ -5,8 +5,9 @@
  * mod_secupload_start.c (start-up checks, temp-file sweep, child init),
  * mod_secupload_upload.c (the upload handler), mod_secupload_settle.c
  * (settling unknown outcomes, the settler on mod_watchdog),
- * mod_secupload_files.c (the files handler) and mod_secupload_status.c
- * (its figures in mod_status); the core is in src/.
+ * mod_secupload_files.c (the files handler), mod_secupload_cors.c (CORS
+ * for both handlers) and mod_secupload_status.c (its figures in
+ * mod_status); the core is in src/.
  */
 #ifndef MOD_SECUPLOAD_H
 #define MOD_SECUPLOAD_H
@@ -70,6 +71,7 @@ typedef struct su_dir_conf {
     int sync;
     int owner_only;
     int enable;                        /* SU_ENABLE_*; SU_UNSET: none */
+    apr_array_header_t *cors_origins;  /* const char *; empty: none (Off) */
 } su_dir_conf_t;
 
 /*
@@ -143,6 +145,7 @@ apr_uint64_t su_conf_max_size(const su_dir_conf_t *d);
 const char *su_conf_field_name(const su_dir_conf_t *d);
 int su_conf_sync(const su_dir_conf_t *d);
 int su_conf_owner_only(const su_dir_conf_t *d);
+const apr_array_header_t *su_conf_cors_origins(const su_dir_conf_t *d);
 
 /* ---- mod_secupload_start.c ---- */
 
@@ -169,6 +172,11 @@ int su_settler_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 /* ---- mod_secupload_files.c ---- */
 
 int su_handle_files(su_req_t *q);
+
+/* ---- mod_secupload_cors.c ---- */
+
+const char *su_cors_origin_check(apr_pool_t *p, const char *origin);
+int su_cors(request_rec *r);
 
 /* ---- mod_secupload_status.c: figures for /server-status ---- */
 

@@ -79,6 +79,7 @@ void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     SU_MERGE_NUM(c, base, add, sync);
     SU_MERGE_NUM(c, base, add, owner_only);
     SU_MERGE_NUM(c, base, add, enable);
+    SU_MERGE_PTR(c, base, add, cors_origins);
     return c;
 }
 
@@ -129,6 +130,12 @@ int su_conf_sync(const su_dir_conf_t *d)
 int su_conf_owner_only(const su_dir_conf_t *d)
 {
     return d->owner_only != SU_UNSET ? d->owner_only : SU_DEFAULT_OWNER_ONLY;
+}
+
+/* No origin is allowed unless the admin named it. */
+const apr_array_header_t *su_conf_cors_origins(const su_dir_conf_t *d)
+{
+    return d->cors_origins;
 }
 
 /* ---- directives ---- */
@@ -321,6 +328,26 @@ static const char *su_cmd_enable(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/*
+ * SecUploadCorsOrigins ORIGIN...: lines add up, like SecUploadAllowedTypes;
+ * an inner section's list replaces the outer one whole, and None (alone)
+ * there allows no origin again.
+ */
+static const char *su_cmd_cors_origins(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_dir_conf_t *d = dc;
+    int none = strcasecmp(arg, "none") == 0;
+    const char *why = none ? NULL : su_cors_origin_check(cmd->pool, arg);
+
+    if (why)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", why, NULL);
+    if (d->cors_origins == NULL)
+        d->cors_origins = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    if (!none)
+        APR_ARRAY_PUSH(d->cors_origins, const char *) = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
 const command_rec su_cmds[] = {
     AP_INIT_TAKE1("SecUploadStorageDir", su_cmd_storage_dir, NULL, RSRC_CONF,
                   "Directory where encrypted files are stored"),
@@ -353,5 +380,9 @@ const command_rec su_cmds[] = {
     AP_INIT_TAKE1("SecUploadEnable", su_cmd_enable, NULL, RSRC_CONF | ACCESS_CONF,
                   "The handler that may serve here: upload (SetHandler "
                   "secupload), files (SetHandler secupload-files) or Off"),
+    AP_INIT_ITERATE("SecUploadCorsOrigins", su_cmd_cors_origins, NULL,
+                    RSRC_CONF | ACCESS_CONF,
+                    "Origins (scheme://host[:port]) whose pages may call the "
+                    "upload or files handler here; * for any, None for none"),
     { NULL }
 };

@@ -16,7 +16,10 @@ SU_BUILD=(
 SU_SERVE=(apache2 redis-server openssl)
 SU_PACKAGE=(debhelper dpkg-dev fakeroot lintian man-db curl)
 SU_TEST=(python3 python3-pytest python3-requests python3-redis python3-cryptography
-         libapache2-mod-security2 modsecurity-crs)
+         libapache2-mod-security2 modsecurity-crs
+         nodejs chromium)
+# the browser test's npm: Debian's, unless a node that brings its own is here
+command -v npm >/dev/null 2>&1 || SU_TEST+=(npm)
 
 purpose=test
 case "${1:-}" in

@@ -51,8 +51,16 @@ def test_make_install_lays_out_files(staged):
              for d, _, fs in os.walk(staged) for f in fs}
     for tail in ("/man/man1/secupload.1", "/man/man5/mod_secupload.5",
                  "/README.md", "/docs/configuration.md", "/docs/api.md",
-                 "/examples/secupload-site.conf"):
+                 "/examples/secupload-site.conf",
+                 "/examples/secupload-example.conf",
+                 "/examples/upload/index.html"):
         assert any(p.endswith(tail) for p in found), (tail, sorted(found))
+    # the example page's snippet names where the page was installed
+    snippet = [p for p in found if p.endswith("/examples/secupload-example.conf")]
+    with open(os.path.join(staged, snippet[0])) as f:
+        alias = [ln.split() for ln in f if ln.startswith("Alias ")]
+    assert len(alias) == 1 and alias[0][1] == "/secupload-example/", alias
+    assert os.path.isfile(staged + alias[0][2] + "index.html"), alias
 
 
 def test_a2enmod_in_a_copy_of_etc_apache2(staged, module_so):
