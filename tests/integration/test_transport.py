@@ -314,12 +314,22 @@ def test_early_refusal_over_limit_request_body_is_json(fresh, scratch, h2):
         f.write(secrets.token_bytes(5000))
 
     def send():
-        ver, resp, err, _ = _curl(
-            (["--http2-prior-knowledge"] if h2 else ["--http1.1"]) + [
-                "--data-binary", "@" + path, "-H", "Content-Type: text/plain",
-                fresh.url("/typed-limited/")], scratch)
-        assert ver == ("2" if h2 else "1.1"), err
-        return resp
+        # the rest of the body is refused by the limit, so the stream is
+        # reset after the answer, and Debian 12's curl now and then reports
+        # that (error 92) instead of the answer: such a try is repeated
+        for _ in range(5):
+            try:
+                ver, resp, err, _ = _curl(
+                    (["--http2-prior-knowledge"] if h2 else ["--http1.1"]) + [
+                        "--data-binary", "@" + path, "-H", "Content-Type: text/plain",
+                        fresh.url("/typed-limited/")], scratch)
+            except AssertionError as e:
+                if h2 and "(92)" in str(e):
+                    continue
+                raise
+            assert ver == ("2" if h2 else "1.1"), err
+            return resp
+        pytest.fail("curl lost the answer to the stream reset 5 times")
     fresh.expect_error(send, 415, "unsupported_type")
     # the access log agrees with what was sent
     with open(os.path.join(fresh.site.logs, "access.log"), "rb") as f:
