@@ -23,7 +23,7 @@ def _server_logs_clean(request):
     problems = []
     for a in H.ALL_APACHES:
         problems += a.take_problems()
-    assert not problems, "server log problems:\n" + "\n".join(problems[:40])
+    assert not problems, "server log problems:\n" + "\n".join(problems[:80])
 
 
 @pytest.fixture(scope="session")

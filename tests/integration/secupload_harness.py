@@ -535,10 +535,16 @@ class Apache:
             start = self._checked.get(path, 0)
             text = self.read(path, start)
             self._checked[path] = start + len(text.encode("utf-8", "replace"))
+            frames = 0
             for line in text.splitlines():
                 if BAD_LEVEL_RE.search(line) or any(t in line
                                                     for t in BAD_TEXT):
                     problems.append("%s: %s" % (os.path.basename(path), line))
+                    frames = 12   # the first frames of a sanitizer's report
+                elif frames and line.lstrip().startswith("#"):
+                    problems.append("%s:   %s" % (os.path.basename(path),
+                                                  line.strip()))
+                    frames -= 1
         return problems
 
 
