@@ -500,11 +500,12 @@ class Apache:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, graceful=False):
-        """Stop by pid: SIGTERM, or first a graceful stop (SIGWINCH, bounded
-        by GracefulShutdownTimeout) when graceful. Fixtures stop gracefully:
-        mpm_event's hard stop was seen to crash a child now and then in the
-        MPM's own exit path (docs/reliability.md, Known gaps)."""
+    def stop(self, graceful=True):
+        """Stop by pid: first a graceful stop (SIGWINCH, bounded by
+        GracefulShutdownTimeout), then SIGTERM; graceful=False for SIGTERM
+        at once. Graceful by default: mpm_event's hard stop was seen to crash
+        a child now and then in the MPM's own exit path (docs/reliability.md,
+        Known gaps); the tests of hard stops ask for one."""
         if self.proc is not None:
             if graceful and self.proc.poll() is None:
                 os.kill(self.proc.pid, signal.SIGWINCH)

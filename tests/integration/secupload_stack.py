@@ -127,7 +127,7 @@ class Stack:
     def stop(self):
         problems = []
         try:
-            self.apache.stop(graceful=True)
+            self.apache.stop()
             problems = self.apache.take_problems()
         finally:
             self.redis.stop()

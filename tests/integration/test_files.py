@@ -1109,7 +1109,7 @@ def test_stop_during_download_no_crash(rot):
         # client drains it a moment later, so that no MPM waits for it
         t = threading.Timer(0.2, drain)
         t.start()
-        apache.stop()
+        apache.stop(graceful=False)
         t.join(60)
     finally:
         g.close()
