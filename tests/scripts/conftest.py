@@ -1,6 +1,10 @@
 """Fixtures for the tests of the project's scripts (scripts/serve, and the
 pieces of scripts/test that start servers as another user)."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from checkout_util import Checkout, need_root_and_server_user
@@ -17,3 +21,12 @@ def checkout():
         yield co
     finally:
         co.cleanup()
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory the server's user (www-data) can reach."""
+    d = tempfile.mkdtemp(prefix="secupload-open-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

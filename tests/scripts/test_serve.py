@@ -9,12 +9,10 @@ while it starts) stops Apache and Redis and frees their ports."""
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -240,15 +238,6 @@ def test_sigterm_during_startup_stops_apache_and_redis(serve, whole_group,
     s.assert_all_stopped(143)
     assert "is serving" not in s.text
     assert "did not start" not in s.text, s.text[-3000:]
-
-
-@pytest.fixture
-def open_dir():
-    """A temporary directory www-data can reach."""
-    d = tempfile.mkdtemp(prefix="secupload-storage-")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_storage_dir_from_env_is_made_for_www_data(serve, open_dir):

@@ -5,9 +5,7 @@ LeakSanitizer (in Apache's children) a suppression file of its own, and
 bench/run starts the Django peer's gunicorn workers on a copy of the app."""
 
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
@@ -47,15 +45,6 @@ p = subprocess.run(["runuser", "-u", "%s", "--", "env"] + opts + [sys.argv[1]],
 print("rc", p.returncode)
 print(p.stdout)
 """ % SERVER_USER
-
-
-@pytest.fixture
-def open_dir():
-    """A temporary directory the server's user can read."""
-    d = tempfile.mkdtemp(prefix="secupload-leaker-")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_lsan_suppressions_reach_the_server_user(checkout, open_dir):
