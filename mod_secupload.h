@@ -61,6 +61,7 @@ typedef struct su_srv_conf {
     apr_array_header_t *keks;        /* su_kek_t *; [0] encrypts */
     /* host, port and socket_path are set together (SecUploadRedisServer) */
     su_redis_conf_t redis;
+    int format_version;              /* of new files: 1 or 2 */
     su_srv_rt_t *rt;                 /* per child, made in child_init */
 } su_srv_conf_t;
 
@@ -141,6 +142,7 @@ su_srv_conf_t *su_srv(const server_rec *s);
 int su_conf_in_use(const su_srv_conf_t *c);
 void su_conf_redis(const su_srv_conf_t *c, su_redis_conf_t *out);
 int su_conf_redis_timeout(const su_srv_conf_t *c);
+int su_conf_format_version(const su_srv_conf_t *c);
 apr_uint64_t su_conf_max_size(const su_dir_conf_t *d);
 const char *su_conf_field_name(const su_dir_conf_t *d);
 int su_conf_sync(const su_dir_conf_t *d);

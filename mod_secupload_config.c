@@ -26,6 +26,7 @@ void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
     c->redis.db = SU_UNSET;
     c->redis.timeout_ms = SU_UNSET;
     c->redis.audit_maxlen = SU_UNSET;
+    c->format_version = SU_UNSET;
     return c;
 }
 
@@ -54,6 +55,7 @@ void *su_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     SU_MERGE_PTR(c, base, add, storage_dir);
     SU_MERGE_PTR(c, base, add, keks);
     su_merge_redis(&c->redis, &base->redis, &add->redis);
+    SU_MERGE_NUM(c, base, add, format_version);
     return c;
 }
 
@@ -110,6 +112,12 @@ int su_conf_redis_timeout(const su_srv_conf_t *c)
 
     su_conf_redis(c, &rc);
     return rc.timeout_ms;
+}
+
+int su_conf_format_version(const su_srv_conf_t *c)
+{
+    return c->format_version != SU_UNSET ? c->format_version
+                                         : SU_DEFAULT_FORMAT_VERSION;
 }
 
 apr_uint64_t su_conf_max_size(const su_dir_conf_t *d)
@@ -252,6 +260,17 @@ static const char *su_cmd_audit_maxlen(cmd_parms *cmd, void *dc, const char *arg
     return err;
 }
 
+/* The format of new files; every version stays readable. */
+static const char *su_cmd_format_version(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    if (strcmp(arg, "1") != 0 && strcmp(arg, "2") != 0)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
+                           "' is not a format version (1 or 2)", NULL);
+    su_srv(cmd->server)->format_version = arg[0] - '0';
+    return NULL;
+}
+
 /* At most 2^62 bytes, so that sums with it (the framing allowance) cannot
  * overflow. */
 static const char *su_cmd_max_size(cmd_parms *cmd, void *dc, const char *arg)
@@ -366,6 +385,9 @@ const command_rec su_cmds[] = {
                   "Prefix of every Redis key"),
     AP_INIT_TAKE1("SecUploadAuditMaxLen", su_cmd_audit_maxlen, NULL, RSRC_CONF,
                   "Approximate cap of the audit stream"),
+    AP_INIT_TAKE1("SecUploadFormatVersion", su_cmd_format_version, NULL, RSRC_CONF,
+                  "Format of new files: 2 (segmented, the default) or 1 (for "
+                  "servers that read only version 1)"),
     AP_INIT_TAKE1("SecUploadMaxSize", su_cmd_max_size, NULL, RSRC_CONF | ACCESS_CONF,
                   "Largest accepted file in bytes (K, M, G suffixes)"),
     AP_INIT_TAKE1("SecUploadFieldName", su_cmd_field_name, NULL, RSRC_CONF | ACCESS_CONF,

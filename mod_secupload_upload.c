@@ -281,6 +281,7 @@ static void su_upload_conf(const su_req_t *q, su_upload_conf_t *uc)
     uc->allowed_types = q->dir->allowed_types;
     su_mp_limits_default(&uc->limits);
     uc->sync = su_conf_sync(q->dir);
+    uc->format = su_conf_format_version(q->srv);
 }
 
 /* The upload failed inside the core: answer with its own words. */

@@ -21,6 +21,10 @@
 #define SU_DEFAULT_FIELD_NAME       "file"
 #define SU_DEFAULT_SYNC             1
 
+/* the format of new files (SecUploadFormatVersion): 2, the segmented one;
+ * 1 while nodes that read only version 1 share the storage */
+#define SU_DEFAULT_FORMAT_VERSION   2
+
 /* files (SecUploadOwnerOnly) */
 #define SU_DEFAULT_OWNER_ONLY       0
 

@@ -14,6 +14,7 @@
 #include "su_format.h"
 #include "su_hasher.h"
 #include "su_hdr.h"
+#include "su_segw.h"
 #include "su_store.h"
 #include "su_util.h"
 
@@ -40,7 +41,8 @@ struct su_upload {
     int file_parts;
     apr_uint64_t received;
 
-    su_enc_t *enc;
+    su_enc_t *enc;               /* version 1 */
+    su_segw_t *segw;             /* version 2 */
     su_hasher_t *hasher;         /* SHA-256 of the plaintext, maybe threaded */
     su_store_file_t *file;
     char id[SU_ID_HEX_LEN + 1];
@@ -162,41 +164,6 @@ static su_err_t su_upload_content_type(su_upload_t *u, const char *given,
     return SU_OK;
 }
 
-/* Open the encryptor and the temp file, and write the header. */
-static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
-                                    const char *content_type)
-{
-    unsigned char header[SU_FMT_HEADER_LEN];
-    const char *err = NULL;
-    char *iv;
-    su_err_t rv;
-
-    if (su_upload_content_type(u, content_type, &u->info.content_type) != SU_OK)
-        return u->err;
-    u->info.name = su_hdr_safe_name(u->pool, filename ? filename : "");
-    /* AES-CBC, its HMAC and the plaintext digest: three cores' worth of
-     * work for a large file, when there are cores to spare */
-    rv = su_fmt_enc_create(u->pool, u->conf->kek, &u->enc, header);
-    if (rv == SU_OK)
-        rv = su_hasher_create(u->pool, &u->hasher);
-    if (rv == SU_OK)
-        rv = su_enc_mac_beside(u->enc);
-    if (rv != SU_OK)
-        return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
-                              "cannot start encryption");
-    iv = apr_palloc(u->pool, SU_FMT_IV_HEX_LEN + 1);
-    su_fmt_header_iv_hex(header, iv);
-    u->info.iv_hex = iv;
-    rv = su_store_create(u->pool, u->conf->storage_dir, u->id, &u->file, &err);
-    if (rv == SU_OK && u->conf->sync)
-        su_store_writeback(u->file);
-    if (rv == SU_OK)
-        rv = su_store_write(u->file, header, sizeof(header), &err);
-    if (rv != SU_OK)
-        return su_upload_fail(u, rv, NULL, err);
-    return SU_OK;
-}
-
 static su_err_t su_upload_store(su_upload_t *u, const unsigned char *buf,
                                 apr_size_t len)
 {
@@ -204,6 +171,78 @@ static su_err_t su_upload_store(su_upload_t *u, const unsigned char *buf,
     su_err_t rv = su_store_write(u->file, buf, len, &err);
     if (rv != SU_OK)
         return su_upload_fail(u, rv, NULL, err);
+    return SU_OK;
+}
+
+/* Where the version 2 writer's bytes go: the temp file (whose errors
+ * become the upload's, with their detail). */
+static su_err_t su_upload_segw_out(void *ctx, const unsigned char *buf, size_t len)
+{
+    return su_upload_store(ctx, buf, len);
+}
+
+/* Version 1: the header goes out first, the encryptor keeps the rest. */
+static su_err_t su_upload_start_v1(su_upload_t *u)
+{
+    unsigned char header[SU_FMT_HEADER_LEN];
+    char *iv = apr_palloc(u->pool, SU_FMT_IV_HEX_LEN + 1);
+    su_err_t rv;
+
+    /* AES-CBC, its HMAC and the plaintext digest: three cores' worth of
+     * work for a large file, when there are cores to spare */
+    rv = su_fmt_enc_create(u->pool, u->conf->kek, &u->enc, header);
+    if (rv == SU_OK)
+        rv = su_enc_mac_beside(u->enc);
+    if (rv != SU_OK)
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "cannot start encryption");
+    su_fmt_header_iv_hex(header, iv);
+    u->info.iv_hex = iv;
+    return su_upload_store(u, header, sizeof header);
+}
+
+/* Version 2: the writer sends its header at once; the nonce binds the id. */
+static su_err_t su_upload_start_v2(su_upload_t *u)
+{
+    uint32_t segsize = u->conf->segsize ? u->conf->segsize : SU_SEG_SIZE_DEFAULT;
+    char *nonce = apr_palloc(u->pool, 2 * SU_SEG_NONCE_LEN + 1);
+    su_err_t rv;
+
+    rv = su_segw_create(u->pool, u->conf->kek, u->id, segsize, NULL,
+                        su_upload_segw_out, u, &u->segw);
+    if (rv != SU_OK)
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "cannot start encryption");
+    su_util_hex(nonce, su_segw_header(u->segw) + SU_SEG_OFF_NONCE, SU_SEG_NONCE_LEN);
+    u->info.iv_hex = nonce;
+    return SU_OK;
+}
+
+/* Open the temp file, then the encryption, which writes the header. */
+static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
+                                    const char *content_type)
+{
+    const char *err = NULL;
+    su_err_t rv;
+
+    if (su_upload_content_type(u, content_type, &u->info.content_type) != SU_OK)
+        return u->err;
+    u->info.name = su_hdr_safe_name(u->pool, filename ? filename : "");
+    if (su_hasher_create(u->pool, &u->hasher) != SU_OK)
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "cannot start encryption");
+    rv = su_store_create(u->pool, u->conf->storage_dir, u->id, &u->file, &err);
+    if (rv != SU_OK)
+        return su_upload_fail(u, rv, NULL, err);
+    if (u->conf->sync)
+        su_store_writeback(u->file);
+    return u->conf->format == 1 ? su_upload_start_v1(u) : su_upload_start_v2(u);
+}
+
+/* Version 2: segments sealed as they fill (a store error is already the
+ * upload's, with its detail). */
+static su_err_t su_upload_seal_more(su_upload_t *u, const unsigned char *in,
+                                    apr_size_t len)
+{
+    if (su_segw_write(u->segw, in, len) != SU_OK)
+        return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "encryption failed");
     return SU_OK;
 }
 
@@ -222,6 +261,8 @@ static su_err_t su_upload_plain(su_upload_t *u, const char *buf, apr_size_t len)
     if (su_hasher_update(u->hasher, buf, len) != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "digest computation failed");
+    if (u->segw != NULL)
+        return su_upload_seal_more(u, in, len);
     /* ciphertext is produced straight into the store's write buffer */
     while (len > 0) {
         apr_size_t n = len < SU_UPLOAD_SLICE ? len : SU_UPLOAD_SLICE;
@@ -385,17 +426,30 @@ su_err_t su_upload_feed(su_upload_t *u, const char *buf, apr_size_t len)
 }
 
 
-static su_err_t su_upload_seal(su_upload_t *u)
+/* The end of the ciphertext: version 1's last blocks and tag, version 2's
+ * last segment. */
+static su_err_t su_upload_seal_end(su_upload_t *u)
 {
     unsigned char tail[SU_FMT_BLOCK + SU_FMT_TAG_LEN];
-    unsigned char sha[32];
     size_t n = 0;
-    char *hex;
 
+    if (u->segw != NULL) {
+        if (su_segw_finish(u->segw) != SU_OK)
+            return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "encryption failed");
+        return SU_OK;
+    }
     if (su_enc_final(u->enc, tail, &n) != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "encryption failed");
-    if (su_upload_store(u, tail, n) != SU_OK)
+    return su_upload_store(u, tail, n);
+}
+
+static su_err_t su_upload_seal(su_upload_t *u)
+{
+    unsigned char sha[32];
+    char *hex;
+
+    if (su_upload_seal_end(u) != SU_OK)
         return u->err;
     if (su_hasher_final(u->hasher, sha) != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, NULL,

@@ -8,6 +8,7 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <stdint.h>
 #include "su_common.h"
 #include "su_key.h"
 #include "su_mp.h"
@@ -20,6 +21,8 @@ typedef struct su_upload_conf {
     const apr_array_header_t *allowed_types; /* const char *; NULL/empty: any */
     su_mp_limits_t limits;
     int sync;                              /* the file will be fsynced */
+    int format;                            /* 1: version 1; else version 2 */
+    uint32_t segsize;                      /* version 2; 0: SU_SEG_SIZE_DEFAULT */
 } su_upload_conf_t;
 
 typedef struct su_upload_info {
@@ -29,7 +32,9 @@ typedef struct su_upload_info {
     const char *sha256_hex;
     const char *key_id_hex;
     const char *relpath;
-    const char *iv_hex;    /* the file's IV: what binds it to the id (su_format.h) */
+    /* what binds the file to its id: version 1's IV (su_format.h),
+     * version 2's nonce (su_seg.h) */
+    const char *iv_hex;
     apr_uint64_t size;
 } su_upload_info_t;
 

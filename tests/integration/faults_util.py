@@ -135,8 +135,8 @@ def quick_check_stored(stack, rv, o, audit):
     fid = doc["id"]
     assert doc.get("size") == len(o.plain), doc
     assert doc.get("sha256") == hashlib.sha256(o.plain).hexdigest(), doc
-    with open(os.path.join(stack.site.storage, rel_of(fid)), "rb") as f:
-        plain, kek = H.decrypt_blob(f.read(), stack.keks)
+    plain, kek = H.decrypt_file(os.path.join(stack.site.storage, rel_of(fid)),
+                                stack.keks)
     assert plain == o.plain, "%s does not decrypt to the upload" % fid
     assert kek == stack.kek1
     meta = rv.meta(fid)
@@ -203,8 +203,8 @@ def check_batch(stack, outcomes, files_before, keys_before, settle=5.0,
     by_sha = {hashlib.sha256(o.plain).hexdigest(): o for o in failed}
     for rel in extra:
         fid = os.path.basename(rel)[:-len(".enc")]
-        with open(os.path.join(stack.site.storage, rel), "rb") as f:
-            plain, _ = H.decrypt_blob(f.read(), stack.keks)
+        plain, _ = H.decrypt_file(os.path.join(stack.site.storage, rel),
+                                  stack.keks)
         o = by_sha.get(hashlib.sha256(plain).hexdigest())
         meta = rv.meta(fid)
         assert allow_unacknowledged and o is not None \

@@ -11,6 +11,9 @@ hand-made chunking).
 Environment:
   SECUPLOAD_MODULE      path of mod_secupload.so (default <repo>/.libs/...)
   SECUPLOAD_MPM         event (default) | prefork | worker
+  SECUPLOAD_UPLOAD_FORMAT  1 (default) | 2: SecUploadFormatVersion of the
+                        test servers that do not choose one (the files
+                        handler serves version 2 once it reads it)
   SECUPLOAD_LD_PRELOAD  put into Apache's environment as LD_PRELOAD
   SECUPLOAD_APACHE      the httpd binary (default /usr/sbin/apache2)
   SECUPLOAD_KEEP_TMP    1: keep the temporary server roots for inspection
@@ -46,6 +49,10 @@ SERVER_USER = "www-data"
 MAGIC = b"SECUPLD\x01"
 HEADER_LEN = 104
 TAG_LEN = 32
+# format version 2 (docs/format.md): header, then segments
+MAGIC2 = b"SECUPLD\x02"
+HEADER2_LEN = 140
+SEG_OVERHEAD = 16 + TAG_LEN   # IV and tag of every segment
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 STORED_RE = re.compile(r"^[0-9a-f]{32}\.enc$")
 RFC3339_UTC_RE = re.compile(
@@ -88,6 +95,14 @@ def mpm():
     if name not in ("event", "prefork", "worker"):
         raise ValueError("SECUPLOAD_MPM must be event, prefork or worker")
     return name
+
+
+def upload_format():
+    """The format the test servers write unless a test chooses one."""
+    v = os.environ.get("SECUPLOAD_UPLOAD_FORMAT", "1") or "1"
+    if v not in ("1", "2"):
+        raise ValueError("SECUPLOAD_UPLOAD_FORMAT must be 1 or 2")
+    return int(v)
 
 
 def is_root():
@@ -561,8 +576,133 @@ def key_id(kek):
     return hashlib.sha256(kek).digest()[:8]
 
 
-def decrypt_blob(blob, keks):
-    """Check and decrypt a stored file; returns (plaintext, kek used)."""
+def decrypt_blob(blob, keks, fid=None):
+    """Check and decrypt a stored file of either version; returns
+    (plaintext, kek used). A version 2 file needs its id (fid)."""
+    if blob[:8] == MAGIC2:
+        return decrypt_blob2(blob, keks, fid)
+    return decrypt_blob1(blob, keks)
+
+
+def decrypt_file(path, keks):
+    """decrypt_blob of a stored file, its id taken from its name."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    return decrypt_blob(blob, keks, os.path.basename(path)[:32])
+
+
+def _unwrap(blob, keks):
+    from cryptography.hazmat.primitives.keywrap import (InvalidUnwrap,
+                                                        aes_key_unwrap)
+    matching = [k for k in keks if key_id(k) == blob[8:16]]
+    if not matching:
+        raise FormatError("no KEK has key id %s" % blob[8:16].hex())
+    try:
+        data_key = aes_key_unwrap(matching[0], blob[16:88])
+    except InvalidUnwrap:
+        raise FormatError("RFC 3394 unwrap failed")
+    if len(data_key) != 64:
+        raise FormatError("data key is %d bytes" % len(data_key))
+    return data_key, matching[0]
+
+
+def _seg_tag(mac_key, fid, nonce, index, flag, ivct):
+    msg = (b"\x02" + bytes.fromhex(fid) + nonce + index.to_bytes(8, "big")
+           + bytes([flag]) + ivct)
+    return hmac.new(mac_key, msg, hashlib.sha256).digest()
+
+
+def v2_geometry(size, segsize):
+    """(number of segments, stored length of the last) of a complete version
+    2 file of size bytes, from docs/format.md alone."""
+    stride = segsize + SEG_OVERHEAD
+    body = size - HEADER2_LEN
+    if body < SEG_OVERHEAD + 16:
+        raise FormatError("file too short: %d bytes" % size)
+    k = (body - SEG_OVERHEAD - 16) // stride
+    last = body - k * stride
+    if last > segsize + 16 + SEG_OVERHEAD or (last - SEG_OVERHEAD) % 16:
+        raise FormatError("no file of segment size %d has %d bytes"
+                          % (segsize, size))
+    return k + 1, last
+
+
+def v2_file_size(plain_len, segsize):
+    """The stored size of a version 2 file of plain_len bytes."""
+    full = max((plain_len - 1) // segsize, 0)
+    rest = plain_len - full * segsize
+    return HEADER2_LEN + full * (segsize + SEG_OVERHEAD) \
+        + (rest // 16 + 1) * 16 + SEG_OVERHEAD
+
+
+def decrypt_blob2(blob, keks, fid):
+    """Version 2: header tag, then every segment's tag (MORE for all but the
+    last, LAST for it) before its plaintext is taken."""
+    from cryptography.hazmat.primitives.ciphers import (Cipher, algorithms,
+                                                        modes)
+    if fid is None or not ID_RE.match(fid):
+        raise FormatError("a version 2 file is read with its id")
+    if len(blob) < HEADER2_LEN:
+        raise FormatError("file too short: %d bytes" % len(blob))
+    data_key, kek = _unwrap(blob, keks)
+    enc_key, mac_key = data_key[:32], data_key[32:]
+    want = hmac.new(mac_key, b"\x01" + bytes.fromhex(fid) + blob[:108],
+                    hashlib.sha256).digest()
+    if not hmac.compare_digest(want, blob[108:140]):
+        raise FormatError("header tag mismatch")
+    segsize = int.from_bytes(blob[88:92], "big")
+    nonce = blob[92:108]
+    nseg, last = v2_geometry(len(blob), segsize)
+    out = []
+    for i in range(nseg):
+        at = HEADER2_LEN + i * (segsize + SEG_OVERHEAD)
+        seg = blob[at:at + (last if i == nseg - 1 else segsize + SEG_OVERHEAD)]
+        flag = 1 if i == nseg - 1 else 0
+        if not hmac.compare_digest(
+                _seg_tag(mac_key, fid, nonce, i, flag, seg[:-TAG_LEN]),
+                seg[-TAG_LEN:]):
+            raise FormatError("segment %d tag mismatch" % i)
+        dec = Cipher(algorithms.AES(enc_key), modes.CBC(seg[:16])).decryptor()
+        p = dec.update(seg[16:-TAG_LEN]) + dec.finalize()
+        if flag:
+            pad = p[-1]
+            if not 1 <= pad <= 16 or p[-pad:] != bytes([pad]) * pad:
+                raise FormatError("bad PKCS#7 padding")
+            p = p[:-pad]
+        out.append(p)
+    if nseg > 1 and not out[-1]:
+        raise FormatError("an empty last segment after a full one")
+    return b"".join(out), kek
+
+
+def encrypt_blob2(plain, kek, fid, segsize=4096, nonce=None):
+    """Version 2 built from the spec alone (self-test of decrypt_blob2)."""
+    from cryptography.hazmat.primitives.ciphers import (Cipher, algorithms,
+                                                        modes)
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+    data_key = secrets.token_bytes(64)
+    nonce = nonce or secrets.token_bytes(16)
+    head = MAGIC2 + key_id(kek) + aes_key_wrap(kek, data_key) \
+        + segsize.to_bytes(4, "big") + nonce
+    head += hmac.new(data_key[32:], b"\x01" + bytes.fromhex(fid) + head,
+                     hashlib.sha256).digest()
+    pieces = [plain[i:i + segsize] for i in range(0, len(plain), segsize)]
+    pieces = pieces or [b""]
+    out = [head]
+    for i, p in enumerate(pieces):
+        flag = 1 if i == len(pieces) - 1 else 0
+        if flag:
+            pad = 16 - len(p) % 16
+            p += bytes([pad]) * pad
+        iv = secrets.token_bytes(16)
+        enc = Cipher(algorithms.AES(data_key[:32]), modes.CBC(iv)).encryptor()
+        ivct = iv + enc.update(p) + enc.finalize()
+        out.append(ivct + _seg_tag(data_key[32:], fid, nonce, i, flag, ivct))
+    return b"".join(out)
+
+
+def decrypt_blob1(blob, keks):
+    """Version 1: the tag over the whole file, then the plaintext."""
     from cryptography.hazmat.primitives.ciphers import (Cipher, algorithms,
                                                         modes)
     from cryptography.hazmat.primitives.keywrap import (InvalidUnwrap,

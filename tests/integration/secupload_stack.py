@@ -91,7 +91,9 @@ class Stack:
     """An Apache with the module and its Redis, and the contract checks."""
 
     def __init__(self, tag, redis_password=None, redis_db=0, extra="",
-                 redis_timeout=2000):
+                 redis_timeout=2000, format_version=None):
+        """format_version: SecUploadFormatVersion (None: H.upload_format(),
+        0: no directive, the module's default)."""
         self.site = H.Site(tag)
         self.redis = H.RedisServer(self.site.root, password=redis_password)
         self.redis_db = redis_db
@@ -109,6 +111,11 @@ class Stack:
             'SecUploadRedisPrefix "%s"' % self.prefix,
             "SecUploadSync On",
         ]
+        if format_version is None:
+            format_version = H.upload_format()
+        self.format_version = format_version
+        if format_version:
+            server.append("SecUploadFormatVersion %d" % format_version)
         if redis_password:
             server.append('SecUploadRedisPassword "%s"' % redis_password)
         if redis_db:
@@ -205,9 +212,16 @@ class Stack:
         assert st.st_uid == H.server_uid()
         with open(path, "rb") as f:
             blob = f.read()
-        padded = (len(plain) // 16 + 1) * 16
-        assert len(blob) == H.HEADER_LEN + padded + H.TAG_LEN, len(blob)
-        out, kek = H.decrypt_blob(blob, self.keks)
+        v2 = blob[:8] == H.MAGIC2
+        assert v2 == (self.format_version != 1), blob[:8]
+        if v2:
+            want = H.v2_file_size(len(plain), int.from_bytes(blob[88:92], "big"))
+            iv = blob[92:108]
+        else:
+            want = H.HEADER_LEN + (len(plain) // 16 + 1) * 16 + H.TAG_LEN
+            iv = blob[88:104]
+        assert len(blob) == want, (len(blob), want)
+        out, kek = H.decrypt_blob(blob, self.keks, fid)
         assert kek == self.kek1, "not encrypted under the first key file"
         assert out == plain, "decrypted bytes differ from the upload"
         assert not H.stray_files(self.site.storage), \
@@ -224,7 +238,7 @@ class Stack:
         assert meta.get("content_type") == doc["content_type"], meta
         assert meta.get("key_id") == H.key_id(self.kek1).hex(), meta
         assert meta.get("path") == rel, meta
-        assert meta.get("iv") == blob[88:104].hex(), meta
+        assert meta.get("iv") == iv.hex(), meta
         created = meta.get("created", "")
         assert H.RFC3339_UTC_RE.match(created), meta
         when = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S").replace(

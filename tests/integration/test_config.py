@@ -64,6 +64,10 @@ def test_good_config_passes(cs):
     ("location", "SecUploadAllowedTypes image", "SecUploadAllowedTypes"),
     ("location", "SecUploadAllowedTypes image/png/x", "SecUploadAllowedTypes"),
     ("location", "SecUploadAllowedTypes im@ge/*", "SecUploadAllowedTypes"),
+    ("server", "SecUploadFormatVersion 3", "SecUploadFormatVersion"),
+    ("server", "SecUploadFormatVersion 0", "SecUploadFormatVersion"),
+    ("server", "SecUploadFormatVersion v2", "SecUploadFormatVersion"),
+    ("location", "SecUploadFormatVersion 1", "SecUploadFormatVersion"),
 ])
 def test_bad_directive_value(cs, where, line, name):
     conf = cs.conf(server=[line]) if where == "server" else \

@@ -426,8 +426,8 @@ def test_client_hangs_up(fresh, stage, framing):
         # the whole body arrived: stored, and then completely
         fid = entries[-1]["id"]
         assert set(s.files()) == set(files_before) | {rel_of(fid)}
-        with open(os.path.join(s.site.storage, rel_of(fid)), "rb") as f:
-            plain, _ = H.decrypt_blob(f.read(), s.keks)
+        plain, _ = H.decrypt_file(os.path.join(s.site.storage, rel_of(fid)),
+                                  s.keks)
         assert plain == data
         meta = s.rv.meta(fid)
         assert meta.get("size") == str(len(data)) and \

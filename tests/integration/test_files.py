@@ -904,7 +904,8 @@ class Rotation:
         lines = ['SecUploadStorageDir "%s"' % self.site.storage]
         lines += ['SecUploadKeyFile "%s"' % k for k in keyfiles]
         lines += ["SecUploadRedisServer 127.0.0.1:%d" % self.redis.port,
-                  'SecUploadRedisPrefix "%s"' % self.prefix]
+                  'SecUploadRedisPrefix "%s"' % self.prefix,
+                  "SecUploadFormatVersion %d" % H.upload_format()]
         body = "\n".join(lines) + "\n" + upload_locations()
         self.n += 1
         conf = self.site.write_conf(self.site.conf_text(body),

@@ -83,6 +83,39 @@ def test_decryptor_rejects_tampering():
         H.decrypt_blob(bytes(blob[:-1]), [kek])
 
 
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 8192, 10000])
+def test_decryptor2_round_trip(size):
+    kek, other = secrets.token_bytes(32), secrets.token_bytes(32)
+    fid = secrets.token_hex(16)
+    plain = secrets.token_bytes(size)
+    blob = H.encrypt_blob2(plain, kek, fid)
+    assert len(blob) == H.v2_file_size(size, 4096)
+    assert H.v2_geometry(len(blob), 4096)[0] == max(1, -(-size // 4096))
+    out, used = H.decrypt_blob(blob, [other, kek], fid)
+    assert out == plain and used == kek
+
+
+def test_decryptor2_rejects_tampering():
+    kek, fid = secrets.token_bytes(32), secrets.token_hex(16)
+    blob = H.encrypt_blob2(b"x" * 9000, kek, fid)
+    seg = 4096 + H.SEG_OVERHEAD
+    for pos in (0, 8, 20, 90, 95, 120, 140, 150, 140 + seg + 3, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[pos] ^= 1
+        with pytest.raises(H.FormatError):
+            H.decrypt_blob(bytes(bad), [kek], fid)
+    s0, s1 = blob[140:140 + seg], blob[140 + seg:140 + 2 * seg]
+    for bad in (blob[:-1], blob[:140 + seg],            # truncated
+                blob[:140] + s1 + s0 + blob[140 + 2 * seg:],  # reordered
+                blob[:140] + blob[140 + seg:]):        # a segment dropped
+        with pytest.raises(H.FormatError):
+            H.decrypt_blob(bad, [kek], fid)
+    with pytest.raises(H.FormatError):
+        H.decrypt_blob(blob, [kek], secrets.token_hex(16))  # another id
+    with pytest.raises(H.FormatError):
+        H.decrypt_blob(blob, [kek])                          # no id
+
+
 def test_multipart_builder_and_chunker():
     body, ctype = H.multipart([H.field_part("a", "1"),
                                H.file_part(b"DATA", "f.txt", "text/plain")],

@@ -162,7 +162,8 @@ def _second_server(tag, first):
         'SecUploadStorageDir "%s"' % first.site.storage,
         'SecUploadKeyFile "%s"' % first.key1,
         "SecUploadRedisServer 127.0.0.1:%d" % first.redis.port,
-        'SecUploadRedisPrefix "%s"' % first.prefix])
+        'SecUploadRedisPrefix "%s"' % first.prefix,
+        "SecUploadFormatVersion %d" % first.format_version])
     return H.Apache(site, site.write_conf(site.conf_text(body)))
 
 
@@ -185,8 +186,8 @@ def test_another_server_on_the_directory_removes_nothing(module_so):
         assert os.path.exists(planted)
         resp = up.finish()
         assert resp.status == 201, resp
-        with open(os.path.join(storage, rel_of(resp.json()["id"])), "rb") as f:
-            assert H.decrypt_blob(f.read(), a.keks)[0] == up.plain
+        assert H.decrypt_file(os.path.join(storage, rel_of(resp.json()["id"])),
+                              a.keks)[0] == up.plain
         b.stop()
         a.apache.stop()
         b.start()

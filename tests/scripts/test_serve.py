@@ -77,7 +77,10 @@ class Serve:
             env = f.read()
         for name, value in (("SU_PORT", self.port),
                             ("SU_REDIS_PORT", self.redis_port),
-                            ("SU_MPM", mpm), ("SU_STORAGE_DIR", storage)):
+                            ("SU_MPM", mpm), ("SU_STORAGE_DIR", storage),
+                            # what the files handler reads (secupload_harness)
+                            ("SU_FORMAT_VERSION",
+                             os.environ.get("SECUPLOAD_UPLOAD_FORMAT", "1"))):
             env, n = re.subn(r"(?m)^%s=.*$" % name, "%s=%s" % (name, value),
                              env)
             assert n == 1, name

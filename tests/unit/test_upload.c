@@ -15,6 +15,7 @@
 
 #include "su_check.h"
 #include "su_format.h"
+#include "su_seg.h"
 #include "su_store.h"
 #include "su_upload.h"
 
@@ -77,14 +78,90 @@ static su_err_t feed(su_upload_t *u, const char *body, size_t len)
     return rv;
 }
 
+static unsigned char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *b;
+    long n;
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    rewind(f);
+    b = malloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* A version 2 file opened segment by segment with su_seg alone: every
+ * segment verified under id, MORE but the last, its size exact. */
+static void v2_decrypt(const char *path, const char *id, sink_t *s)
+{
+    const su_kek_t *keks[1] = { &kek };
+    su_seg_file_t *sf;
+    su_seg_ctx_t *c;
+    unsigned char *blob, *out;
+    uint64_t nseg, i;
+    size_t len, last, n = 0;
+    uint32_t segsize;
+
+    blob = read_all(path, &len);
+    ck_assert(su_seg_is_v2(blob, len));
+    ck_assert_int_eq(su_seg_open(pool, keks, 1, id, blob, &sf, NULL), SU_OK);
+    ck_assert_int_eq(su_seg_ctx_create(pool, sf, &c), SU_OK);
+    segsize = su_seg_size(sf);
+    out = malloc(segsize + SU_CRYPTO_BLOCK);
+    ck_assert_int_eq(su_seg_count(len, segsize, &nseg, &last), SU_OK);
+    for (i = 0; i < nseg; i++) {
+        int end = i + 1 == nseg;
+        ck_assert_int_eq(su_seg_unseal(c, i, end ? SU_SEG_LAST : SU_SEG_MORE,
+                                       blob + su_seg_offset(segsize, i),
+                                       end ? last : segsize + SU_SEG_OVERHEAD,
+                                       out, &n), SU_OK);
+        sink_fn(s, out, n);
+    }
+    /* a full last segment is never followed by an empty one */
+    ck_assert(nseg == 1 || n > 0);
+    free(out);
+    free(blob);
+}
+
+/* The file's binding to its id: the IV (version 1) or the nonce (2). */
+static void expect_binding(const su_upload_info_t *in, const char *path, int format)
+{
+    unsigned char head[SU_SEG_HEADER_LEN];
+    char iv[SU_FMT_IV_HEX_LEN + 1];
+    size_t off = format == 1 ? 88 : SU_SEG_OFF_NONCE;
+    FILE *f = fopen(path, "rb");
+    int i;
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fread(head, 1, 104, f), 104);
+    if (format != 1)
+        ck_assert_uint_eq(fread(head + 104, 1, sizeof head - 104, f), sizeof head - 104);
+    fclose(f);
+    ck_assert(format == 1 ? memcmp(head, SU_FMT_MAGIC, 8) == 0
+                          : memcmp(head, SU_SEG_MAGIC, 8) == 0);
+    for (i = 0; i < 16; i++)
+        sprintf(iv + 2 * i, "%02x", head[off + i]);
+    ck_assert_str_eq(in->iv_hex, iv);
+    if (format == 1) {
+        ck_assert_int_eq(su_fmt_file_iv_hex(pool, path, iv), SU_OK);
+        ck_assert_str_eq(in->iv_hex, iv);
+    }
+}
+
 static void expect_stored(su_upload_t *u, const unsigned char *plain, size_t n)
 {
     const su_upload_info_t *in = su_upload_info(u);
     const su_kek_t *keks[1] = { &kek };
-    unsigned char md[32], head[SU_FMT_HEADER_LEN];
-    char hex[65], iv[SU_FMT_IV_HEX_LEN + 1];
+    int format = conf.format == 1 ? 1 : 2;
+    unsigned char md[32];
+    char hex[65];
+    const char *path;
     sink_t s = { 0 };
-    FILE *f;
     int i;
 
     ck_assert_int_eq(su_upload_finish(u, 1), SU_OK);
@@ -96,23 +173,16 @@ static void expect_stored(su_upload_t *u, const unsigned char *plain, size_t n)
     for (i = 0; i < 32; i++)
         sprintf(hex + 2 * i, "%02x", md[i]);
     ck_assert_str_eq(in->sha256_hex, hex);
-    ck_assert_int_eq(su_fmt_file_decrypt(pool, su_store_path(pool, dir, in->id),
-                                         keks, 1, sink_fn, &s), SU_OK);
+    path = su_store_path(pool, dir, in->id);
+    if (format == 1)
+        ck_assert_int_eq(su_fmt_file_decrypt(pool, path, keks, 1, sink_fn, &s), SU_OK);
+    else
+        v2_decrypt(path, in->id, &s);
     ck_assert_uint_eq(s.len, n);
     ck_assert(n == 0 || memcmp(s.buf, plain, n) == 0);
     free(s.buf);
     ck_assert_int_eq(su_check_count_files(dir), 1);
-    /* what the metadata records to bind the file to its id: its IV */
-    f = fopen(su_store_path(pool, dir, in->id), "rb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fread(head, 1, sizeof head, f), sizeof head);
-    fclose(f);
-    for (i = 0; i < SU_FMT_IV_LEN; i++)
-        sprintf(iv + 2 * i, "%02x", head[88 + i]);
-    ck_assert_str_eq(in->iv_hex, iv);
-    ck_assert_int_eq(su_fmt_file_iv_hex(pool, su_store_path(pool, dir, in->id), iv),
-                     SU_OK);
-    ck_assert_str_eq(in->iv_hex, iv);
+    expect_binding(in, path, format);
 }
 
 static void expect_nothing_kept(su_upload_t *u)
@@ -138,27 +208,58 @@ static const char *multipart(const char *filepart_hdrs, const char *data, size_t
     return body;
 }
 
-START_TEST(test_raw)
+/* Sizes around the block and segment edges, in each format (version 2 also
+ * with its smallest segments, so that many segments are cheap). */
+static void raw_sizes(void)
 {
-    size_t sizes[] = { 0, 1, 15, 16, 17, 65535, 65536, 65537, 200000 };
-    int i;
+    size_t sizes[] = { 0, 1, 15, 16, 17, 4095, 4096, 4097, 8192, 65535, 65536,
+                       65537, 200000 };
+    size_t k;
 
-    for (i = 0; i < 9; i++) {
-        unsigned char *plain = malloc(sizes[i] + 1);
+    for (k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        unsigned char *plain = malloc(sizes[k] + 1);
         su_upload_t *u;
         char cmd[128];
-        RAND_bytes(plain, (int)sizes[i] + 1);
+        RAND_bytes(plain, (int)sizes[k] + 1);
         ck_assert_int_eq(su_upload_begin(pool, &conf, "application/octet-stream",
                                          "attachment; filename=\"../../etc/pass\\\"wd\"",
                                          NULL, NULL, &u), SU_OK);
-        ck_assert_int_eq(feed(u, (const char *)plain, sizes[i]), SU_OK);
-        expect_stored(u, plain, sizes[i]);
+        ck_assert_int_eq(feed(u, (const char *)plain, sizes[k]), SU_OK);
+        expect_stored(u, plain, sizes[k]);
         ck_assert_str_eq(su_upload_info(u)->name, "pass\"wd");
         ck_assert_str_eq(su_upload_info(u)->content_type, "application/octet-stream");
         free(plain);
         snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", dir);
         ck_assert_int_eq(system(cmd), 0);
     }
+}
+
+START_TEST(test_raw)
+{
+    raw_sizes();
+    conf.format = 1;
+    raw_sizes();
+    conf.format = 2;
+    conf.segsize = SU_SEG_SIZE_MIN;
+    raw_sizes();
+}
+END_TEST
+
+/* A stored version 2 file has exactly the size its plaintext gives. */
+START_TEST(test_v2_size)
+{
+    size_t n = 3 * SU_SEG_SIZE_DEFAULT + 5, len;
+    unsigned char *plain = calloc(1, n), *blob;
+    su_upload_t *u;
+
+    ck_assert_int_eq(su_upload_begin(pool, &conf, NULL, NULL, NULL, NULL, &u), SU_OK);
+    ck_assert_int_eq(feed(u, (const char *)plain, n), SU_OK);
+    expect_stored(u, plain, n);
+    blob = read_all(su_store_path(pool, dir, su_upload_info(u)->id), &len);
+    ck_assert_uint_eq(len, su_seg_file_size(SU_SEG_SIZE_DEFAULT, n));
+    ck_assert_uint_eq(su_seg_header_size(blob), SU_SEG_SIZE_DEFAULT);
+    free(blob);
+    free(plain);
 }
 END_TEST
 
@@ -425,6 +526,7 @@ static Suite *upload_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_raw);
+    tcase_add_test(tc, test_v2_size);
     tcase_add_test(tc, test_multipart);
     tcase_add_test(tc, test_field_name);
     tcase_add_test(tc, test_no_file_part);
