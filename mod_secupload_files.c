@@ -1,7 +1,8 @@
 /*
  * mod_secupload: the files handler (SetHandler secupload-files). GET and
- * HEAD of a stored file, verified whole before its first byte is sent and
- * then streamed piece by piece; its metadata (/meta); DELETE.
+ * HEAD of a stored file: a v1 file verified whole before its first byte is
+ * sent, a v2 file segment by segment (any single byte range of it), then
+ * streamed piece by piece; its metadata (/meta); DELETE.
  */
 #include "httpd.h"
 #include "http_config.h"
@@ -10,7 +11,9 @@
 #include "http_protocol.h"
 #include "http_request.h"
 
+#include <apr_lib.h>
 #include <apr_strings.h>
+#include <strings.h>
 
 #include "su_format.h"
 #include "su_hdr.h"
@@ -233,8 +236,34 @@ static int su_files_cut(request_rec *r, apr_bucket_brigade *bb)
 }
 
 /*
- * Send the plaintext; every byte was authenticated before the first goes
- * out. Each piece is decrypted (by the reader, on a thread of its own for a
+ * A piece failed after the answer started: the body is cut short, so the
+ * client can tell, rather than ended as if complete. A v1 file was written
+ * to in place after its verification; a v2 file's segment failed its own.
+ */
+static int su_files_broken(su_req_t *q, const char *id, su_fmt_reader_t *rd,
+                           apr_bucket_brigade *bb, su_err_t rv)
+{
+    request_rec *r = q->r;
+
+    if (su_fmt_reader_version(rd) == 1)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00041)
+                      "file %s changed on disk while being sent; the answer "
+                      "was cut short", id);
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00420)
+                      "file %s: a segment failed verification (%s) while the "
+                      "file was being sent; the answer was cut short", id,
+                      rv == SU_ERR_INTEGRITY ? "tampered or damaged"
+                                             : "cannot be read");
+    su_fmt_reader_close(rd);
+    su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_INTERNAL_SERVER_ERROR, id,
+                              su_err_code(SU_ERR_INTEGRITY), 0));
+    return su_files_cut(r, bb);
+}
+
+/*
+ * Send the plaintext; every byte was authenticated before it goes out (a
+ * v1 file whole before the first byte, a v2 file segment by segment). Each piece is decrypted (by the reader, on a thread of its own for a
  * large file) while the one before it is being sent.
  */
 static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
@@ -277,17 +306,9 @@ static int su_files_stream(su_req_t *q, const char *id, su_fmt_reader_t *rd)
         su_plain_drop(buf[1]);
     if (st != APR_SUCCESS || r->connection->aborted)
         return su_files_cut(r, bb);   /* mostly a client gone; if not, cut */
+    if (rv != SU_OK)
+        return su_files_broken(q, id, rd, bb, rv);
     su_fmt_reader_close(rd);
-    if (rv != SU_OK) {
-        /* written to in place after verification: the body is cut short,
-         * so the client can tell, rather than ended as if complete */
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00041)
-                      "file %s changed on disk while being sent; the answer "
-                      "was cut short", id);
-        su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_INTERNAL_SERVER_ERROR, id,
-                                  su_err_code(SU_ERR_INTEGRITY), 0));
-        return su_files_cut(r, bb);
-    }
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
     return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
 }
@@ -316,13 +337,25 @@ static const char *su_files_type(su_req_t *q, const char *id, apr_table_t *meta)
     return "application/octet-stream";
 }
 
+/* What a GET or HEAD gets of a file: status, and the bytes of it. */
+typedef struct su_span {
+    int status;             /* 200, 206, 416 */
+    uint64_t off, len;
+} su_span_t;
+
 static void su_files_headers(su_req_t *q, const char *id, apr_table_t *meta,
-                             uint64_t size)
+                             uint64_t size, const su_span_t *sp, int version)
 {
     request_rec *r = q->r;
 
     ap_set_content_type(r, su_files_type(q, id, meta));
-    ap_set_content_length(r, (apr_off_t)size);
+    ap_set_content_length(r, (apr_off_t)sp->len);
+    if (sp->status == HTTP_PARTIAL_CONTENT)
+        apr_table_setn(r->headers_out, "Content-Range",
+                       apr_psprintf(r->pool, "bytes %" APR_UINT64_T_FMT "-%"
+                                    APR_UINT64_T_FMT "/%" APR_UINT64_T_FMT,
+                                    sp->off, sp->off + sp->len - 1, size));
+    r->status = sp->status;
     apr_table_setn(r->headers_out, "Content-Disposition",
                    su_hdr_attachment(r->pool, su_meta_get(meta, "name")));
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
@@ -331,8 +364,9 @@ static void su_files_headers(su_req_t *q, const char *id, apr_table_t *meta,
     apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
     apr_table_setn(r->headers_out, "Cross-Origin-Resource-Policy", "same-origin");
     apr_table_setn(r->headers_out, "Cache-Control", "private, no-store");
-    /* ranges are not supported: the whole file, always */
-    apr_table_setn(r->headers_out, "Accept-Ranges", "none");
+    /* ranges of a v2 file only: a v1 file is verified whole, and sent so */
+    apr_table_setn(r->headers_out, "Accept-Ranges", version == 2 ? "bytes" : "none");
+    /* answered here: Apache's byte-range filter must not cut it again */
     apr_table_unset(r->headers_in, "Range");
 }
 
@@ -346,12 +380,13 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
     request_rec *r = q->r;
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
+    int want = r->status;
     apr_status_t st;
 
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
     st = ap_pass_brigade(r->output_filters, bb);
     apr_brigade_destroy(bb);
-    if (r->status != HTTP_OK) {
+    if (r->status != want) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SU_LOGNO(00221)
                       "file %s: the response headers were refused; %d was "
                       "sent instead", id, r->status);
@@ -359,7 +394,7 @@ static int su_files_send_head(su_req_t *q, const char *id, uint64_t size)
                                   su_err_code(SU_ERR_INTERNAL), 0));
         return AP_FILTER_ERROR;
     }
-    su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_OK, id, "",
+    su_audit_only(q, su_audit(q, SU_EV_FILE_READ, want, id, "",
                               r->header_only ? 0 : size));
     su_stat_add(SU_STAT_DOWNLOADS, 1);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00042)
@@ -412,15 +447,146 @@ static su_err_t su_files_open(su_req_t *q, const char *path, apr_table_t *meta,
     return rv;
 }
 
+/* ---- conditional and range requests ---- */
+
+/* The strong entity tag: the value that binds the file to its id (a v1
+ * IV, a v2 nonce), the same across a rewrap and a conversion, which keep
+ * the plaintext. */
+static const char *su_files_etag(request_rec *r, const su_fmt_reader_t *rd)
+{
+    char iv[SU_FMT_IV_HEX_LEN + 1];
+
+    su_fmt_reader_iv_hex(rd, iv);
+    return apr_pstrcat(r->pool, "\"", iv, "\"", NULL);
+}
+
+/* If-None-Match: "*" or a list that names this tag (weak comparison). */
+static int su_files_not_modified(request_rec *r, const char *etag)
+{
+    const char *inm = apr_table_get(r->headers_in, "If-None-Match");
+
+    if (inm == NULL)
+        return 0;
+    while (*inm == ' ' || *inm == '\t')
+        inm++;
+    return strcmp(inm, "*") == 0 || ap_find_etag_weak(r->pool, inm, etag);
+}
+
+static int su_files_304(su_req_t *q, const char *id)
+{
+    request_rec *r = q->r;
+
+    apr_table_setn(r->headers_out, "Cache-Control", "private, no-store");
+    su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_NOT_MODIFIED, id, "", 0));
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00421)
+                  "file read: id %s, not modified (304)", id);
+    return HTTP_NOT_MODIFIED;
+}
+
+static int su_files_416(su_req_t *q, const char *id, uint64_t size)
+{
+    request_rec *r = q->r;
+
+    apr_table_setn(r->headers_out, "Content-Range",
+                   apr_psprintf(r->pool, "bytes */%" APR_UINT64_T_FMT, size));
+    apr_table_setn(r->headers_out, "X-Request-Id", q->request_id);
+    su_audit_only(q, su_audit(q, SU_EV_FILE_READ, HTTP_RANGE_NOT_SATISFIABLE, id,
+                              "range_not_satisfiable", 0));
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SU_LOGNO(00422)
+                  "file read: id %s, the range asked for is not within its %"
+                  APR_UINT64_T_FMT " bytes (416)", id, size);
+    return su_respond(r, HTTP_RANGE_NOT_SATISFIABLE, apr_psprintf(r->pool,
+        "{\"status\":\"error\",\"code\":\"range_not_satisfiable\","
+        "\"message\":\"The range asked for is not within the file.\","
+        "\"request_id\":\"%s\"}", q->request_id));
+}
+
+/* Decimal digits [s, e), at least one, no overflow. */
+static int su_files_num(const char *s, const char *e, uint64_t *v)
+{
+    if (s >= e)
+        return 0;
+    for (*v = 0; s < e; s++) {
+        if (!apr_isdigit(*s) || *v > (UINT64_MAX - 9) / 10)
+            return 0;
+        *v = *v * 10 + (uint64_t)(*s - '0');
+    }
+    return 1;
+}
+
+/* One range spec ("a-b", "a-", "-n", RFC 9110 14.1.2) of a file of size
+ * bytes into sp: 206, 416, or 200 for a spec that is not valid. */
+static void su_files_spec(const char *spec, uint64_t size, su_span_t *sp)
+{
+    const char *dash = strchr(spec, '-'), *end = spec + strlen(spec);
+    uint64_t a, b = UINT64_MAX;
+
+    while (end > spec && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (dash == NULL)
+        return;
+    if (dash == spec) {                       /* the last b bytes */
+        if (!su_files_num(dash + 1, end, &b))
+            return;
+        sp->status = b == 0 || size == 0 ? HTTP_RANGE_NOT_SATISFIABLE
+                                         : HTTP_PARTIAL_CONTENT;
+        sp->len = b < size ? b : size;
+        sp->off = size - sp->len;
+        return;
+    }
+    if (!su_files_num(spec, dash, &a)
+        || (dash + 1 < end && (!su_files_num(dash + 1, end, &b) || b < a)))
+        return;
+    if (a >= size) {
+        sp->status = HTTP_RANGE_NOT_SATISFIABLE;
+        return;
+    }
+    sp->status = HTTP_PARTIAL_CONTENT;
+    sp->off = a;
+    sp->len = (b < size ? b + 1 : size) - a;
+}
+
+/*
+ * What is sent: the whole file (200), or for a v2 file one range of it
+ * (206) or nothing (416). Several ranges are answered with the whole file,
+ * as RFC 9110 allows; an If-Range that is not this file's strong tag (a
+ * date, a weak or other tag) too; a Range that is not valid is ignored.
+ */
+static void su_files_span(request_rec *r, int version, const char *etag,
+                          uint64_t size, su_span_t *sp)
+{
+    const char *range = apr_table_get(r->headers_in, "Range");
+    const char *ifr = apr_table_get(r->headers_in, "If-Range");
+
+    sp->status = HTTP_OK;
+    sp->off = 0;
+    sp->len = size;
+    if (version != 2 || range == NULL || (ifr != NULL && strcmp(ifr, etag) != 0))
+        return;
+    while (*range == ' ' || *range == '\t')
+        range++;
+    if (strncasecmp(range, "bytes=", 6) != 0 || strchr(range, ',') != NULL)
+        return;
+    range += 6;
+    while (*range == ' ' || *range == '\t')
+        range++;
+    su_files_spec(range, size, sp);
+    if (sp->status == HTTP_OK) {
+        sp->off = 0;
+        sp->len = size;
+    }
+}
+
 static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
 {
     request_rec *r = q->r;
     const char *path = su_store_path(r->pool, q->srv->storage_dir, id);
     su_fmt_reader_t *rd = NULL;
     uint64_t size = 0;
-    const char *why = NULL;
+    const char *why = NULL, *etag;
+    su_span_t sp;
     su_err_t rv;
-    int rc;
+    int rc, version;
 
     rv = su_files_open(q, path, meta, &rd, &size, &why);
     if (rv != SU_OK)
@@ -428,8 +594,24 @@ static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)
                        SU_EV_FILE_READ, NULL,
                        apr_psprintf(r->pool, "%s: %s", path, why), id, 0);
 
-    su_files_headers(q, id, meta, size);
-    rc = su_files_send_head(q, id, size);
+    version = su_fmt_reader_version(rd);
+    etag = su_files_etag(r, rd);
+    apr_table_setn(r->headers_out, "ETag", etag);
+    if (su_files_not_modified(r, etag)) {
+        su_fmt_reader_close(rd);
+        return su_files_304(q, id);
+    }
+    su_files_span(r, version, etag, size, &sp);
+    if (sp.status == HTTP_RANGE_NOT_SATISFIABLE) {
+        su_fmt_reader_close(rd);
+        return su_files_416(q, id, size);
+    }
+    if (su_fmt_reader_range(rd, sp.off, sp.len) != SU_OK) {
+        su_fmt_reader_close(rd);
+        return su_fail(q, SU_ERR_INTERNAL, SU_EV_FILE_READ, NULL, "range", id, 0);
+    }
+    su_files_headers(q, id, meta, size, &sp, version);
+    rc = su_files_send_head(q, id, sp.len);
     if (rc != OK || r->header_only) {
         su_fmt_reader_close(rd);
         return rc;

@@ -267,6 +267,15 @@ static int su_cli_fsck_bound(apr_pool_t *p, su_cli_fsck_t *fk, const char *id,
     return SU_CLI_EXIT_OK;
 }
 
+static su_err_t su_cli_fsck_segments(apr_pool_t *p, su_cli_fsck_t *fk,
+                                     const char *path, uint64_t size)
+{
+    uint64_t again = 0;
+    su_err_t rv = su_fmt_file_verify(p, path, fk->keys.k, fk->keys.n, &again);
+
+    return rv == SU_OK && again != size ? SU_ERR_INTEGRITY : rv;
+}
+
 /* With --key: verified completely, then compared with its metadata. */
 static int su_cli_fsck_verify(apr_pool_t *p, su_cli_fsck_t *fk,
                               const su_cli_entry_t *e, apr_table_t *meta)
@@ -281,7 +290,13 @@ static int su_cli_fsck_verify(apr_pool_t *p, su_cli_fsck_t *fk,
     if (rv == SU_ERR_NOT_FOUND)
         return SU_CLI_EXIT_OK;   /* deleted meanwhile */
     fk->verified++;
+    /* a v2 open checks the header and the last segment: every other one
+     * too (under the id of the file's name, as the server reads it) */
+    if (rv == SU_OK && su_fmt_reader_version(rd) == 2)
+        rv = su_cli_fsck_segments(p, fk, e->path, size);
     if (rv != SU_OK) {
+        if (rd != NULL)
+            su_fmt_reader_close(rd);
         su_cli_fsck_found(&fk->corrupt, "corrupt", e->id);
         return SU_CLI_EXIT_OK;
     }

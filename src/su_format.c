@@ -23,6 +23,8 @@
 #include "su_async.h"
 #include "su_crypto.h"
 #include "su_fault.h"
+#include "su_seg.h"
+#include "su_segr.h"
 #include "su_store.h"
 #include "su_util.h"
 
@@ -223,26 +225,44 @@ static int su_fmt_unchanged(const su_fmt_file_t *f)
     return su_fmt_ts_eq(&st.st_ctim, &f->st0.st_ctim) || st.st_nlink < f->st0.st_nlink;
 }
 
-/* Open a stored file in a subpool of p that owns the fd and the buffer. */
-static su_err_t su_fmt_file_open(apr_pool_t *p, const char *path,
-                                 su_fmt_file_t **out)
+/* A stored file's descriptor, or why there is none. */
+static su_err_t su_fmt_open_fd(const char *path, int *fd)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (*fd >= 0)
+        return SU_OK;
+    return errno == ENOENT || errno == ENOTDIR ? SU_ERR_NOT_FOUND : SU_ERR_INTERNAL;
+}
+
+/* The format version of the file on fd by its magic: 2, else 1 (a file
+ * with neither magic fails as a v1 file does). */
+static int su_fmt_fd_version(int fd)
+{
+    unsigned char m[SU_SEG_MAGIC_LEN];
+    ssize_t n;
+
+    do {
+        n = pread(fd, m, sizeof m, 0);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof m && su_seg_is_v2(m, sizeof m) ? 2 : 1;
+}
+
+/* A v1 file on fd (which it owns from here) in a subpool of p that owns
+ * the fd and the buffer. */
+static su_err_t su_fmt_file_adopt(apr_pool_t *p, int fd, su_fmt_file_t **out)
 {
     apr_pool_t *sub;
     su_fmt_file_t *f;
     su_err_t rv;
 
     *out = NULL;
-    if (apr_pool_create(&sub, p) != APR_SUCCESS)
+    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
+        close(fd);
         return SU_ERR_INTERNAL;
+    }
     f = apr_pcalloc(sub, sizeof *f);
     f->pool = sub;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (f->fd < 0) {
-        rv = errno == ENOENT || errno == ENOTDIR ? SU_ERR_NOT_FOUND
-                                                 : SU_ERR_INTERNAL;
-        apr_pool_destroy(sub);
-        return rv;
-    }
+    f->fd = fd;
     apr_pool_cleanup_register(sub, f, su_fmt_fd_cleanup, apr_pool_cleanup_null);
     rv = su_fmt_check_size(f);
     if (rv == SU_OK)
@@ -253,6 +273,17 @@ static su_err_t su_fmt_file_open(apr_pool_t *p, const char *path,
     }
     *out = f;
     return SU_OK;
+}
+
+/* Open a stored v1 file in a subpool of p that owns the fd and the buffer. */
+static su_err_t su_fmt_file_open(apr_pool_t *p, const char *path,
+                                 su_fmt_file_t **out)
+{
+    int fd;
+    su_err_t rv = su_fmt_open_fd(path, &fd);
+
+    *out = NULL;
+    return rv == SU_OK ? su_fmt_file_adopt(p, fd, out) : rv;
 }
 
 /* The ciphertext buffer, made the first time a file is read, not mapped. */
@@ -357,7 +388,7 @@ static su_err_t su_fmt_mac_pass(su_fmt_file_t *f, su_dec_t *dec,
  * two blocks): on success the exact plaintext size is known and not one
  * byte of plaintext exists yet.
  */
-static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
+static su_err_t su_fmt_open_verified(apr_pool_t *p, int fd,
                                      const su_kek_t *const *keks, int nkeks,
                                      int flags, su_fmt_file_t **fo,
                                      su_dec_t **deco, uint64_t *plain_size)
@@ -367,7 +398,7 @@ static su_err_t su_fmt_open_verified(apr_pool_t *p, const char *path,
     su_err_t rv;
 
     *plain_size = 0;
-    rv = su_fmt_file_open(p, path, &f);
+    rv = su_fmt_file_adopt(p, fd, &f);
     if (rv != SU_OK)
         return rv;
     f->no_map = (flags & SU_FMT_NO_MAP) != 0;
@@ -389,11 +420,64 @@ su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             uint64_t *plain_size)
 {
+    return su_fmt_file_verify_id(p, path, NULL, keks, nkeks, plain_size);
+}
+
+/* The id a v2 file is read under: the one given, else its name's (in
+ * named), else NULL (no v2 file then verifies). */
+static const char *su_fmt_id_for(const char *path, const char *id,
+                                 char named[SU_SEG_ID_LEN * 2 + 1])
+{
+    if (id != NULL)
+        return id;
+    return su_segr_path_id(path, named) ? named : NULL;
+}
+
+static su_err_t su_fmt_reader_adopt(apr_pool_t *p, int fd, int version,
+                                    const char *id,
+                                    const su_kek_t *const *keks, int nkeks,
+                                    int flags, su_fmt_reader_t **out,
+                                    uint64_t *plain_size);
+
+/* Every segment of a v2 file verified (and decrypted, to a wiped buffer). */
+static su_err_t su_fmt_verify_v2(apr_pool_t *p, int fd, const char *id,
+                                 const su_kek_t *const *keks, int nkeks,
+                                 uint64_t *plain_size)
+{
+    su_fmt_reader_t *rd;
+    const unsigned char *data;
+    size_t len = 0;
+    su_err_t rv = su_fmt_reader_adopt(p, fd, 2, id, keks, nkeks, 0, &rd,
+                                      plain_size);
+
+    if (rv != SU_OK)
+        return rv;
+    do {
+        rv = su_fmt_reader_next(rd, &data, &len);
+    } while (rv == SU_OK && len > 0);
+    su_fmt_reader_close(rd);
+    if (rv != SU_OK)
+        *plain_size = 0;
+    return rv;
+}
+
+su_err_t su_fmt_file_verify_id(apr_pool_t *p, const char *path, const char *id,
+                               const su_kek_t *const *keks, int nkeks,
+                               uint64_t *plain_size)
+{
+    char named[SU_SEG_ID_LEN * 2 + 1];
     su_fmt_file_t *f;
     su_dec_t *dec;
-    su_err_t rv = su_fmt_open_verified(p, path, keks, nkeks, 0, &f, &dec,
-                                       plain_size);
+    int fd;
+    su_err_t rv = su_fmt_open_fd(path, &fd);
 
+    *plain_size = 0;
+    if (rv != SU_OK)
+        return rv;
+    if (su_fmt_fd_version(fd) == 2)
+        return su_fmt_verify_v2(p, fd, su_fmt_id_for(path, id, named), keks,
+                                nkeks, plain_size);
+    rv = su_fmt_open_verified(p, fd, keks, nkeks, 0, &f, &dec, plain_size);
     if (rv == SU_OK)
         apr_pool_destroy(f->pool);
     return rv;
@@ -405,12 +489,36 @@ void su_fmt_header_iv_hex(const unsigned char header[SU_FMT_HEADER_LEN],
     su_util_hex(out, header + SU_FMT_OFF_IV, SU_FMT_IV_LEN);
 }
 
+/* A v2 file's nonce, from a header of the size and magic of one. */
+static su_err_t su_fmt_fd_nonce_hex(int fd, char out[SU_FMT_IV_HEX_LEN + 1])
+{
+    unsigned char h[SU_SEG_HEADER_LEN];
+    struct stat st;
+    su_err_t rv = SU_ERR_INTEGRITY;
+
+    if (fstat(fd, &st) != 0)
+        rv = SU_ERR_INTERNAL;
+    else if (su_fmt_read_at(fd, h, sizeof h, 0) == SU_OK
+             && su_segr_size_ok(h, sizeof h, (uint64_t)st.st_size)) {
+        su_util_hex(out, h + SU_SEG_OFF_NONCE, SU_SEG_NONCE_LEN);
+        rv = SU_OK;
+    }
+    close(fd);
+    return rv;
+}
+
 su_err_t su_fmt_file_iv_hex(apr_pool_t *p, const char *path,
                             char out[SU_FMT_IV_HEX_LEN + 1])
 {
     su_fmt_file_t *f;
-    su_err_t rv = su_fmt_file_open(p, path, &f);
+    int fd;
+    su_err_t rv = su_fmt_open_fd(path, &fd);
 
+    if (rv != SU_OK)
+        return rv;
+    if (su_fmt_fd_version(fd) == 2)
+        return su_fmt_fd_nonce_hex(fd, out);
+    rv = su_fmt_file_adopt(p, fd, &f);
     if (rv != SU_OK)
         return rv;
     if (su_fmt_header_magic_ok(f->header))
@@ -435,14 +543,18 @@ int su_fmt_have_key(const su_kek_t *const *keks, int nkeks,
 /* What an open regular file shows: its first bytes and its size. */
 static void su_fmt_look_fd(int fd, uint64_t size, su_fmt_head_t *h)
 {
-    unsigned char head[SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN];
+    /* as far as a v2 header's segment size, which its size rules need */
+    unsigned char head[SU_SEG_OFF_SIZE + 4];
     ssize_t n;
 
     do {
         n = pread(fd, head, sizeof head, 0);
     } while (n < 0 && errno == EINTR);
-    if (n < (ssize_t)sizeof head)
+    if (n < SU_FMT_MAGIC_LEN + SU_KEY_ID_LEN)
         h->look = SU_FMT_TOO_SHORT;
+    else if (su_seg_is_v2(head, (size_t)n))
+        h->look = su_segr_size_ok(head, (size_t)n, size) ? SU_FMT_LOOKS_STORED
+                                                         : SU_FMT_BAD_SIZE;
     else if (!su_fmt_header_magic_ok(head))
         h->look = SU_FMT_BAD_MAGIC;
     else
@@ -477,6 +589,7 @@ void su_fmt_file_look(const char *path, su_fmt_head_t *h)
 /* ---- a reader for streaming answers ---- */
 
 struct su_fmt_reader {
+    su_segr_t *v2;          /* a v2 file: everything below is unused */
     su_fmt_file_t *f;
     su_dec_t *dec;
     uint64_t left;          /* ciphertext bytes not yet decrypted */
@@ -486,6 +599,7 @@ struct su_fmt_reader {
     unsigned char *map;     /* the mapped window holding pos, if any */
     uint64_t map_at;
     size_t map_len;
+    uint64_t plain;         /* its plaintext size */
     unsigned char *out;     /* SU_FMT_READ_MAX bytes for su_fmt_reader_next */
     su_async_t *async;      /* decrypts ahead (su_fmt_reader_begin) */
     int async_tried;
@@ -558,6 +672,53 @@ su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
                                const su_kek_t *const *keks, int nkeks, int flags,
                                su_fmt_reader_t **out, uint64_t *plain_size)
 {
+    return su_fmt_reader_open_id(p, path, NULL, keks, nkeks, flags, out,
+                                 plain_size);
+}
+
+/*
+ * One descriptor for both the version and the reading, so that a file
+ * renamed over this one in between (a rewrap, a conversion to v2) cannot
+ * be read as the version of the other.
+ */
+su_err_t su_fmt_reader_open_id(apr_pool_t *p, const char *path, const char *id,
+                               const su_kek_t *const *keks, int nkeks, int flags,
+                               su_fmt_reader_t **out, uint64_t *plain_size)
+{
+    char named[SU_SEG_ID_LEN * 2 + 1];
+    int fd;
+    su_err_t rv = su_fmt_open_fd(path, &fd);
+
+    *out = NULL;
+    *plain_size = 0;
+    if (rv != SU_OK)
+        return rv;
+    return su_fmt_reader_adopt(p, fd, su_fmt_fd_version(fd),
+                               su_fmt_id_for(path, id, named), keks, nkeks,
+                               flags, out, plain_size);
+}
+
+static su_err_t su_fmt_reader_v2(apr_pool_t *p, int fd, const char *id,
+                                 const su_kek_t *const *keks, int nkeks,
+                                 su_fmt_reader_t **out, uint64_t *plain_size)
+{
+    su_segr_t *r;
+    su_err_t rv = su_segr_open(p, fd, id, keks, nkeks, &r, plain_size);
+
+    if (rv != SU_OK)
+        return rv;
+    *out = apr_pcalloc(su_segr_pool(r), sizeof **out);
+    (*out)->v2 = r;
+    return SU_OK;
+}
+
+/* A reader of the file on fd (owned from here) of this version. */
+static su_err_t su_fmt_reader_adopt(apr_pool_t *p, int fd, int version,
+                                    const char *id,
+                                    const su_kek_t *const *keks, int nkeks,
+                                    int flags, su_fmt_reader_t **out,
+                                    uint64_t *plain_size)
+{
     su_fmt_reader_t *rd;
     su_fmt_file_t *f;
     su_dec_t *dec;
@@ -565,7 +726,9 @@ su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
     su_err_t rv;
 
     *out = NULL;
-    rv = su_fmt_open_verified(p, path, keks, nkeks, flags, &f, &dec, plain_size);
+    if (version == 2)
+        return su_fmt_reader_v2(p, fd, id, keks, nkeks, out, plain_size);
+    rv = su_fmt_open_verified(p, fd, keks, nkeks, flags, &f, &dec, plain_size);
     if (rv != SU_OK)
         return rv;
     before = f->size;
@@ -584,6 +747,7 @@ su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
     rd->f = f;
     rd->dec = dec;
     rd->left = f->ctlen;
+    rd->plain = *plain_size;
     rd->pos = SU_FMT_HEADER_LEN;
     rd->no_map = f->no_map;
     apr_pool_cleanup_register(f->pool, rd, su_fmt_reader_cleanup,
@@ -599,6 +763,10 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
     su_err_t rv = SU_OK;
 
     *len = 0;
+    if (rd->v2 != NULL) {
+        su_segr_begin(rd->v2, out);
+        return su_segr_end(rd->v2, len);
+    }
     while (!rd->done && outlen == 0) {
         if (rd->left > 0) {
             size_t n = rd->left < SU_FMT_CHUNK ? (size_t)rd->left : SU_FMT_CHUNK;
@@ -634,12 +802,21 @@ su_err_t su_fmt_reader_next_into(su_fmt_reader_t *rd, unsigned char *out,
     return SU_OK;
 }
 
+static apr_pool_t *su_fmt_reader_pool(const su_fmt_reader_t *rd)
+{
+    return rd->v2 != NULL ? su_segr_pool(rd->v2) : rd->f->pool;
+}
+
 su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
                             size_t *len)
 {
     /* made on first use: callers of _into and begin/end bring their own */
-    if (rd->out == NULL)
-        rd->out = apr_palloc(rd->f->pool, SU_FMT_READ_MAX);
+    if (rd->out == NULL) {
+        rd->out = apr_palloc(su_fmt_reader_pool(rd), SU_FMT_READ_MAX);
+        if (rd->v2 != NULL)   /* v1's cleanup wipes it for v1 */
+            apr_pool_cleanup_register(su_fmt_reader_pool(rd), rd,
+                                      su_fmt_reader_cleanup, apr_pool_cleanup_null);
+    }
     *data = rd->out;
     return su_fmt_reader_next_into(rd, rd->out, len);
 }
@@ -648,11 +825,18 @@ su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
                              const su_kek_t *const *keks, int nkeks,
                              su_fmt_sink_fn sink, void *ctx)
 {
+    return su_fmt_file_decrypt_id(p, path, NULL, keks, nkeks, sink, ctx);
+}
+
+su_err_t su_fmt_file_decrypt_id(apr_pool_t *p, const char *path, const char *id,
+                                const su_kek_t *const *keks, int nkeks,
+                                su_fmt_sink_fn sink, void *ctx)
+{
     su_fmt_reader_t *rd;
     const unsigned char *data;
     uint64_t size;
     size_t len = 0;
-    su_err_t rv = su_fmt_reader_open(p, path, keks, nkeks, &rd, &size);
+    su_err_t rv = su_fmt_reader_open_id(p, path, id, keks, nkeks, 0, &rd, &size);
 
     if (rv != SU_OK)
         return rv;
@@ -676,6 +860,10 @@ static void su_fmt_reader_job(void *arg)
 
 void su_fmt_reader_begin(su_fmt_reader_t *rd, unsigned char *out)
 {
+    if (rd->v2 != NULL) {
+        su_segr_begin(rd->v2, out);
+        return;
+    }
     rd->job_out = out;
     rd->job_len = 0;
     rd->job_busy = 1;
@@ -694,6 +882,8 @@ void su_fmt_reader_begin(su_fmt_reader_t *rd, unsigned char *out)
 su_err_t su_fmt_reader_end(su_fmt_reader_t *rd, size_t *len)
 {
     *len = 0;
+    if (rd->v2 != NULL)
+        return su_segr_end(rd->v2, len);
     if (!rd->job_busy)
         return SU_ERR_INTERNAL;
     if (rd->async != NULL)
@@ -706,12 +896,30 @@ su_err_t su_fmt_reader_end(su_fmt_reader_t *rd, size_t *len)
 void su_fmt_reader_iv_hex(const su_fmt_reader_t *rd,
                           char out[SU_FMT_IV_HEX_LEN + 1])
 {
-    su_fmt_header_iv_hex(rd->f->header, out);
+    if (rd->v2 != NULL)
+        su_segr_nonce_hex(rd->v2, out);
+    else
+        su_fmt_header_iv_hex(rd->f->header, out);
+}
+
+int su_fmt_reader_version(const su_fmt_reader_t *rd)
+{
+    return rd->v2 != NULL ? 2 : 1;
+}
+
+su_err_t su_fmt_reader_range(su_fmt_reader_t *rd, uint64_t off, uint64_t len)
+{
+    if (rd->v2 != NULL)
+        return su_segr_range(rd->v2, off, len);
+    /* v1: one tag over the whole file; the whole file or nothing */
+    return off == 0 && len == rd->plain ? SU_OK : SU_ERR_INTERNAL;
 }
 
 void su_fmt_reader_close(su_fmt_reader_t *rd)
 {
-    if (rd && rd->f)
+    if (rd && rd->v2)
+        su_segr_close(rd->v2);
+    else if (rd && rd->f)
         apr_pool_destroy(rd->f->pool);
 }
 

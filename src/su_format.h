@@ -1,5 +1,7 @@
 /*
- * The on-disk format, version 1 (docs/format.md):
+ * The on-disk formats, version 1 and, read through su_segr.h, version 2
+ * (su_seg.h): every whole-file operation and the reader below serve both,
+ * by the file's magic. Version 1 (docs/format.md):
  *   0   8  magic "SECUPLD" 0x01
  *   8   8  key id (first 8 bytes of SHA-256 of the KEK)
  *   16  72 RFC 3394 AES-256 key wrap (default IV) of the 64-byte data key
@@ -75,9 +77,18 @@ void su_fmt_header_iv_hex(const unsigned char header[SU_FMT_HEADER_LEN],
 su_err_t su_fmt_file_verify(apr_pool_t *p, const char *path,
                             const su_kek_t *const *keks, int nkeks,
                             uint64_t *plain_size);
+/*
+ * The same under an id of the caller's. Every tag of a v2 file binds its
+ * id: without one (id NULL) it is the file name's (<id>.enc, and the
+ * store's temp names), and a v2 file whose name gives none fails. A v1
+ * file ignores it. Likewise su_fmt_file_decrypt_id, su_fmt_reader_open_id.
+ */
+su_err_t su_fmt_file_verify_id(apr_pool_t *p, const char *path, const char *id,
+                               const su_kek_t *const *keks, int nkeks,
+                               uint64_t *plain_size);
 
 /*
- * The IV from a stored file's header, *not* verified (a report without
+ * The IV from a stored file's header (a v2 file's nonce), *not* verified (a report without
  * keys): SU_ERR_NOT_FOUND if there is no file, SU_ERR_INTEGRITY if it
  * does not have the size or magic of a stored file.
  */
@@ -122,6 +133,12 @@ typedef int (*su_fmt_sink_fn)(void *ctx, const unsigned char *buf, size_t len);
 su_err_t su_fmt_file_decrypt(apr_pool_t *p, const char *path,
                              const su_kek_t *const *keks, int nkeks,
                              su_fmt_sink_fn sink, void *ctx);
+/* A v2 file is decrypted segment by segment, each verified before its
+ * bytes reach sink: a segment that fails after others went out is
+ * SU_ERR_INTEGRITY with a part of the plaintext already written. */
+su_err_t su_fmt_file_decrypt_id(apr_pool_t *p, const char *path, const char *id,
+                                const su_kek_t *const *keks, int nkeks,
+                                su_fmt_sink_fn sink, void *ctx);
 
 /*
  * Rewrap a file in place under newkek (key rotation): verify with keks, build
@@ -158,10 +175,32 @@ su_err_t su_fmt_reader_open(apr_pool_t *p, const char *path,
 su_err_t su_fmt_reader_open_ex(apr_pool_t *p, const char *path,
                                const su_kek_t *const *keks, int nkeks, int flags,
                                su_fmt_reader_t **out, uint64_t *plain_size);
+/*
+ * Any version, under id (NULL: the file name's, see su_fmt_file_verify_id).
+ * A v2 file is not verified whole at open: its header and last segment are
+ * (so the size is exact and a truncated or extended file refused), and
+ * then every segment as it is read, before its bytes are given out, so
+ * that a later piece may still fail with SU_ERR_INTEGRITY. A v2 file is
+ * never mapped (SU_FMT_NO_MAP changes nothing): each segment is read
+ * into memory of the reader's and verified there.
+ */
+su_err_t su_fmt_reader_open_id(apr_pool_t *p, const char *path, const char *id,
+                               const su_kek_t *const *keks, int nkeks, int flags,
+                               su_fmt_reader_t **out, uint64_t *plain_size);
+/* 1 or 2. */
+int su_fmt_reader_version(const su_fmt_reader_t *rd);
+/*
+ * From now on give plaintext bytes [off, off + len) only (before the first
+ * piece; within the file). A v2 reader then reads, verifies and decrypts
+ * only the segments the range covers. A v1 file can only be given whole:
+ * any other range is SU_ERR_INTERNAL.
+ */
+su_err_t su_fmt_reader_range(su_fmt_reader_t *rd, uint64_t off, uint64_t len);
 su_err_t su_fmt_reader_next(su_fmt_reader_t *rd, const unsigned char **data,
                             size_t *len);
 void su_fmt_reader_close(su_fmt_reader_t *rd);
-/* The IV of the file a reader opened (verified, like all of it). */
+/* The IV of the file a reader opened (verified, like all of it), or a v2
+ * file's nonce (verified with its header): what binds it to its id. */
 void su_fmt_reader_iv_hex(const su_fmt_reader_t *rd,
                           char out[SU_FMT_IV_HEX_LEN + 1]);
 /* The same, decrypting into the caller's buffer of SU_FMT_READ_MAX bytes

@@ -218,5 +218,8 @@ def put_meta(client, prefix, fid, kek, size=0, store=None, plain=None):
 
 
 def file_iv(blob):
-    """What the metadata records to bind a stored file to its id."""
+    """What the metadata records to bind a stored file to its id: a v1
+    file's IV, a v2 file's nonce."""
+    if blob[:8] == b"SECUPLD\x02":
+        return blob[92:108].hex()
     return blob[88:HEADER_LEN].hex()
