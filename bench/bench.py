@@ -26,6 +26,8 @@ import threading
 import time
 import urllib.request
 
+import formats
+
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(TOP, "bench")
 PYTHON = "/usr/bin/python3"
@@ -261,8 +263,9 @@ class Setup:
         port = free_port()
         rundir = self.path(name, "run")
         os.makedirs(rundir)
+        port_v1 = free_port()
         env = dict(os.environ,
-                   BENCH_RUN_DIR=rundir, BENCH_PORT=str(port),
+                   BENCH_RUN_DIR=rundir, BENCH_PORT=str(port), BENCH_PORT_V1=str(port_v1),
                    BENCH_MODULE=self.path("mod_secupload.so"),
                    BENCH_STORAGE_DIR=self.server_dir(name, "storage"),
                    BENCH_KEY_FILE=self.key_file, BENCH_REDIS_PORT=str(self.redis_port),
@@ -284,6 +287,7 @@ class Setup:
                 if os.path.exists(os.path.join(rundir, "error.log")) else ""
             raise BenchError(f"Apache ({name}) did not start:\n{tail}")
         return {"proc": proc, "port": port, "url": f"http://127.0.0.1:{port}",
+                "url_v1": f"http://127.0.0.1:{port_v1}",
                 "htdocs": self.path(name, "htdocs"), "storage": self.path(name, "storage"),
                 "rundir": rundir}
 
@@ -700,6 +704,10 @@ class Bench:
                 + "\n".join(f"  {pct:6.2f}%  {where}" for where, pct in top))
         self.res["profile"] = out
 
+    # 7. reading back, format v1 against v2 (bench/formats.py)
+    def formats(self):
+        self.res["formats"] = formats.Formats(self).run()
+
     # 5. memory
     def memory(self):
         st = self.st
@@ -866,6 +874,7 @@ def build_table(res):
             rss=r["download_hwm_mib"])
         add("memory", f"mod_dav_fs PUT {mib:.0f} MiB", r["dav_put_hwm_mib"], "MiB RSS",
             rss=r["dav_put_hwm_mib"])
+    formats.table_rows(res, add)
     return rows
 
 
@@ -918,6 +927,7 @@ def targets(res):
     non += sum(r.get("non2xx") or 0 for r in res.get("scaling", {}).get("rows", []))
     if su:
         t("no non-2xx answers", non == 0, f"{non}")
+    formats.targets(res, t)
     return out
 
 
@@ -960,8 +970,9 @@ def parse_args(argv):
     p.add_argument("--runs", type=int, help="repetitions of each figure (median); default 3")
     p.add_argument("--workdir", default=None, help="parent of the temporary directory")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument("--only", default="limit,large,small,scaling,memory",
-                   help="comma-separated parts to run (large includes download); 'profile' "
+    p.add_argument("--only", default="limit,large,small,scaling,memory,formats",
+                   help="comma-separated parts to run (large includes download; formats: "
+                        "reading back format v1 against v2); 'profile' "
                         "(not run by default) records perf profiles of one large upload and "
                         "download")
     a = p.parse_args(argv)
@@ -971,6 +982,9 @@ def parse_args(argv):
         a.wrk_seconds = a.scale_seconds = 3
         a.mem_sizes = [16 * MIB, 64 * MIB]
         a.speed_seconds = 1
+        a.fmt_sizes = [MIB, 64 * MIB]
+        a.fmt_rate_bytes = 64 * MIB
+        a.fmt_reps = 2
     else:
         a.runs = a.runs or 3
         a.limit_bytes = a.large_bytes = 1024 * MIB
@@ -978,6 +992,9 @@ def parse_args(argv):
         a.scale_seconds = 5
         a.mem_sizes = [16 * MIB, 2048 * MIB]
         a.speed_seconds = 2
+        a.fmt_sizes = [MIB, 1024 * MIB, 4096 * MIB]
+        a.fmt_rate_bytes = 1024 * MIB
+        a.fmt_reps = 5
     if a.runs < 1 or a.runs > 20:
         p.error("--runs must be 1..20")
     a.conns = 16
@@ -1018,7 +1035,8 @@ def main(argv):
         b.limit_exe = st.build_limit()
         st.start_all()
         steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
-                 ("scaling", b.scaling), ("memory", b.memory), ("profile", b.profile)]
+                 ("scaling", b.scaling), ("memory", b.memory), ("formats", b.formats),
+                 ("profile", b.profile)]
         b.large_file = (None, 0, None)
         for name, fn in steps:
             if name in a.only:
@@ -1053,6 +1071,9 @@ def main(argv):
         return 1
     return 0
 
+
+# bench/formats.py uses this module's helpers and its BenchError
+formats.B = sys.modules[__name__]
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
