@@ -413,7 +413,8 @@ LimitRequestBody 0
 class Cluster:
     """Two Apache nodes with the module (their own ports and logs, one
     storage directory, one key set, one Redis) behind a third Apache with
-    mod_proxy_balancer. redis_lines: how the nodes find Redis."""
+    mod_proxy_balancer. redis_lines: how the nodes find Redis (or a list of
+    such lists, one per node)."""
 
     def __init__(self, tag, redis_lines, wait_replicas=None, timeout=2000):
         self.nodes = []
@@ -427,11 +428,13 @@ class Cluster:
             "SecUploadRedisTimeout %d" % timeout,
             'SecUploadRedisPrefix "%s"' % self.prefix,
             "SecUploadSync On",
-        ] + list(redis_lines)
+        ]
         if wait_replicas:
             server.append("SecUploadRedisWaitReplicas %s" % wait_replicas)
-        body = "\n".join(server) + "\n" + NODE_LOCATIONS
-        for site in self.sites:
+        if isinstance(redis_lines[0], str):
+            redis_lines = [redis_lines] * len(self.sites)
+        for site, lines in zip(self.sites, redis_lines):
+            body = "\n".join(server + list(lines)) + "\n" + NODE_LOCATIONS
             conf = site.write_conf(site.conf_text(body))
             self.nodes.append(H.Apache(site, conf))
         self.lb_site = H.Site(tag + "-lb")

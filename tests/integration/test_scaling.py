@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +20,10 @@ import requests
 
 import secupload_harness as H
 from secupload_stack import Cluster, RedisHA, report_shutdown
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "soak"))
+from exec_reply_lost import DropAfterExec  # noqa: E402
 
 # the settling bound (docs/design.md, "Settling"), and how long uploads may
 # fail after the master is killed: Sentinel's down-after-milliseconds
@@ -46,6 +51,65 @@ def ha(module_so, request):
         if not problems:
             shutil.rmtree(workdir, ignore_errors=True)
         report_shutdown(request, problems)
+
+
+@pytest.fixture
+def pair(module_so, request):
+    """Two nodes on one Redis; node A reaches it through a proxy that can
+    lose the reply of an upload's write (tests/soak/exec_reply_lost.py)."""
+    workdir = tempfile.mkdtemp(prefix="secupload-pair-")
+    redis_server = H.RedisServer(workdir)
+    proxy_port = H.free_port()
+    cluster, proxy = None, None
+    try:
+        redis_server.start()
+        proxy = DropAfterExec(proxy_port, redis_server.port)
+        cluster = Cluster("pair", [
+            ["SecUploadRedisServer 127.0.0.1:%d" % proxy_port],
+            ["SecUploadRedisServer 127.0.0.1:%d" % redis_server.port]])
+        cluster.redis_server, cluster.proxy = redis_server, proxy
+        cluster.start()
+        yield cluster
+    finally:
+        problems = cluster.stop() if cluster else []
+        if proxy:
+            proxy.close()
+        redis_server.stop()
+        if not problems:
+            shutil.rmtree(workdir, ignore_errors=True)
+        report_shutdown(request, problems)
+
+
+def test_unknown_outcome_settled_by_the_other_node(pair):
+    """Node A's write is applied but its reply lost, and A cannot reach
+    Redis again in time: a 503 and a marker in the shared storage
+    directory. A is then stopped; node B's settler removes the metadata and
+    the marker within the settling bound."""
+    rv = H.RedisView(pair.redis_server.client(), pair.prefix)
+    r, _ = upload(pair, node=0)
+    assert r.status_code == 201, r.text
+    mark = rv.audit_mark()
+    pair.proxy.blackout = 4.0
+    pair.proxy.armed.set()
+    r, _ = upload(pair, node=0, size=5000)
+    assert pair.proxy.fired.is_set(), "the proxy never saw the store"
+    assert r.status_code == 503, r.text
+    ids = H.unsettled_ids(pair.site.storage)
+    assert len(ids) == 1, ids
+    fid = ids[0]
+    pair.nodes[0].stop()
+    t0 = time.monotonic()
+    gone = H._wait_for(lambda: not H.unsettled_ids(pair.site.storage)
+                       and not rv.meta(fid), SETTLE_BOUND + 2, 0.1)
+    took = time.monotonic() - t0
+    assert gone and took <= SETTLE_BOUND, (gone, took)
+    settled = [e for e in rv.audit_since(mark)
+               if e.get("event") == "upload.rejected" and e.get("id") == fid
+               and e.get("settled_by") == "settler"]
+    assert settled and settled[0]["bytes"] == "5000", settled
+    assert "settled the metadata of failed upload %s" % fid \
+        in pair.nodes[1].log_text()
+    assert not pair.files() or not H.stray_files(pair.site.storage)
 
 
 def rview(ha):
