@@ -131,12 +131,15 @@ def test_upload_on_one_node_served_by_the_other(ha):
     assert g.status_code == 200 and g.content == plain
     m = requests.get(ha.url("/api/files/%s/meta" % fid, 1), timeout=10)
     assert m.status_code == 200 and m.json()["size"] == len(plain), m.text
-    d = requests.delete(ha.url("/api/files/" + fid, 0 + 1), timeout=10)
+    d = requests.delete(ha.url("/api/files/" + fid, 1), timeout=10)
     assert d.status_code == 204, d.text
     assert fid not in ha.stored_ids()
     assert not rview(ha).meta(fid)
     g = requests.get(ha.url("/api/files/" + fid, 0), timeout=10)
     assert g.status_code == 404
+    # the storage lock is shared between the nodes: the second one started
+    # left the directory's temp files alone
+    assert "SU00242" in ha.nodes[1].log_text()
 
 
 def test_thousand_uploads_over_two_nodes(ha):
