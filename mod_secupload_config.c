@@ -27,6 +27,8 @@ void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
     c->redis.timeout_ms = SU_UNSET;
     c->redis.audit_maxlen = SU_UNSET;
     c->format_version = SU_UNSET;
+    c->redis.wait_replicas = SU_UNSET;
+    c->redis.wait_timeout_ms = SU_UNSET;
     return c;
 }
 
@@ -34,13 +36,22 @@ void *su_create_srv_conf(apr_pool_t *p, server_rec *s)
 static void su_merge_redis(su_redis_conf_t *c, const su_redis_conf_t *base,
                            const su_redis_conf_t *add)
 {
-    /* one directive sets the address: a host and port, or a socket */
-    const su_redis_conf_t *addr = add->host || add->socket_path ? add : base;
+    /* one directive sets the address: a host and port, a socket, or the
+     * sentinels and the master's name */
+    const su_redis_conf_t *addr =
+        add->host || add->socket_path || add->sentinel_master ? add : base;
+    /* and one the replicas to wait for, with their timeout */
+    const su_redis_conf_t *wait = add->wait_replicas != SU_UNSET ? add : base;
 
     c->host = addr->host;
     c->port = addr->port;
     c->socket_path = addr->socket_path;
+    c->sentinel_master = addr->sentinel_master;
+    c->sentinels = addr->sentinels;
+    c->wait_replicas = wait->wait_replicas;
+    c->wait_timeout_ms = wait->wait_timeout_ms;
     SU_MERGE_PTR(c, base, add, password);
+    SU_MERGE_PTR(c, base, add, user);
     SU_MERGE_NUM(c, base, add, db);
     SU_MERGE_NUM(c, base, add, timeout_ms);
     SU_MERGE_PTR(c, base, add, prefix);
@@ -183,16 +194,66 @@ static const char *su_cmd_key_file(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/* SecUploadRedisServer and SecUploadRedisSentinel set the one address of a
+ * server: both in one section is a mistake, not an override. */
+static const char *su_redis_address_twice(cmd_parms *cmd, const su_srv_conf_t *c)
+{
+    if (c->redis.sentinel_master || c->redis.host || c->redis.socket_path)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": this server already has "
+                           "its Redis address (SecUploadRedisServer or "
+                           "SecUploadRedisSentinel, one of them, once)", NULL);
+    return NULL;
+}
+
 static const char *su_cmd_redis_server(cmd_parms *cmd, void *dc, const char *arg)
 {
     su_srv_conf_t *c = su_srv(cmd->server);
-    const char *err = NULL;
+    const char *err = su_redis_address_twice(cmd, c);
     (void)dc;
 
+    if (err)
+        return err;
     c->redis.host = NULL;
     c->redis.socket_path = NULL;
     if (su_redis_parse_server(cmd->pool, arg, &c->redis, &err) != SU_OK)
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    return NULL;
+}
+
+/* SecUploadRedisSentinel MASTER HOST:PORT [HOST:PORT...] */
+static const char *su_cmd_redis_sentinel(cmd_parms *cmd, void *dc, int argc,
+                                         char *const argv[])
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    const char *err = su_redis_address_twice(cmd, c);
+    (void)dc;
+
+    if (err)
+        return err;
+    if (argc < 2)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": expected the master's "
+                           "name and at least one sentinel as HOST:PORT", NULL);
+    if (su_redis_parse_sentinels(cmd->pool, argv[0], argc - 1,
+                                 (const char *const *)argv + 1, &c->redis, &err)
+        != SU_OK)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    return NULL;
+}
+
+/* An ACL user name: printable, no blank (it goes in AUTH as one word). */
+static const char *su_cmd_redis_user(cmd_parms *cmd, void *dc, const char *arg)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    const char *s;
+    (void)dc;
+
+    for (s = arg; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            break;
+    if (*arg == '\0' || *s != '\0' || strlen(arg) > 128)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": the user name must be "
+                           "1-128 printable characters, no blank", NULL);
+    c->redis.user = arg;
     return NULL;
 }
 
@@ -232,6 +293,24 @@ static const char *su_cmd_redis_timeout(cmd_parms *cmd, void *dc, const char *ar
     if (err == NULL)
         su_srv(cmd->server)->redis.timeout_ms = (int)v;
     return err;
+}
+
+/* SecUploadRedisWaitReplicas N [TIMEOUT_MS]: 0 turns it off */
+static const char *su_cmd_redis_wait(cmd_parms *cmd, void *dc, const char *n,
+                                     const char *ms)
+{
+    su_srv_conf_t *c = su_srv(cmd->server);
+    apr_int64_t v, t = 0;
+    const char *err = su_num_arg(cmd, n, 0, 100, &v);
+    (void)dc;
+
+    if (err == NULL && ms)
+        err = su_num_arg(cmd, ms, 1, 600000, &t);
+    if (err)
+        return err;
+    c->redis.wait_replicas = (int)v;
+    c->redis.wait_timeout_ms = (int)t;
+    return NULL;
 }
 
 static const char *su_cmd_redis_prefix(cmd_parms *cmd, void *dc, const char *arg)
@@ -375,8 +454,16 @@ const command_rec su_cmds[] = {
                   "all decrypt"),
     AP_INIT_TAKE1("SecUploadRedisServer", su_cmd_redis_server, NULL, RSRC_CONF,
                   "Redis server as HOST:PORT or /path/to.sock"),
+    AP_INIT_TAKE_ARGV("SecUploadRedisSentinel", su_cmd_redis_sentinel, NULL,
+                      RSRC_CONF, "The Redis master's name and the sentinels "
+                      "(HOST:PORT...) that know where it is"),
     AP_INIT_TAKE1("SecUploadRedisPassword", su_cmd_redis_password, NULL, RSRC_CONF,
                   "Redis AUTH password"),
+    AP_INIT_TAKE1("SecUploadRedisUser", su_cmd_redis_user, NULL, RSRC_CONF,
+                  "Redis ACL user (AUTH user password)"),
+    AP_INIT_TAKE12("SecUploadRedisWaitReplicas", su_cmd_redis_wait, NULL, RSRC_CONF,
+                   "Replicas that must have an upload's metadata before it is "
+                   "acknowledged, and how long to wait for them (ms)"),
     AP_INIT_TAKE1("SecUploadRedisDatabase", su_cmd_redis_db, NULL, RSRC_CONF,
                   "Redis database number"),
     AP_INIT_TAKE1("SecUploadRedisTimeout", su_cmd_redis_timeout, NULL, RSRC_CONF,

@@ -189,6 +189,29 @@ static void su_warn_limit_request_body(server_rec *s)
     }
 }
 
+/* Redis settings that only make sense together, in force after merging. */
+static int su_check_redis(server_rec *s, const su_srv_conf_t *c)
+{
+    su_redis_conf_t rc;
+
+    su_conf_redis(c, &rc);
+    if (rc.user && (rc.password == NULL || *rc.password == '\0')) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00402)
+                     "SecUploadRedisUser %s needs SecUploadRedisPassword (Redis "
+                     "authenticates a user with AUTH user password)", rc.user);
+        return !OK;
+    }
+    if (rc.wait_replicas > 0 && su_redis_wait_timeout_ms(&rc) >= rc.timeout_ms) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, SU_LOGNO(00403)
+                     "SecUploadRedisWaitReplicas: its timeout (%d ms) must be "
+                     "below SecUploadRedisTimeout (%d ms), or every WAIT would "
+                     "end as a broken connection", su_redis_wait_timeout_ms(&rc),
+                     rc.timeout_ms);
+        return !OK;
+    }
+    return OK;
+}
+
 static int su_check_server(server_rec *s, apr_pool_t *ptemp)
 {
     su_srv_conf_t *c = su_srv(s);
@@ -224,6 +247,8 @@ static int su_check_server(server_rec *s, apr_pool_t *ptemp)
                      "(uid %ld)", c->storage_dir, (long)ap_unixd_config.user_id);
         return !OK;
     }
+    if (su_check_redis(s, c) != OK)
+        return !OK;
     su_warn_limit_request_body(s);
     return OK;
 }

@@ -303,12 +303,65 @@ static int su_stored_unavailable(su_req_t *q, su_upload_t *u, int sent)
     const char *why = apr_pstrdup(q->r->pool, q->redis ? su_redis_errstr(q->redis)
                                                        : "no connection");
     su_upload_discard(u);
-    if (!sent)
-        su_req_drop_redis(q);
+    if (!sent || su_redis_refused(q->redis))
+        su_req_drop_redis(q);   /* nothing applied (a replica refuses all) */
     else if (q->redis && !su_redis_usable(q->redis))
         su_settle_upload(q, in->id, in->size);  /* sent, but was it applied? */
     return su_fail(q, SU_ERR_UNAVAILABLE, SU_EV_UPLOAD_REJECTED, NULL,
                    apr_pstrcat(q->r->pool, "Redis: ", why, NULL), in->id, in->size);
+}
+
+/*
+ * SecUploadRedisWaitReplicas: the metadata just written must be on that
+ * many replicas before the upload may be acknowledged, so that a 201
+ * survives the loss of the master. SU_OK if it is (or the setting is off).
+ */
+static su_err_t su_stored_replicated(su_req_t *q, int *acked, int *want)
+{
+    su_redis_conf_t rc;
+
+    su_conf_redis(q->srv, &rc);
+    *want = rc.wait_replicas;
+    *acked = 0;
+    if (rc.wait_replicas <= 0)
+        return SU_OK;
+    if (su_redis_wait(q->redis, q->r->pool, rc.wait_replicas,
+                      su_redis_wait_timeout_ms(&rc), acked) != SU_OK)
+        return SU_ERR_UNAVAILABLE;
+    return *acked >= rc.wait_replicas ? SU_OK : SU_ERR_UNAVAILABLE;
+}
+
+/*
+ * Too few replicas have the metadata: the upload is taken back as any
+ * failure is (the temp file goes, the hash is deleted with the
+ * upload.rejected entry) and the answer is 503. Where the delete cannot be
+ * made now (the connection broke: a failover under way), it is settled
+ * like any unknown outcome: on fresh connections, else from a marker.
+ */
+static int su_stored_not_replicated(su_req_t *q, su_upload_t *u, int acked,
+                                    int want)
+{
+    request_rec *r = q->r;
+    const su_upload_info_t *in = su_upload_info(u);
+    const char *why = apr_pstrdup(r->pool, su_redis_errstr(q->redis));
+    su_err_t rv = SU_ERR_UNAVAILABLE;
+
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SU_LOGNO(00400)
+                  "upload %s: its metadata reached %d of %d Redis replicas in "
+                  "time%s%s; the upload is taken back", in->id, acked, want,
+                  *why ? ": " : "", why);
+    su_upload_discard(u);
+    if (su_redis_usable(q->redis))
+        rv = su_redis_delete(q->redis, r->pool, in->id,
+                             su_audit(q, SU_EV_UPLOAD_REJECTED,
+                                      HTTP_SERVICE_UNAVAILABLE, in->id,
+                                      su_err_code(SU_ERR_UNAVAILABLE), in->size));
+    if (rv != SU_OK && rv != SU_ERR_NOT_FOUND)
+        su_settle_upload(q, in->id, in->size);
+    return su_fail(q, SU_ERR_UNAVAILABLE, NULL,
+                   "The upload could not be replicated in time; try again.",
+                   apr_psprintf(r->pool, "Redis replicas: %d of %d", acked, want),
+                   in->id, in->size);
 }
 
 static int su_stored(su_req_t *q, su_upload_t *u, int sync)
@@ -316,6 +369,7 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
     request_rec *r = q->r;
     const su_upload_info_t *in = su_upload_info(u);
     apr_array_header_t *audit;
+    int acked, want;
     su_err_t rv;
 
     audit = su_audit(q, SU_EV_UPLOAD_STORED, HTTP_CREATED, in->id, "", in->size);
@@ -323,6 +377,8 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
         return su_stored_unavailable(q, u, 0);
     if (su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK)
         return su_stored_unavailable(q, u, 1);
+    if (su_stored_replicated(q, &acked, &want) != SU_OK)
+        return su_stored_not_replicated(q, u, acked, want);
     rv = su_upload_commit(u, sync);
     if (rv != SU_OK) {
         /* the metadata must not outlive the file it describes; the delete

@@ -8,6 +8,7 @@ Ctrl-C. Figures are medians of --runs repetitions; every ratio is taken
 against a baseline measured in the same run. MB = 10^6 bytes, MiB = 2^20.
 """
 import argparse
+import concurrent.futures as cf
 import datetime
 import hashlib
 import json
@@ -258,8 +259,10 @@ class Setup:
             "--dir", d, "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--logfile", os.path.join(d, "redis.log")], os.path.join(d, "stdout.log"))
         wait_port(self.redis_port, proc, "redis-server")
+        self.redis_proc = proc
 
-    def start_apache(self, name, one_child):
+    def start_apache(self, name, one_child, storage=None, prefix=None, defines=()):
+        """storage, prefix: another node's (several nodes serve one file set)."""
         port = free_port()
         rundir = self.path(name, "run")
         os.makedirs(rundir)
@@ -267,9 +270,9 @@ class Setup:
         env = dict(os.environ,
                    BENCH_RUN_DIR=rundir, BENCH_PORT=str(port), BENCH_PORT_V1=str(port_v1),
                    BENCH_MODULE=self.path("mod_secupload.so"),
-                   BENCH_STORAGE_DIR=self.server_dir(name, "storage"),
+                   BENCH_STORAGE_DIR=storage or self.server_dir(name, "storage"),
                    BENCH_KEY_FILE=self.key_file, BENCH_REDIS_PORT=str(self.redis_port),
-                   BENCH_REDIS_PREFIX=f"bench-{name}:",
+                   BENCH_REDIS_PREFIX=prefix or f"bench-{name}:",
                    BENCH_DOC_ROOT=self.server_dir(name, "htdocs"),
                    BENCH_DAV_DIR=self.server_dir(name, "davlock"),
                    BENCH_USER=self.user, BENCH_GROUP=self.user)
@@ -279,6 +282,7 @@ class Setup:
             cmd.append("-DBENCH_AS_ROOT")
         if one_child:
             cmd.append("-DBENCH_ONE_CHILD")
+        cmd += ["-D" + d for d in defines]
         proc = self.procs.start(name, cmd, os.path.join(rundir, "stdout.log"), env=env)
         try:
             wait_port(port, proc, f"Apache ({name})")
@@ -316,15 +320,37 @@ class Setup:
         return {"proc": proc, "port": port, "url": f"http://127.0.0.1:{port}",
                 "storage": storage, "workers": workers}
 
-    def start_all(self):
+    def start_all(self, django=True):
         self.key_file = self.path("kek.hex")
         with open(os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400), "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         self.start_redis()
         self.apache = self.start_apache("apache", one_child=False)
+        if not django:   # --only nodes needs no peer
+            self.django = {"url": "-", "workers": 0, "proc": None}
+            log(f"Apache on {self.apache['url']}, redis on {self.redis_port}")
+            return
         self.django = self.start_django()
         log(f"Apache on {self.apache['url']}, gunicorn ({self.django['workers']} workers) on "
             f"{self.django['url']}, redis on {self.redis_port}, work dir {self.work}")
+
+    def start_replica(self):
+        """A replica of the bench's Redis, linked before this returns."""
+        port = free_port()
+        d = self.path("redis-replica")
+        os.makedirs(d)
+        proc = self.procs.start("redis-replica", [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--replicaof", "127.0.0.1", str(self.redis_port),
+            "--logfile", os.path.join(d, "redis.log")], os.path.join(d, "stdout.log"))
+        wait_port(port, proc, "redis-server (replica)")
+        deadline = time.monotonic() + 20
+        while "master_link_status:up" not in redis_info(port, "replication"):
+            if time.monotonic() > deadline:
+                raise BenchError("the Redis replica did not link")
+            time.sleep(0.1)
+        return proc
 
     def serving_pids(self, system):
         if system == DJANGO:
@@ -438,6 +464,34 @@ def download(url, size, timeout):
     if int(code) != 200 or int(float(down)) != size:
         raise BenchError(f"GET {url}: {code}, {down} of {size} bytes")
     return size / float(secs) / 1e6, float(first)
+
+
+def redis_info(port, section):
+    """INFO section of the Redis on port, as text (redis-cli)."""
+    return run(["redis-cli", "-p", str(port), "INFO", section], 30)
+
+
+def redis_counts(port):
+    """calls per command, and network bytes in and out, of the Redis on port."""
+    calls = {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"^cmdstat_([a-z|]+):calls=(\d+)", redis_info(port, "commandstats"), re.M)}
+    stats = dict(l.split(":", 1) for l in redis_info(port, "stats").splitlines() if ":" in l)
+    return calls, int(stats["total_net_input_bytes"]), int(stats["total_net_output_bytes"])
+
+
+def cpu_ticks(pids):
+    """utime + stime (clock ticks) of pids, and the machine's busy and total."""
+    own = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            own += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    return own, sum(cpu) - cpu[3] - cpu[4], sum(cpu)
 
 
 def wrk(url, mode, target, conns, seconds, size=4096):
@@ -667,6 +721,61 @@ class Bench:
             log(f"scaling {conns} connections: " + ", ".join(
                 f"{r['system']} {r['rps']:.0f} req/s" for r in rows[-2:] if r["rps"]))
         self.res["scaling"] = {"seconds": a.scale_seconds, "rows": rows}
+
+    # 7. several nodes on one storage directory and one Redis (--only nodes)
+    def nodes(self):
+        a, st = self.a, self.st
+        self.replica = st.start_replica()
+        storage, prefix = st.apache["storage"], "bench-apache:"
+        b = st.start_apache("apache-b", False, storage=storage, prefix=prefix)
+        w = st.start_apache("apache-wait", False, storage=storage, prefix=prefix,
+                            defines=["BENCH_WAIT"])
+        rows = []
+        for label, nodes in (("1 node", [st.apache]), ("2 nodes", [st.apache, b]),
+                             ("1 node, SecUploadRedisWaitReplicas 1", [w])):
+            self.guard(f"nodes warm-up, {label}", self._nodes_run, label, nodes, 1)
+            runs = [r for r in (self.guard(f"nodes, {label}", self._nodes_run, label, nodes,
+                                           a.wrk_seconds) for _ in range(a.runs)) if r]
+            if runs:
+                row = {k: median([r[k] for r in runs]) for k in runs[0]
+                       if k not in ("label", "commands")}
+                row["label"], row["commands"] = label, runs[-1]["commands"]
+                rows.append(row)
+                log(f"nodes {label}: {row['rps']:.0f} uploads/s, machine CPU "
+                    f"{row['machine_busy']:.0%}, Apache {row['apache_cpu_ms']:.2f} ms and "
+                    f"Redis {row['redis_cpu_ms']:.3f} ms CPU per upload, "
+                    f"{row['redis_cmds']:.1f} Redis commands, {row['redis_in_bytes']:.0f} B in / "
+                    f"{row['redis_out_bytes']:.0f} B out per upload")
+        self.res["nodes"] = {"bytes": 4096, "connections": a.conns, "seconds": a.wrk_seconds,
+                             "rows": rows}
+
+    def _nodes_run(self, label, nodes, seconds):
+        """wrk on every node at once (the connections shared out); the sums."""
+        st = self.st
+        apids = [p for n in nodes for p in [n["proc"].pid] + children_of(n["proc"].pid)]
+        rpids = [st.redis_proc.pid]
+        calls0, in0, out0 = redis_counts(st.redis_port)
+        a0, r0, (_, busy0, all0) = cpu_ticks(apids)[0], cpu_ticks(rpids)[0], cpu_ticks([])
+        with cf.ThreadPoolExecutor(len(nodes)) as ex:
+            res = list(ex.map(lambda n: wrk(n["url"], "multipart", "/api/upload/",
+                                            max(1, self.a.conns // len(nodes)), seconds),
+                              nodes))
+        a1, r1, (_, busy1, all1) = cpu_ticks(apids)[0], cpu_ticks(rpids)[0], cpu_ticks([])
+        calls1, in1, out1 = redis_counts(st.redis_port)
+        n = sum(r["requests"] for r in res)
+        if n == 0 or any(r["non2xx"] for r in res):
+            raise BenchError(f"{label}: {n} requests, "
+                             f"{sum(r['non2xx'] for r in res)} answered non-2xx")
+        hz = os.sysconf("SC_CLK_TCK")
+        return {"label": label, "rps": sum(r["rps"] for r in res),
+                "p99_ms": max(r["p99_us"] for r in res) / 1000,
+                "machine_busy": (busy1 - busy0) / max(1, all1 - all0),
+                "apache_cpu_ms": (a1 - a0) * 1000 / hz / n,
+                "redis_cpu_ms": (r1 - r0) * 1000 / hz / n,
+                "redis_cmds": (sum(calls1.values()) - sum(calls0.values())) / n,
+                "redis_in_bytes": (in1 - in0) / n, "redis_out_bytes": (out1 - out0) / n,
+                "commands": {k: (calls1.get(k, 0) - calls0.get(k, 0)) / n for k in calls1
+                             if calls1.get(k, 0) != calls0.get(k, 0)}}
 
     # where the upload path spends its time (optional: --only profile)
     def profile(self):
@@ -974,7 +1083,10 @@ def parse_args(argv):
                    help="comma-separated parts to run (large includes download; formats: "
                         "reading back format v1 against v2); 'profile' "
                         "(not run by default) records perf profiles of one large upload and "
-                        "download")
+                        "download; 'nodes' (not run by default) small uploads on 1 and 2 "
+                        "Apache nodes sharing one storage directory and Redis, and with "
+                        "SecUploadRedisWaitReplicas 1, with CPU use and Redis commands and "
+                        "bytes per upload")
     a = p.parse_args(argv)
     if a.quick:
         a.runs = a.runs or 1
@@ -1033,10 +1145,10 @@ def main(argv):
     b = Bench(st, a)
     try:
         b.limit_exe = st.build_limit()
-        st.start_all()
+        st.start_all(django=a.only != {"nodes"})
         steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
                  ("scaling", b.scaling), ("memory", b.memory), ("formats", b.formats),
-                 ("profile", b.profile)]
+                 ("profile", b.profile), ("nodes", b.nodes)]
         b.large_file = (None, 0, None)
         for name, fn in steps:
             if name in a.only:

@@ -15,7 +15,7 @@ SU_BUILD=(
 )
 SU_SERVE=(apache2 redis-server openssl)
 SU_PACKAGE=(debhelper dpkg-dev fakeroot lintian man-db curl)
-SU_TEST=(python3 python3-pytest python3-requests python3-redis python3-cryptography
+SU_TEST=(python3 python3-pytest python3-requests python3-redis python3-cryptography redis-sentinel
          libapache2-mod-security2 modsecurity-crs
          nodejs chromium)
 # the browser test's npm: Debian's, unless a node that brings its own is here

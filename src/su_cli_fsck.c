@@ -29,7 +29,8 @@
 
 static const char su_cli_fsck_help[] =
     "Usage: secupload fsck --storage DIR [--redis HOST:PORT|/path.sock]\n"
-    "                      [--prefix P] [--password-file F] [--db N]\n"
+    "                      [--sentinel MASTER@HOST:PORT[,HOST:PORT...]]\n"
+    "                      [--prefix P] [--user U] [--password-file F] [--db N]\n"
     "                      [--timeout MS] [--key KEYFILE...] [--repair]\n"
     "                      [--backfill-iv]\n"
     "Compare the storage directory with the metadata in Redis. One line per\n"
@@ -51,7 +52,11 @@ static const char su_cli_fsck_help[] =
     "  -s, --storage DIR        the storage directory\n"
     "  -r, --redis ADDR         Redis address (default " SU_DEFAULT_REDIS_HOST ":"
                                 SU_STR(SU_DEFAULT_REDIS_PORT) ")\n"
+    "      --sentinel M@ADDRS   ask these sentinels (HOST:PORT, comma-separated)\n"
+    "                           where master M is, instead of --redis\n"
     "  -p, --prefix P           key prefix (default " SU_DEFAULT_REDIS_PREFIX ")\n"
+    "      --user U             Redis ACL user (AUTH U password; needs\n"
+    "                           --password-file)\n"
     "      --password-file F    read the Redis password from F\n"
     "      --db N               Redis database (default "
                                 SU_STR(SU_DEFAULT_REDIS_DB) ")\n"
@@ -468,7 +473,29 @@ static int su_cli_fsck_run(apr_pool_t *p, su_cli_fsck_t *fk)
 }
 
 enum { SU_CLI_OPT_PASSFILE = 256, SU_CLI_OPT_DB, SU_CLI_OPT_TIMEOUT,
-       SU_CLI_OPT_REPAIR, SU_CLI_OPT_BACKFILL };
+       SU_CLI_OPT_REPAIR, SU_CLI_OPT_BACKFILL, SU_CLI_OPT_USER,
+       SU_CLI_OPT_SENTINEL };
+
+/* --sentinel MASTER@HOST:PORT[,HOST:PORT...] (a host holds no '@') */
+static int su_cli_fsck_sentinel(apr_pool_t *p, su_redis_conf_t *rc, const char *arg)
+{
+    const char *at = strrchr(arg, '@'), *addrs[SU_REDIS_SENTINELS_MAX + 1];
+    char *list, *last = NULL, *tok;
+    const char *err = NULL;
+    int n = 0;
+
+    if (at == NULL)
+        return su_cli_usage_error("fsck", "fsck: --sentinel: expected "
+                                  "MASTER@HOST:PORT[,HOST:PORT...]");
+    list = apr_pstrdup(p, at + 1);
+    for (tok = apr_strtok(list, ",", &last); tok && n <= SU_REDIS_SENTINELS_MAX;
+         tok = apr_strtok(NULL, ",", &last))
+        addrs[n++] = tok;
+    if (su_redis_parse_sentinels(p, apr_pstrmemdup(p, arg, (apr_size_t)(at - arg)),
+                                 n, addrs, rc, &err) != SU_OK)
+        return su_cli_usage_error("fsck", "fsck: --sentinel: %s", err);
+    return SU_CLI_EXIT_OK;
+}
 
 /* The options of fsck, before the keys are loaded. */
 typedef struct su_cli_fsck_args {
@@ -491,7 +518,11 @@ static int su_cli_fsck_opt(void *ctx, int c, const char *arg)
     case SU_CLI_OPT_PASSFILE: fk->password_file = arg; return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_REPAIR: fk->repair = 1; return SU_CLI_EXIT_OK;
     case SU_CLI_OPT_BACKFILL: fk->backfill = 1; return SU_CLI_EXIT_OK;
+    case SU_CLI_OPT_USER: fk->rconf.user = arg; return SU_CLI_EXIT_OK;
+    case SU_CLI_OPT_SENTINEL: return su_cli_fsck_sentinel(a->p, &fk->rconf, arg);
     case 'r':
+        fk->rconf.sentinel_master = NULL;   /* the last address given counts */
+        fk->rconf.sentinels = NULL;
         if (su_redis_parse_server(a->p, arg, &fk->rconf, &err) != SU_OK)
             return su_cli_usage_error("fsck", "fsck: --redis: %s",
                                       err ? err : "bad address");
@@ -518,6 +549,8 @@ int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
         {"redis", required_argument, NULL, 'r'},
         {"prefix", required_argument, NULL, 'p'},
         {"password-file", required_argument, NULL, SU_CLI_OPT_PASSFILE},
+        {"user", required_argument, NULL, SU_CLI_OPT_USER},
+        {"sentinel", required_argument, NULL, SU_CLI_OPT_SENTINEL},
         {"db", required_argument, NULL, SU_CLI_OPT_DB},
         {"timeout", required_argument, NULL, SU_CLI_OPT_TIMEOUT},
         {"key", required_argument, NULL, 'k'},
@@ -542,6 +575,8 @@ int su_cli_fsck(apr_pool_t *p, int argc, char **argv)
     /* an IV is only recorded for a file shown to be the one uploaded */
     if (fk.backfill && a.kp.n == 0)
         return su_cli_usage_error("fsck", "fsck: --backfill-iv needs --key");
+    if (fk.rconf.user && fk.password_file == NULL)
+        return su_cli_usage_error("fsck", "fsck: --user needs --password-file");
     if ((rc = su_cli_load_keys(p, &a.kp, &fk.keys)) != SU_CLI_EXIT_OK)
         return rc;
     return su_cli_fsck_run(p, &fk);

@@ -15,6 +15,8 @@
 #define SU_DEFAULT_REDIS_TIMEOUT_MS 2000
 #define SU_DEFAULT_REDIS_PREFIX     "secupload:"
 #define SU_DEFAULT_AUDIT_MAXLEN     1000000L
+#define SU_DEFAULT_SENTINEL_PORT    26379
+#define SU_DEFAULT_WAIT_REPLICAS    0
 
 /* uploads (SecUploadMaxSize, SecUploadFieldName, SecUploadSync) */
 #define SU_DEFAULT_MAX_SIZE         ((uint64_t)1 << 30)

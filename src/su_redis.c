@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <sys/un.h>
 
+#include <apr_atomic.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -45,6 +46,12 @@ struct su_redis {
     int timeout_ms;
     int broken;
     int timed_out;        /* the last failure was a timeout, not a close */
+    int refused;          /* a replica refused a write: nothing applied */
+    int sentinel;         /* the master was found through sentinels */
+    /* the pool's generation (NULL outside a pool) and the one this
+     * connection was made in: an older one is never handed out again */
+    volatile apr_uint32_t *pool_gen;
+    apr_uint32_t gen;
     char err[SU_REDIS_ERRLEN];
 };
 
@@ -53,6 +60,7 @@ struct su_redis_pool {
     su_redis_conf_t conf;
     int hmax;
     apr_reslist_t *rl;
+    volatile apr_uint32_t gen;    /* moves on when the master may have changed */
     apr_thread_mutex_t *mu;   /* lasterr */
     char lasterr[SU_REDIS_ERRLEN];
     void (*on_connect)(void *);   /* each connection made, or NULL */
@@ -89,6 +97,18 @@ static void su_redis_set_err(su_redis_t *r, const char *what, const char *msg,
     apr_snprintf(r->err, sizeof(r->err), "%s: %s", what, clean);
 }
 
+/*
+ * The master may have changed (a failover): the pool moves to a new
+ * generation, once for all the connections of this one that find out at
+ * the same time, so that none made before is handed out again. Only with
+ * Sentinel: a single server's connections are probed on acquire as before.
+ */
+static void su_redis_suspect(su_redis_t *r)
+{
+    if (r->sentinel && r->pool_gen)
+        apr_atomic_cas32(r->pool_gen, r->gen + 1, r->gen);
+}
+
 /* The context failed: the connection cannot be trusted any more. */
 static su_err_t su_redis_ctx_failed(su_redis_t *r, const char *what)
 {
@@ -103,7 +123,29 @@ static su_err_t su_redis_ctx_failed(su_redis_t *r, const char *what)
     }
     su_redis_set_err(r, what, msg, strlen(msg));
     r->broken = 1;
+    su_redis_suspect(r);
     return SU_ERR_UNAVAILABLE;
+}
+
+/*
+ * A server that is no longer the master: a replica refuses writes
+ * (READONLY, also inside a script's error) or has lost its master
+ * (MASTERDOWN). Nothing was applied; the connection is not used again.
+ */
+static int su_redis_not_master(const redisReply *rep)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ERROR || rep->str == NULL)
+        return 0;
+    return strncmp(rep->str, "READONLY", 8) == 0
+           || strncmp(rep->str, "MASTERDOWN", 10) == 0
+           || strstr(rep->str, "READONLY You can't write") != NULL;
+}
+
+static void su_redis_demoted(su_redis_t *r)
+{
+    r->broken = 1;
+    r->refused = 1;
+    su_redis_suspect(r);
 }
 
 /* An error reply: the stream is still in step, the connection stays usable. */
@@ -114,6 +156,8 @@ static su_err_t su_redis_reply_failed(su_redis_t *r, const char *what,
         su_redis_set_err(r, what, rep->str, rep->len);
     else
         su_redis_set_err(r, what, "unexpected reply", 16);
+    if (su_redis_not_master(rep))
+        su_redis_demoted(r);
     return SU_ERR_UNAVAILABLE;
 }
 
@@ -400,6 +444,68 @@ su_err_t su_redis_parse_server(apr_pool_t *p, const char *arg,
     return SU_OK;
 }
 
+/* A master name as Sentinel knows it: printable, no blank. */
+static int su_redis_master_name_ok(const char *s)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 128)
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* One sentinel's "HOST:PORT", "[v6]:PORT" or "HOST" (port 26379). */
+static su_err_t su_redis_parse_sentinel(apr_pool_t *p, const char *arg,
+                                        su_redis_addr_t *out, const char **err)
+{
+    su_redis_conf_t c;
+    const char *port_at;
+
+    memset(&c, 0, sizeof(c));
+    if (arg && arg[0] == '/')
+        return su_redis_parse_bad(err, "redis sentinel: a sentinel is asked over TCP, "
+                                       "not a unix socket");
+    if (su_redis_parse_server(p, arg, &c, err) != SU_OK)
+        return SU_ERR_BAD_REQUEST;
+    port_at = arg[0] == '[' ? strstr(arg, "]:") : strchr(arg, ':');
+    out->host = c.host;
+    out->port = port_at ? c.port : SU_DEFAULT_SENTINEL_PORT;
+    return SU_OK;
+}
+
+su_err_t su_redis_parse_sentinels(apr_pool_t *p, const char *master, int n,
+                                  const char *const *addrs,
+                                  su_redis_conf_t *conf, const char **err)
+{
+    apr_array_header_t *a;
+    int i;
+
+    if (!su_redis_master_name_ok(master))
+        return su_redis_parse_bad(err, "redis sentinel: the master name must be "
+                                       "1-128 printable characters, no blank");
+    if (n < 1 || n > SU_REDIS_SENTINELS_MAX)
+        return su_redis_parse_bad(err, "redis sentinel: name 1 to 16 sentinels "
+                                       "as HOST:PORT after the master name");
+    a = apr_array_make(p, n, sizeof(su_redis_addr_t));
+    for (i = 0; i < n; i++)
+        if (su_redis_parse_sentinel(p, addrs[i], apr_array_push(a), err) != SU_OK)
+            return SU_ERR_BAD_REQUEST;
+    conf->sentinel_master = apr_pstrdup(p, master);
+    conf->sentinels = a;
+    conf->host = NULL;
+    conf->port = 0;
+    conf->socket_path = NULL;
+    return SU_OK;
+}
+
+int su_redis_wait_timeout_ms(const su_redis_conf_t *conf)
+{
+    int t = conf->timeout_ms > 0 ? conf->timeout_ms : SU_DEFAULT_REDIS_TIMEOUT_MS;
+
+    return conf->wait_timeout_ms > 0 ? conf->wait_timeout_ms : (t / 2 > 0 ? t / 2 : 1);
+}
+
 /* ---------------------------------------------------------------- connect */
 
 static apr_status_t su_redis_cleanup(void *data)
@@ -436,15 +542,18 @@ static const char *su_redis_scrub(const char *msg, const char *password)
     return msg;
 }
 
+/* c0 c1 [c2]: c2 NULL for a command of two words */
 static su_err_t su_redis_simple(su_redis_t *r, apr_pool_t *p, const char *c0,
-                                const char *c1)
+                                const char *c1, const char *c2)
 {
-    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 2);
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 3);
     redisReply *rep;
     su_err_t rv;
 
     su_redis_cmd_arg(cmd, c0);
     su_redis_cmd_arg(cmd, c1);
+    if (c2)
+        su_redis_cmd_arg(cmd, c2);
     rv = su_redis_run(r, cmd, &rep);
     if (rep)
         freeReplyObject(rep);
@@ -458,14 +567,18 @@ static su_err_t su_redis_handshake(su_redis_t *r, apr_pool_t *p,
         *err = "redis: cannot set the command timeout";
         return SU_ERR_UNAVAILABLE;
     }
+    /* with an ACL user: AUTH user password (Redis 6 and later) */
     if (conf->password && *conf->password
-        && su_redis_simple(r, p, "AUTH", conf->password) != SU_OK) {
+        && su_redis_simple(r, p, "AUTH",
+                           conf->user && *conf->user ? conf->user : conf->password,
+                           conf->user && *conf->user ? conf->password : NULL)
+           != SU_OK) {
         *err = apr_pstrcat(p, "redis ", su_redis_scrub(r->err, conf->password),
                            NULL);
         return SU_ERR_UNAVAILABLE;
     }
     if (conf->db != 0
-        && su_redis_simple(r, p, "SELECT", apr_itoa(p, conf->db)) != SU_OK) {
+        && su_redis_simple(r, p, "SELECT", apr_itoa(p, conf->db), NULL) != SU_OK) {
         *err = apr_pstrcat(p, "redis ", su_redis_scrub(r->err, conf->password),
                            NULL);
         return SU_ERR_UNAVAILABLE;
@@ -473,49 +586,77 @@ static su_err_t su_redis_handshake(su_redis_t *r, apr_pool_t *p,
     return SU_OK;
 }
 
-static redisContext *su_redis_open(const su_redis_conf_t *conf)
+/* host NULL: conf's unix socket */
+static redisContext *su_redis_open(const su_redis_conf_t *conf, const char *host,
+                                   int port, int ms)
 {
-    struct timeval tv = su_redis_tv(su_redis_timeout_ms(conf));
+    struct timeval tv = su_redis_tv(ms);
 
-    if (conf->socket_path)
+    if (host == NULL)
         return redisConnectUnixWithTimeout(conf->socket_path, tv);
-    return redisConnectWithTimeout(conf->host, conf->port, tv);
+    return redisConnectWithTimeout(host, port, tv);
 }
 
-su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
-                          su_redis_t **out, const char **err)
+/* ctx's failure to connect as a message, or NULL if it is connected. */
+static const char *su_redis_open_err(apr_pool_t *p, const redisContext *c,
+                                     const char *where)
 {
-    const char *where, *dummy;
-    su_redis_t *r;
+    char clean[SU_REDIS_ERRLEN];
 
-    *out = NULL;
-    if (err == NULL)
-        err = &dummy;
-    if (conf == NULL || (conf->socket_path == NULL && conf->host == NULL)) {
-        *err = "redis: no server configured";
-        return SU_ERR_UNAVAILABLE;
+    if (c == NULL)
+        return "redis: out of memory";
+    if (c->err == 0)
+        return NULL;
+    su_redis_copy_printable(clean, sizeof(clean), c->errstr, strlen(c->errstr));
+    return apr_psprintf(p, "redis: cannot connect to %s: %s", where, clean);
+}
+
+/* The server reached is a master (ROLE), not a replica or a sentinel. */
+static su_err_t su_redis_check_role(su_redis_t *r, apr_pool_t *p)
+{
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 1);
+    redisReply *rep;
+    su_err_t rv;
+
+    su_redis_cmd_arg(cmd, "ROLE");
+    rv = su_redis_run(r, cmd, &rep);
+    if (rv != SU_OK)
+        return rv;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1
+        || rep->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(rep->element[0]->str, "master") != 0) {
+        su_redis_set_err(r, "ROLE", "the server is not the master (a failover "
+                         "is under way, or the sentinels are out of date)", 82);
+        su_redis_demoted(r);
+        rv = SU_ERR_UNAVAILABLE;
     }
-    where = conf->socket_path ? conf->socket_path
-                              : apr_psprintf(p, "%s:%d", conf->host, conf->port);
-    r = apr_pcalloc(p, sizeof(*r));
+    freeReplyObject(rep);
+    return rv;
+}
+
+/* One connection to host:port (host NULL: the unix socket), handshake done,
+ * its role checked when the master came from the sentinels. */
+static su_err_t su_redis_connect_at(apr_pool_t *p, const su_redis_conf_t *conf,
+                                    const char *host, int port, int ms,
+                                    su_redis_t **out, const char **err)
+{
+    const char *where = host ? apr_psprintf(p, "%s:%d", host, port)
+                             : conf->socket_path;
+    su_redis_t *r = apr_pcalloc(p, sizeof(*r));
+
     r->p = p;
     r->prefix = apr_pstrdup(p, conf->prefix ? conf->prefix : "");
     r->audit_maxlen = conf->audit_maxlen;
     r->timeout_ms = su_redis_timeout_ms(conf);
-    r->c = su_redis_open(conf);
-    if (r->c == NULL) {
-        *err = "redis: out of memory";
-        return SU_ERR_UNAVAILABLE;
-    }
-    if (r->c->err) {
-        char clean[SU_REDIS_ERRLEN];
-        su_redis_copy_printable(clean, sizeof(clean), r->c->errstr,
-                                strlen(r->c->errstr));
-        *err = apr_psprintf(p, "redis: cannot connect to %s: %s", where, clean);
+    r->sentinel = conf->sentinel_master != NULL;
+    r->c = su_redis_open(conf, host, port, ms);
+    if ((*err = su_redis_open_err(p, r->c, where)) != NULL) {
         su_redis_cleanup(r);
         return SU_ERR_UNAVAILABLE;
     }
-    if (su_redis_handshake(r, p, conf, err) != SU_OK) {
+    if (su_redis_handshake(r, p, conf, err) != SU_OK
+        || (r->sentinel && su_redis_check_role(r, p) != SU_OK
+            && (*err = apr_psprintf(p, "redis %s: %s", where, r->err)))) {
         su_redis_cleanup(r);
         return SU_ERR_UNAVAILABLE;
     }
@@ -523,6 +664,107 @@ su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
     apr_pool_cleanup_register(p, r, su_redis_cleanup, apr_pool_cleanup_null);
     *out = r;
     return SU_OK;
+}
+
+/* ------------------------------------------------------------- sentinel */
+
+static int su_redis_ms_left(apr_time_t until)
+{
+    apr_time_t left = until - apr_time_now();
+
+    return left <= 0 ? 0 : (int)(apr_time_as_msec(left) + 1);
+}
+
+/* The master's address in a SENTINEL get-master-addr-by-name reply. */
+static int su_redis_master_reply(apr_pool_t *p, const redisReply *rep,
+                                 const char **host, int *port)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
+        || rep->element[0]->type != REDIS_REPLY_STRING
+        || rep->element[1]->type != REDIS_REPLY_STRING
+        || !su_redis_host_ok(rep->element[0]->str, strchr(rep->element[0]->str, ':') != NULL)
+        || !su_redis_parse_port(rep->element[1]->str, port))
+        return 0;
+    *host = apr_pstrdup(p, rep->element[0]->str);
+    return 1;
+}
+
+/* Ask one sentinel, within ms, where the master is. */
+static su_err_t su_redis_ask_sentinel(apr_pool_t *p, const su_redis_conf_t *conf,
+                                      const su_redis_addr_t *s, int ms,
+                                      const char **host, int *port, const char **err)
+{
+    const char *argv[3] = { "SENTINEL", "get-master-addr-by-name",
+                            conf->sentinel_master };
+    size_t len[3] = { 8, 23, strlen(conf->sentinel_master) };
+    const char *where = apr_psprintf(p, "sentinel %s:%d", s->host, s->port);
+    redisContext *c = redisConnectWithTimeout(s->host, s->port, su_redis_tv(ms));
+    redisReply *rep = NULL;
+    su_err_t rv = SU_ERR_UNAVAILABLE;
+
+    if ((*err = su_redis_open_err(p, c, where)) == NULL
+        && redisSetTimeout(c, su_redis_tv(ms)) == REDIS_OK)
+        rep = redisCommandArgv(c, 3, argv, len);
+    if (rep && su_redis_master_reply(p, rep, host, port))
+        rv = SU_OK;
+    else if (*err == NULL)
+        *err = apr_psprintf(p, "redis: %s does not name master %s", where,
+                            conf->sentinel_master);
+    if (rep)
+        freeReplyObject(rep);
+    if (c)
+        redisFree(c);
+    return rv;
+}
+
+/*
+ * The master through the sentinels, in their order, round after round
+ * until the timeout has passed: during a failover the sentinels name the
+ * old master (refused, or not a master any more) until one is promoted.
+ */
+static su_err_t su_redis_connect_sentinel(apr_pool_t *p, const su_redis_conf_t *conf,
+                                          su_redis_t **out, const char **err)
+{
+    apr_time_t until = apr_time_now()
+                       + apr_time_from_msec(su_redis_timeout_ms(conf));
+    int i, ms;
+
+    *err = "redis: no sentinel configured";
+    while ((ms = su_redis_ms_left(until)) > 0) {
+        for (i = 0; i < conf->sentinels->nelts && ms > 0;
+             i++, ms = su_redis_ms_left(until)) {
+            const su_redis_addr_t *s = &APR_ARRAY_IDX(conf->sentinels, i,
+                                                      su_redis_addr_t);
+            const char *host;
+            int port;
+            if (su_redis_ask_sentinel(p, conf, s, ms, &host, &port, err) == SU_OK
+                && su_redis_connect_at(p, conf, host, port, su_redis_ms_left(until) + 1,
+                                       out, err) == SU_OK)
+                return SU_OK;
+        }
+        if ((ms = su_redis_ms_left(until)) > 0)
+            apr_sleep(apr_time_from_msec(ms < 100 ? ms : 100));
+    }
+    return SU_ERR_UNAVAILABLE;
+}
+
+su_err_t su_redis_connect(apr_pool_t *p, const su_redis_conf_t *conf,
+                          su_redis_t **out, const char **err)
+{
+    const char *dummy;
+
+    *out = NULL;
+    if (err == NULL)
+        err = &dummy;
+    if (conf && conf->sentinel_master && conf->sentinels
+        && conf->sentinels->nelts > 0)
+        return su_redis_connect_sentinel(p, conf, out, err);
+    if (conf == NULL || (conf->socket_path == NULL && conf->host == NULL)) {
+        *err = "redis: no server configured";
+        return SU_ERR_UNAVAILABLE;
+    }
+    return su_redis_connect_at(p, conf, conf->socket_path ? NULL : conf->host,
+                               conf->port, su_redis_timeout_ms(conf), out, err);
 }
 
 void su_redis_close(su_redis_t *r)
@@ -543,6 +785,9 @@ su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p)
     redisReply *rep;
     su_err_t rv;
 
+    /* a replica answers PING too: with Sentinel the round trip asks ROLE */
+    if (r && r->sentinel)
+        return su_redis_check_role(r, p);
     su_redis_cmd_arg(cmd, "PING");
     rv = su_redis_run(r, cmd, &rep);
     if (rep)
@@ -553,6 +798,11 @@ su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p)
 int su_redis_timed_out(const su_redis_t *r)
 {
     return r != NULL && r->timed_out;
+}
+
+int su_redis_refused(const su_redis_t *r)
+{
+    return r != NULL && r->refused;
 }
 
 const char *su_redis_errstr(const su_redis_t *r)
@@ -650,6 +900,30 @@ su_err_t su_redis_store(su_redis_t *r, apr_pool_t *p, const char *id,
         return SU_ERR_INTERNAL;
     }
     return su_redis_guarded(r, p, id, meta, audit, &res);
+}
+
+su_err_t su_redis_wait(su_redis_t *r, apr_pool_t *p, int n, int timeout_ms,
+                       int *acked)
+{
+    su_redis_cmd_t *cmd = su_redis_cmd_make(p, 3);
+    redisReply *rep;
+    su_err_t rv;
+
+    *acked = 0;
+    if (r == NULL || n < 1 || timeout_ms < 1)
+        return SU_ERR_INTERNAL;
+    su_redis_cmd_arg(cmd, "WAIT");
+    su_redis_cmd_arg(cmd, apr_itoa(p, n));
+    su_redis_cmd_arg(cmd, apr_itoa(p, timeout_ms));
+    rv = su_redis_run(r, cmd, &rep);
+    if (rv != SU_OK)
+        return rv;
+    if (rep->type != REDIS_REPLY_INTEGER)
+        rv = su_redis_reply_failed(r, "WAIT", rep);
+    else
+        *acked = rep->integer > n ? n : (int)rep->integer;
+    freeReplyObject(rep);
+    return rv;
 }
 
 su_err_t su_redis_audit(su_redis_t *r, apr_pool_t *p,
@@ -860,6 +1134,12 @@ su_err_t su_redis_list_ids(su_redis_t *r, apr_pool_t *p,
 
 /* ------------------------------------------------------------------- pool */
 
+/* Made before the pool's latest generation: perhaps on a replaced master. */
+static int su_redis_stale(const su_redis_t *r)
+{
+    return r->pool_gen && apr_atomic_read32(r->pool_gen) != r->gen;
+}
+
 /*
  * An idle connection the server has closed (restart, idle timeout) shows
  * EOF without a round trip; it is dropped instead of failing a request.
@@ -869,7 +1149,7 @@ static int su_redis_idle_alive(const su_redis_t *r)
     char b;
     ssize_t n;
 
-    if (!su_redis_usable(r))
+    if (!su_redis_usable(r) || su_redis_stale(r))
         return 0;
     n = recv(r->c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -882,7 +1162,11 @@ static void su_redis_conf_copy(apr_pool_t *p, const su_redis_conf_t *in,
     out->host = in->host ? apr_pstrdup(p, in->host) : NULL;
     out->socket_path = in->socket_path ? apr_pstrdup(p, in->socket_path) : NULL;
     out->password = in->password ? apr_pstrdup(p, in->password) : NULL;
+    out->user = in->user ? apr_pstrdup(p, in->user) : NULL;
     out->prefix = in->prefix ? apr_pstrdup(p, in->prefix) : NULL;
+    out->sentinel_master = in->sentinel_master
+                           ? apr_pstrdup(p, in->sentinel_master) : NULL;
+    out->sentinels = in->sentinels ? apr_array_copy(p, in->sentinels) : NULL;
 }
 
 static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
@@ -892,6 +1176,9 @@ static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
     const char *err = NULL;
     su_redis_t *r;
     apr_status_t rv;
+    /* read before connecting: a failover noticed meanwhile makes this
+     * connection stale too, as it may have reached the old master */
+    apr_uint32_t gen = apr_atomic_read32(&pool->gen);
 
     (void)rp;
     /*
@@ -911,6 +1198,8 @@ static apr_status_t su_redis_res_make(void **res, void *params, apr_pool_t *rp)
         return APR_EGENERAL;
     }
     r->own = sp;
+    r->pool_gen = &pool->gen;
+    r->gen = gen;
     *res = r;
     if (pool->on_connect)
         pool->on_connect(pool->on_connect_baton);
@@ -994,7 +1283,7 @@ void su_redis_release(su_redis_pool_t *pool, su_redis_t *r)
 {
     if (r == NULL)
         return;
-    if (su_redis_usable(r))
+    if (su_redis_usable(r) && !su_redis_stale(r))
         apr_reslist_release(pool->rl, r);
     else
         apr_reslist_invalidate(pool->rl, r);

@@ -15,15 +15,32 @@
 #include <apr_tables.h>
 #include "su_common.h"
 
+/* a host and port, e.g. of a sentinel */
+typedef struct su_redis_addr {
+    const char *host;
+    int port;
+} su_redis_addr_t;
+
+/* at most this many sentinels are asked */
+#define SU_REDIS_SENTINELS_MAX 16
+
 typedef struct su_redis_conf {
-    const char *host;         /* NULL when socket_path is used */
+    const char *host;         /* NULL when socket_path or sentinels are used */
     int port;
     const char *socket_path;  /* unix socket, or NULL */
     const char *password;     /* AUTH on connect, or NULL */
+    const char *user;         /* ACL user: AUTH user password, or NULL */
+    /* Sentinel: the master's name and the sentinels to ask for it
+     * (su_redis_addr_t), or NULL; then host and socket_path are NULL */
+    const char *sentinel_master;
+    const apr_array_header_t *sentinels;
     int db;                   /* SELECT on connect when non-zero */
     int timeout_ms;           /* connect and command timeout */
     const char *prefix;       /* of every key, e.g. "secupload:" */
     long audit_maxlen;        /* XADD MAXLEN ~ N */
+    /* an upload's metadata waits for this many replicas (WAIT); 0: off */
+    int wait_replicas;
+    int wait_timeout_ms;      /* WAIT's timeout; 0: half of timeout_ms */
 } su_redis_conf_t;
 
 /* a field of a hash or stream entry */
@@ -46,7 +63,22 @@ su_err_t su_redis_parse_server(apr_pool_t *p, const char *arg,
                                su_redis_conf_t *conf, const char **err);
 
 /*
- * Connect (with AUTH and SELECT as configured). The connection is freed by
+ * SecUploadRedisSentinel MASTER HOST:PORT...: the master's name (printable,
+ * no blank, at most 128 bytes) and 1..SU_REDIS_SENTINELS_MAX sentinel
+ * addresses ("HOST:PORT", "[v6]:PORT", "HOST" for port 26379). Sets
+ * conf->sentinel_master and conf->sentinels, and clears host and socket.
+ */
+su_err_t su_redis_parse_sentinels(apr_pool_t *p, const char *master, int n,
+                                  const char *const *addrs,
+                                  su_redis_conf_t *conf, const char **err);
+
+/* WAIT's timeout in force: as set, else half of the Redis timeout. */
+int su_redis_wait_timeout_ms(const su_redis_conf_t *conf);
+
+/*
+ * Connect (with AUTH and SELECT as configured; through the sentinels and
+ * with the role check when conf->sentinel_master is set, retrying until
+ * the timeout has passed). The connection is freed by
  * su_redis_close or by a cleanup on p. On failure SU_ERR_UNAVAILABLE and
  * *err (from p) says why, never the password.
  */
@@ -64,6 +96,9 @@ su_err_t su_redis_ping(su_redis_t *r, apr_pool_t *p);
 /* True once a command on this connection timed out (a stalled server, as
  * opposed to a closed connection). */
 int su_redis_timed_out(const su_redis_t *r);
+/* True once the server refused a write as a replica (-READONLY) or was
+ * found not to be a master: nothing of that command was applied. */
+int su_redis_refused(const su_redis_t *r);
 /* The last error message on this connection (never a secret), or "". */
 const char *su_redis_errstr(const su_redis_t *r);
 
@@ -75,6 +110,13 @@ const char *su_redis_errstr(const su_redis_t *r);
 su_err_t su_redis_store(su_redis_t *r, apr_pool_t *p, const char *id,
                         const apr_array_header_t *meta /* su_kv_t */,
                         const apr_array_header_t *audit /* su_kv_t */);
+
+/*
+ * WAIT n timeout_ms: how many replicas acknowledged every write made on
+ * this connection so far (*acked). SU_ERR_UNAVAILABLE if it failed.
+ */
+su_err_t su_redis_wait(su_redis_t *r, apr_pool_t *p, int n, int timeout_ms,
+                       int *acked);
 
 /* XADD PREFIXaudit MAXLEN ~ N * fields... */
 su_err_t su_redis_audit(su_redis_t *r, apr_pool_t *p,

@@ -323,6 +323,79 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
 
+class SentinelServer:
+    """A redis-sentinel of the test's own on 127.0.0.1 watching `master`
+    (name sumaster) at master_port, with short timeouts so that a failover
+    takes seconds. Its config file is its own (Sentinel rewrites it)."""
+
+    def __init__(self, workdir, master_port, quorum=2, name="sumaster",
+                 down_after_ms=1000, failover_timeout_ms=3000):
+        self.port = free_port()
+        self.name = name
+        self.proc = None
+        self.confpath = os.path.join(workdir, "sentinel-%d.conf" % self.port)
+        self.logpath = os.path.join(workdir, "sentinel-%d.log" % self.port)
+        with open(self.confpath, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
+                    "sentinel monitor %s 127.0.0.1 %d %d\n"
+                    "sentinel down-after-milliseconds %s %d\n"
+                    "sentinel failover-timeout %s %d\n"
+                    "sentinel parallel-syncs %s 1\n"
+                    % (self.port, workdir, name, master_port, quorum,
+                       name, down_after_ms, name, failover_timeout_ms, name))
+
+    def start(self):
+        binary = shutil.which("redis-sentinel")
+        argv = [binary, self.confpath] if binary else \
+            [REDIS_BIN, self.confpath, "--sentinel"]
+        log = open(self.logpath, "ab")
+        try:
+            self.proc = subprocess.Popen(argv, stdout=log,
+                                         stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        finally:
+            log.close()
+        if not _wait_for(self._ping, 10.0):
+            self.stop()
+            raise RuntimeError("redis-sentinel did not come up on %d"
+                               % self.port)
+        return self
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port,
+                           decode_responses=True, socket_timeout=5,
+                           socket_connect_timeout=5)
+
+    def _ping(self):
+        if self.proc.poll() is not None:
+            return False
+        try:
+            return self.client().ping()
+        except redis.RedisError:
+            return False
+
+    def master_port(self):
+        """The port this sentinel names for the master, or None."""
+        try:
+            addr = self.client().execute_command(
+                "SENTINEL", "get-master-addr-by-name", self.name)
+        except redis.RedisError:
+            return None
+        return int(addr[1]) if addr else None
+
+    def knows(self):
+        """(other sentinels, replicas) this sentinel has found."""
+        c = self.client()
+        return (len(c.execute_command("SENTINEL", "sentinels", self.name)),
+                len(c.execute_command("SENTINEL", "replicas", self.name)))
+
+    def stop(self):
+        if self.proc is not None:
+            _stop_pid(self.proc, 10)
+            self.proc = None
+
+
 # --------------------------------------------------------------------------
 # Apache
 

@@ -350,3 +350,167 @@ def report_shutdown(request, problems):
         sys.stderr.write("\n" + msg + "\n")
         return
     pytest.fail(msg, pytrace=False)
+
+
+# --------------------------------------------------------------------------
+# Beyond one machine: Redis with a replica and sentinels, several nodes
+
+
+class RedisHA:
+    """A Redis master, its replicas and three sentinels (quorum 2), all on
+    loopback ports of their own in workdir, stopped by pid. Two replicas by
+    default: after the master is lost, the promoted one still has a replica
+    to acknowledge WAIT 1."""
+
+    def __init__(self, workdir, sentinels=3, replicas=2):
+        self.workdir = workdir
+        self.master = H.RedisServer(workdir)
+        self.replicas = [H.RedisServer(workdir, extra_args=[
+            "--replicaof", "127.0.0.1", str(self.master.port)])
+            for _ in range(replicas)]
+        self.sentinels = [H.SentinelServer(workdir, self.master.port)
+                          for _ in range(sentinels)]
+        self.servers = {r.port: r for r in [self.master] + self.replicas}
+
+    def start(self):
+        self.master.start()
+        for r in self.replicas:
+            r.start()
+        assert H._wait_for(self._linked, 10.0), "the replicas did not link"
+        for s in self.sentinels:
+            s.start()
+        # a failover needs sentinels that know each other and the replicas
+        need = (len(self.sentinels) - 1, len(self.replicas))
+        assert H._wait_for(lambda: all(s.knows() >= need
+                                       for s in self.sentinels), 20.0, 0.2), \
+            [s.knows() for s in self.sentinels]
+        return self
+
+    def _linked(self):
+        return all(r.client().info("replication").get("master_link_status")
+                   == "up" for r in self.replicas)
+
+    def sentinel_lines(self):
+        return "SecUploadRedisSentinel sumaster " + " ".join(
+            "127.0.0.1:%d" % s.port for s in self.sentinels)
+
+    def master_port(self):
+        """The master the sentinels agree on now (a majority), or None."""
+        ports = [s.master_port() for s in self.sentinels]
+        best = max(set(ports), key=ports.count)
+        return best if ports.count(best) * 2 > len(ports) else None
+
+    def current(self):
+        """The RedisServer that is the master now."""
+        return self.servers.get(self.master_port())
+
+    def stop(self):
+        for s in self.sentinels:
+            s.stop()
+        for r in self.replicas + [self.master]:
+            r.stop()
+
+
+NODE_LOCATIONS = """
+LimitRequestBody 0
+<Location /api/upload/>
+    SetHandler secupload
+    SecUploadEnable upload
+</Location>
+<Location /api/files/>
+    SetHandler secupload-files
+    SecUploadEnable files
+</Location>
+"""
+
+
+class Cluster:
+    """Two Apache nodes with the module (their own ports and logs, one
+    storage directory, one key set, one Redis) behind a third Apache with
+    mod_proxy_balancer. redis_lines: how the nodes find Redis (or a list of
+    such lists, one per node)."""
+
+    def __init__(self, tag, redis_lines, wait_replicas=None, timeout=2000):
+        self.nodes = []
+        self.site = H.Site(tag + "-a")
+        self.key1, self.kek1 = self.site.make_key("kek1.key")
+        self.prefix = "t%s:" % secrets.token_hex(4)
+        self.sites = [self.site, H.Site(tag + "-b")]
+        server = [
+            'SecUploadStorageDir "%s"' % self.site.storage,
+            'SecUploadKeyFile "%s"' % self.key1,
+            "SecUploadRedisTimeout %d" % timeout,
+            'SecUploadRedisPrefix "%s"' % self.prefix,
+            "SecUploadSync On",
+        ]
+        if wait_replicas:
+            server.append("SecUploadRedisWaitReplicas %s" % wait_replicas)
+        if isinstance(redis_lines[0], str):
+            redis_lines = [redis_lines] * len(self.sites)
+        for site, lines in zip(self.sites, redis_lines):
+            body = "\n".join(server + list(lines)) + "\n" + NODE_LOCATIONS
+            conf = site.write_conf(site.conf_text(body))
+            self.nodes.append(H.Apache(site, conf))
+        self.lb_site = H.Site(tag + "-lb")
+        self.lb = H.Apache(self.lb_site, self.lb_site.write_conf(
+            self.lb_site.conf_text(self.balancer_conf(), with_module=False)))
+
+    def balancer_conf(self):
+        mods = ["proxy", "proxy_http", "proxy_balancer", "slotmem_shm",
+                "lbmethod_byrequests"]
+        lines = ["LoadModule %s_module %s/mod_%s.so" % (m, H.MODULE_DIR, m)
+                 for m in mods]
+        lines.append('<Proxy "balancer://nodes">')
+        for site in self.sites:
+            lines.append("    BalancerMember http://127.0.0.1:%d retry=0"
+                         % site.port)
+        lines += ["    ProxySet lbmethod=byrequests", "</Proxy>",
+                  "ProxyPass /api/ balancer://nodes/api/",
+                  "ProxyPassReverse /api/ balancer://nodes/api/"]
+        return "\n".join(lines)
+
+    def start(self):
+        for n in self.nodes:
+            n.start()
+        self.lb.start()
+        return self
+
+    def stop(self):
+        problems = []
+        for a in [self.lb] + self.nodes:
+            try:
+                a.stop()
+                problems += a.take_problems()
+            except Exception as e:  # stop the others all the same
+                problems.append("stop: %r" % e)
+        if not problems:
+            for site in self.sites + [self.lb_site]:
+                site.cleanup()
+        return problems
+
+    @property
+    def keks(self):
+        return [self.kek1]
+
+    def url(self, path, node=None):
+        a = self.lb if node is None else self.nodes[node]
+        return a.url(path)
+
+    def post(self, data, node=None, timeout=30):
+        return requests.post(self.url("/api/upload/", node), data=data,
+                             headers={"Content-Type":
+                                      "application/octet-stream"},
+                             timeout=timeout)
+
+    def files(self):
+        return H.storage_files(self.site.storage)
+
+    def stored_ids(self):
+        return {os.path.basename(rel)[:-4] for rel in self.files()
+                if rel.endswith(".enc")}
+
+    def decrypts(self, fid, plain):
+        path = os.path.join(self.site.storage, fid[:2], fid + ".enc")
+        with open(path, "rb") as f:
+            out, _ = H.decrypt_blob(f.read(), self.keks)
+        return out == plain

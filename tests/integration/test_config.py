@@ -68,6 +68,23 @@ def test_good_config_passes(cs):
     ("server", "SecUploadFormatVersion 0", "SecUploadFormatVersion"),
     ("server", "SecUploadFormatVersion v2", "SecUploadFormatVersion"),
     ("location", "SecUploadFormatVersion 1", "SecUploadFormatVersion"),
+    ("server", "SecUploadRedisSentinel sumaster", "SecUploadRedisSentinel"),
+    ("server", "SecUploadRedisSentinel sumaster 127.0.0.1:70000",
+     "SecUploadRedisSentinel"),
+    ("server", "SecUploadRedisSentinel sumaster /run/sentinel.sock",
+     "SecUploadRedisSentinel"),
+    # the address is set once: SecUploadRedisServer is in every test config
+    ("server", "SecUploadRedisSentinel sumaster 127.0.0.1:26379",
+     "SecUploadRedisSentinel"),
+    ("server", "SecUploadRedisServer 127.0.0.1:6380", "SecUploadRedisServer"),
+    ("server", "SecUploadRedisUser", "SecUploadRedisUser"),
+    ("server", "SecUploadRedisUser uploader", "SecUploadRedisUser"),
+    ("server", "SecUploadRedisWaitReplicas some", "SecUploadRedisWaitReplicas"),
+    ("server", "SecUploadRedisWaitReplicas 1 0", "SecUploadRedisWaitReplicas"),
+    ("server", "SecUploadRedisWaitReplicas 1 100 200",
+     "SecUploadRedisWaitReplicas"),
+    # WAIT must end before the command timeout does
+    ("server", "SecUploadRedisWaitReplicas 1 2000", "SecUploadRedisWaitReplicas"),
 ])
 def test_bad_directive_value(cs, where, line, name):
     conf = cs.conf(server=[line]) if where == "server" else \

@@ -110,4 +110,30 @@ static inline pid_t su_check_redis_start(int port, const char *pass, const char 
     return pid;
 }
 
+/*
+ * redis-server with argv (argv[0] "redis-server"; a sentinel with
+ * "--sentinel" among them), answering PING on port, or the test fails.
+ */
+static inline pid_t su_check_spawn(const char *const *argv, int port)
+{
+    pid_t pid;
+
+    ck_assert_msg(access(REDIS_BIN, X_OK) == 0, REDIS_BIN " is not installed");
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execv(REDIS_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    ck_assert_msg(su_check_redis_ready(pid, port), "%s did not come up on %d",
+                  argv[1], port);
+    return pid;
+}
+
 #endif

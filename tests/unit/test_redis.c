@@ -870,6 +870,321 @@ START_TEST(test_unix_socket)
 }
 END_TEST
 
+
+/* ------------------------------------------------- ACL user, replicas */
+
+/* AUTH user password: an ACL user of its own, with its own password. */
+START_TEST(test_acl_user)
+{
+    su_redis_conf_t conf = conf_for(g_port);
+    redisContext *c = raw_connect();
+    su_redis_t *r = NULL;
+    const char *err = NULL;
+
+    freeReplyObject(raw_cmd(c, "ACL SETUSER uploader on >up-Pa55 ~t:* +@all", NULL));
+    conf.user = "uploader";
+    conf.password = "up-Pa55";
+    r = connect_ok(&conf);
+    ck_assert_int_eq(su_redis_store(r, g_p, "u1", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
+    ck_assert_int_eq(raw_int(c, "EXISTS t:file:u1", NULL), 1);
+    /* the password alone is the default user's: refused, and never quoted */
+    conf.password = "wrong-Pa55";
+    ck_assert_int_eq(su_redis_connect(g_p, &conf, &r, &err), SU_ERR_UNAVAILABLE);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_null(strstr(err, "wrong-Pa55"));
+    /* outside its keys the user is refused too */
+    conf.password = "up-Pa55";
+    conf.prefix = "other:";
+    r = connect_ok(&conf);
+    ck_assert_int_eq(su_redis_store(r, g_p, "u2", kvs(g_p, META), kvs(g_p, AUDIT)),
+                     SU_ERR_UNAVAILABLE);
+    redisFree(c);
+}
+END_TEST
+
+static pid_t g_rpid = -1, g_spid = -1;
+static int g_rport, g_sport;
+static char g_sconf[64];
+
+static void kill_pid(pid_t *pid)
+{
+    int status;
+
+    if (*pid > 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, &status, 0);
+        *pid = -1;
+    }
+}
+
+/* a replica of the test's server on g_rport */
+static void start_replica(void)
+{
+    char port[16], master[16];
+    const char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no", "--dir", "/tmp",
+                           "--replicaof", "127.0.0.1", master, NULL };
+
+    g_rport = su_check_free_port();
+    snprintf(port, sizeof(port), "%d", g_rport);
+    snprintf(master, sizeof(master), "%d", g_port);
+    g_rpid = su_check_spawn(argv, g_rport);
+}
+
+static int replica_linked(void)
+{
+    struct timeval tv = { 1, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", g_rport, tv);
+    redisReply *rep = c && !c->err ? redisCommand(c, "INFO replication") : NULL;
+    int ok = rep && rep->str && strstr(rep->str, "master_link_status:up") != NULL;
+
+    if (rep)
+        freeReplyObject(rep);
+    if (c)
+        redisFree(c);
+    return ok;
+}
+
+static void wait_linked(void)
+{
+    int i;
+
+    for (i = 0; i < 200 && !replica_linked(); i++)
+        usleep(50000);
+    ck_assert_msg(replica_linked(), "the replica did not link to its master");
+}
+
+/* one sentinel watching "sumaster" (the test's server), quorum 1 */
+static void start_sentinel(void)
+{
+    char port[16];
+    const char *argv[] = { "redis-server", g_sconf, "--sentinel", "--port", port,
+                           NULL };
+    FILE *f;
+
+    g_sport = su_check_free_port();
+    snprintf(port, sizeof(port), "%d", g_sport);
+    snprintf(g_sconf, sizeof(g_sconf), "/tmp/su_sentinel_%d.conf", g_sport);
+    f = fopen(g_sconf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "bind 127.0.0.1\nsentinel monitor sumaster 127.0.0.1 %d 1\n"
+               "sentinel down-after-milliseconds sumaster 1000\n"
+               "sentinel failover-timeout sumaster 3000\n", g_port);
+    fclose(f);
+    g_spid = su_check_spawn(argv, g_sport);
+}
+
+static void setup_replicated(void)
+{
+    setup_common(NULL, 0);
+    start_replica();
+    wait_linked();
+    start_sentinel();
+}
+
+static void teardown_replicated(void)
+{
+    kill_pid(&g_spid);
+    kill_pid(&g_rpid);
+    if (g_sconf[0])
+        unlink(g_sconf);
+    g_sconf[0] = '\0';
+    teardown();
+}
+
+static su_redis_conf_t conf_sentinel(void)
+{
+    su_redis_conf_t conf = conf_for(0);
+    const char *addrs[2];
+    const char *err = NULL;
+
+    addrs[0] = "127.0.0.1:1";   /* a sentinel that is down is skipped */
+    addrs[1] = apr_psprintf(g_p, "127.0.0.1:%d", g_sport);
+    ck_assert_int_eq(su_redis_parse_sentinels(g_p, "sumaster", 2, addrs, &conf, &err),
+                     SU_OK);
+    conf.timeout_ms = 2000;
+    return conf;
+}
+
+static redisContext *raw_at(int port)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+    ck_assert_msg(c && c->err == 0, "raw connect to %d", port);
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* A replica refuses the write: nothing applied, the connection not reused,
+ * and the caller can tell a refusal from an unknown outcome. */
+START_TEST(test_replica_refuses)
+{
+    su_redis_conf_t conf = conf_for(g_rport);
+    su_redis_t *r = connect_ok(&conf);
+    redisContext *c = raw_at(g_rport);
+
+    ck_assert_int_eq(su_redis_store(r, g_p, "ro", kvs(g_p, META), kvs(g_p, AUDIT)),
+                     SU_ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(su_redis_errstr(r), "READONLY") != NULL, "%s",
+                  su_redis_errstr(r));
+    ck_assert(su_redis_refused(r));
+    ck_assert(!su_redis_usable(r));
+    ck_assert_int_eq(raw_int(c, "EXISTS t:file:ro", NULL), 0);
+    redisFree(c);
+}
+END_TEST
+
+/* WAIT counts the replicas that have the write; a stopped one does not. */
+START_TEST(test_wait_replicas)
+{
+    su_redis_conf_t conf = conf_for(g_port);
+    su_redis_t *r = connect_ok(&conf);
+    apr_time_t t0;
+    int acked = -1;
+
+    ck_assert_int_eq(su_redis_store(r, g_p, "w1", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
+    ck_assert_int_eq(su_redis_wait(r, g_p, 1, 500, &acked), SU_OK);
+    ck_assert_int_eq(acked, 1);
+    kill(g_rpid, SIGSTOP);
+    ck_assert_int_eq(su_redis_store(r, g_p, "w2", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
+    t0 = apr_time_now();
+    ck_assert_int_eq(su_redis_wait(r, g_p, 1, 300, &acked), SU_OK);
+    ck_assert_int_eq(acked, 0);
+    ck_assert(elapsed_s(t0) >= 0.25 && elapsed_s(t0) < 0.9);
+    ck_assert(su_redis_usable(r));
+    kill(g_rpid, SIGCONT);
+}
+END_TEST
+
+/* The sentinel names the master; a sentinel that is down is skipped. */
+START_TEST(test_sentinel_master)
+{
+    su_redis_conf_t conf = conf_sentinel();
+    su_redis_t *r = connect_ok(&conf);
+    redisContext *c = raw_at(g_port);
+
+    ck_assert_int_eq(su_redis_store(r, g_p, "s1", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
+    ck_assert_int_eq(raw_int(c, "EXISTS t:file:s1", NULL), 1);
+    ck_assert_int_eq(su_redis_ping(r, g_p), SU_OK);
+    redisFree(c);
+}
+END_TEST
+
+/* A sentinel that does not know the name: a clear error within the timeout. */
+START_TEST(test_sentinel_unknown_master)
+{
+    su_redis_conf_t conf = conf_sentinel();
+    su_redis_t *r = NULL;
+    const char *err = NULL;
+    apr_time_t t0 = apr_time_now();
+
+    conf.sentinel_master = "nosuch";
+    conf.timeout_ms = 500;
+    ck_assert_int_eq(su_redis_connect(g_p, &conf, &r, &err), SU_ERR_UNAVAILABLE);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_msg(strstr(err, "nosuch") != NULL, "%s", err);
+    ck_assert(elapsed_s(t0) < 1.0);
+}
+END_TEST
+
+static int sentinel_names(int port)
+{
+    redisContext *c = raw_at(g_sport);
+    redisReply *rep = redisCommand(c, "SENTINEL get-master-addr-by-name sumaster");
+    int named = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2
+                && atoi(rep->element[1]->str) == port;
+
+    if (rep)
+        freeReplyObject(rep);
+    redisFree(c);
+    return named;
+}
+
+static int is_replica(int port)
+{
+    redisContext *c = raw_at(port);
+    redisReply *rep = redisCommand(c, "ROLE");
+    int slave = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0
+                && strcmp(rep->element[0]->str, "slave") == 0;
+
+    if (rep)
+        freeReplyObject(rep);
+    redisFree(c);
+    return slave;
+}
+
+static void counted(void *baton)
+{
+    (*(int *)baton)++;
+}
+
+/*
+ * After a failover the pool finds the new master by itself: the pooled
+ * connection to the old one (now a replica) is not handed out again, and
+ * the next write lands on the promoted server.
+ */
+START_TEST(test_sentinel_failover)
+{
+    su_redis_conf_t conf = conf_sentinel();
+    su_redis_pool_t *pool = NULL;
+    su_redis_t *a = NULL, *b = NULL;
+    const char *err = NULL;
+    redisContext *s;
+    redisReply *rep = NULL;
+    int made = 0, i;
+
+    ck_assert_int_eq(su_redis_pool_create(g_p, &conf, 4, &pool), SU_OK);
+    su_redis_pool_on_connect(pool, counted, &made);
+    ck_assert_int_eq(su_redis_acquire(pool, &a, &err, g_p), SU_OK);
+    ck_assert_int_eq(su_redis_acquire(pool, &b, &err, g_p), SU_OK);
+    su_redis_release(pool, b);
+    ck_assert_int_eq(made, 2);
+    /* a forced failover, once the sentinel has seen the replica */
+    s = raw_at(g_sport);
+    for (i = 0; i < 100; i++) {
+        rep = redisCommand(s, "SENTINEL FAILOVER sumaster");
+        if (rep && rep->type != REDIS_REPLY_ERROR)
+            break;
+        if (rep)
+            freeReplyObject(rep);
+        rep = NULL;
+        usleep(100000);
+    }
+    ck_assert_msg(rep != NULL, "the sentinel would not fail over");
+    freeReplyObject(rep);
+    redisFree(s);
+    for (i = 0; i < 100 && !sentinel_names(g_rport); i++)
+        usleep(100000);
+    ck_assert(sentinel_names(g_rport));
+    /* until the old master is made a replica (the sentinel does so within
+     * seconds), it still takes writes that will be lost: what
+     * SecUploadRedisWaitReplicas guards against. Done here at once. */
+    s = raw_at(g_port);
+    freeReplyObject(raw_cmd(s, apr_psprintf(g_p, "REPLICAOF 127.0.0.1 %d", g_rport),
+                            NULL));
+    redisFree(s);
+    ck_assert(is_replica(g_port));
+    /* a: held through the failover, its write refused */
+    ck_assert_int_ne(su_redis_store(a, g_p, "f0", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
+    ck_assert_msg(su_redis_refused(a), "%s", su_redis_errstr(a));
+    ck_assert(!su_redis_usable(a));
+    su_redis_release(pool, a);
+    /* b sat idle in the pool: it is not handed out again */
+    b = NULL;
+    ck_assert_int_eq(su_redis_acquire(pool, &b, &err, g_p), SU_OK);
+    ck_assert_int_eq(made, 3);
+    ck_assert_int_eq(su_redis_ping(b, g_p), SU_OK);
+    ck_assert_int_eq(su_redis_store(b, g_p, "f1", kvs(g_p, META), kvs(g_p, AUDIT)), SU_OK);
+    su_redis_release(pool, b);
+    s = raw_at(g_rport);
+    ck_assert_int_eq(raw_int(s, "EXISTS t:file:f1", NULL), 1);
+    redisFree(s);
+}
+END_TEST
+
+static void setup_user(void) { setup_common(NULL, 0); }
+
 /* ----------------------------------------------------------------- main */
 
 static TCase *server_case(const char *name, void (*setup)(void))
@@ -888,6 +1203,8 @@ static Suite *redis_suite(void)
     TCase *plain = server_case("plain", setup_plain);
     TCase *auth = server_case("auth", setup_auth);
     TCase *sock = server_case("sock", setup_sock);
+    TCase *user = server_case("user", setup_user);
+    TCase *repl = tcase_create("replicated");
 
     tcase_add_test(parse, test_parse_ok);
     tcase_add_test(parse, test_parse_bad);
@@ -925,6 +1242,18 @@ static Suite *redis_suite(void)
 
     tcase_add_test(sock, test_unix_socket);
     suite_add_tcase(s, sock);
+
+    tcase_add_test(user, test_acl_user);
+    suite_add_tcase(s, user);
+
+    tcase_add_checked_fixture(repl, setup_replicated, teardown_replicated);
+    tcase_set_timeout(repl, 60);
+    tcase_add_test(repl, test_replica_refuses);
+    tcase_add_test(repl, test_wait_replicas);
+    tcase_add_test(repl, test_sentinel_master);
+    tcase_add_test(repl, test_sentinel_unknown_master);
+    tcase_add_test(repl, test_sentinel_failover);
+    suite_add_tcase(s, repl);
     return s;
 }
 
