@@ -291,7 +291,8 @@ static int su_served_prefix(ap_conf_vector_t *sec, const char *uri, size_t n)
     core_dir_config *cd = ap_get_core_module_config(sec);
     su_dir_conf_t *d = ap_get_module_config(sec, &secupload_module);
 
-    if (d == NULL || (d->enable != SU_ENABLE_UPLOAD && d->enable != SU_ENABLE_FILES)
+    if (d == NULL || (d->enable != SU_ENABLE_UPLOAD && d->enable != SU_ENABLE_FILES
+                      && d->enable != SU_ENABLE_TUS)
         || cd->r != NULL || cd->d_is_fnmatch || cd->d == NULL)
         return 0;
     return strlen(cd->d) == n + 1 && cd->d[n] == '/' && strncmp(cd->d, uri, n) == 0;
@@ -361,35 +362,43 @@ static su_req_t *su_req_create(request_rec *r)
  * that very handler (so a .htaccess cannot switch an upload section to the
  * files handler either) does the module answer.
  */
-static int su_enabled(request_rec *r, int upload)
+static int su_enabled(request_rec *r, int want)
 {
+    static const char *const names[] = { "Off", "upload", "files", "tus" };
     const su_dir_conf_t *d = ap_get_module_config(r->per_dir_config,
                                                   &secupload_module);
-    int want = upload ? SU_ENABLE_UPLOAD : SU_ENABLE_FILES;
 
     if (d->enable == want)
         return 1;
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SU_LOGNO(00240)
-                  "SetHandler %s is ignored here: %s; the module declines, "
+                  "SetHandler %s is ignored here: %s%s; the module declines, "
                   "Apache's default handler answers", r->handler,
                   d->enable == SU_UNSET ? "no SecUploadEnable applies"
-                  : d->enable == SU_ENABLE_OFF ? "SecUploadEnable is Off"
-                  : upload ? "SecUploadEnable is files"
-                  : "SecUploadEnable is upload");
+                  : "SecUploadEnable is ",
+                  d->enable == SU_UNSET ? "" : names[d->enable]);
     return 0;
+}
+
+/* Which handler r->handler names: SU_ENABLE_*, or SU_UNSET for none. */
+static int su_handler_kind(const char *h)
+{
+    if (strcmp(h, "secupload") == 0)
+        return SU_ENABLE_UPLOAD;
+    if (strcmp(h, "secupload-files") == 0)
+        return SU_ENABLE_FILES;
+    if (strcmp(h, "secupload-tus") == 0)
+        return SU_ENABLE_TUS;
+    return SU_UNSET;
 }
 
 static int su_handler(request_rec *r)
 {
-    int upload;
+    int kind;
     su_req_t *q;
 
-    if (r->handler == NULL)
+    if (r->handler == NULL || (kind = su_handler_kind(r->handler)) == SU_UNSET)
         return DECLINED;
-    upload = strcmp(r->handler, "secupload") == 0;
-    if (!upload && strcmp(r->handler, "secupload-files") != 0)
-        return DECLINED;
-    if (!su_enabled(r, upload))
+    if (!su_enabled(r, kind))
         return DECLINED;
     q = su_req_create(r);
     if (q == NULL) {
@@ -398,7 +407,7 @@ static int su_handler(request_rec *r)
         return su_respond_error(r, HTTP_INTERNAL_SERVER_ERROR, SU_ERR_INTERNAL,
                                 NULL, su_request_id(r));
     }
-    if (upload) {
+    if (kind == SU_ENABLE_UPLOAD) {
         q->action = "upload";
         q->allow = "POST";
         q->body_unread = 1;
@@ -406,6 +415,8 @@ static int su_handler(request_rec *r)
         su_stat_upload_begins(q);
         return su_handle_upload(q);
     }
+    if (kind == SU_ENABLE_TUS)
+        return su_handle_tus(q);
     return su_handle_files(q);
 }
 
@@ -419,6 +430,7 @@ static void su_register_hooks(apr_pool_t *p)
      * and starts the settler's thread in child_init, which then finds each
      * child's state complete */
     ap_hook_post_config(su_settler_post_config, NULL, watchdog, APR_HOOK_LAST);
+    ap_hook_post_config(su_tus_post_config, NULL, watchdog, APR_HOOK_LAST);
     ap_hook_child_init(su_child_init, NULL, watchdog, APR_HOOK_MIDDLE);
     ap_hook_handler(su_handler, NULL, NULL, APR_HOOK_MIDDLE);
     /* before mod_alias and mod_rewrite, which might map the path elsewhere */

@@ -5,8 +5,9 @@
  * mod_secupload_start.c (start-up checks, temp-file sweep, child init),
  * mod_secupload_upload.c (the upload handler), mod_secupload_settle.c
  * (settling unknown outcomes, the settler on mod_watchdog),
- * mod_secupload_files.c (the files handler), mod_secupload_cors.c (CORS
- * for both handlers) and mod_secupload_status.c (its figures in
+ * mod_secupload_files.c (the files handler), mod_secupload_tus.c
+ * (resumable uploads, the tus protocol), mod_secupload_cors.c (CORS
+ * for the handlers) and mod_secupload_status.c (its figures in
  * mod_status); the core is in src/.
  */
 #ifndef MOD_SECUPLOAD_H
@@ -32,6 +33,10 @@
 #define SU_EV_FILE_READ       "file.read"
 #define SU_EV_FILE_DELETED    "file.deleted"
 #define SU_EV_FILE_DENIED     "file.denied"
+/* resumable uploads: begun, given up by the client, expired unfinished */
+#define SU_EV_UPLOAD_CREATED    "upload.created"
+#define SU_EV_UPLOAD_TERMINATED "upload.terminated"
+#define SU_EV_UPLOAD_EXPIRED    "upload.expired"
 
 /* room for multipart framing above SecUploadMaxSize in a declared length */
 #define SU_FRAMING_SLACK        ((apr_uint64_t)1 << 20)
@@ -73,6 +78,7 @@ typedef struct su_dir_conf {
     int owner_only;
     int enable;                        /* SU_ENABLE_*; SU_UNSET: none */
     apr_array_header_t *cors_origins;  /* const char *; empty: none (Off) */
+    apr_int64_t tus_expire;            /* seconds (SecUploadTusExpire) */
 } su_dir_conf_t;
 
 /*
@@ -82,6 +88,7 @@ typedef struct su_dir_conf {
 #define SU_ENABLE_OFF    0
 #define SU_ENABLE_UPLOAD 1
 #define SU_ENABLE_FILES  2
+#define SU_ENABLE_TUS    3
 
 /* ---- runtime state (per child process) ---- */
 
@@ -148,6 +155,7 @@ const char *su_conf_field_name(const su_dir_conf_t *d);
 int su_conf_sync(const su_dir_conf_t *d);
 int su_conf_owner_only(const su_dir_conf_t *d);
 const apr_array_header_t *su_conf_cors_origins(const su_dir_conf_t *d);
+apr_int64_t su_conf_tus_expire(const su_dir_conf_t *d);
 
 /* ---- mod_secupload_start.c ---- */
 
@@ -161,8 +169,23 @@ void su_child_init(apr_pool_t *pchild, server_rec *s);
 
 extern ap_filter_rec_t *su_body_error_filter;
 apr_status_t su_catch_body_error(ap_filter_t *f, apr_bucket_brigade *bb);
+su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
+                       const char **detail);
+void su_body_wipe(request_rec *r, apr_bucket *e, const char *data,
+                  apr_size_t len);
 void su_drain_small_h2(su_req_t *q);
 int su_handle_upload(su_req_t *q);
+
+/* A finished file to store: what its metadata says, and how it is renamed
+ * into place (commit) or dropped (discard). */
+typedef struct su_commit {
+    const struct su_upload_info *info;
+    su_err_t (*commit)(void *baton, int sync, const char **message,
+                       const char **detail);
+    void (*discard)(void *baton);
+    void *baton;
+} su_commit_t;
+int su_commit_stored(su_req_t *q, const su_commit_t *c, int sync);
 
 /* ---- mod_secupload_settle.c ---- */
 
@@ -170,6 +193,12 @@ void su_settle_pending(su_req_t *q);
 void su_settle_upload(su_req_t *q, const char *id, apr_uint64_t bytes);
 int su_settler_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s);
+
+/* ---- mod_secupload_tus.c ---- */
+
+int su_handle_tus(su_req_t *q);
+int su_tus_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                       server_rec *s);
 
 /* ---- mod_secupload_files.c ---- */
 

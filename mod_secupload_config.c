@@ -78,6 +78,7 @@ void *su_create_dir_conf(apr_pool_t *p, char *dir)
     c->sync = SU_UNSET;
     c->owner_only = SU_UNSET;
     c->enable = SU_UNSET;
+    c->tus_expire = SU_UNSET;
     return c;
 }
 
@@ -93,6 +94,7 @@ void *su_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     SU_MERGE_NUM(c, base, add, owner_only);
     SU_MERGE_NUM(c, base, add, enable);
     SU_MERGE_PTR(c, base, add, cors_origins);
+    SU_MERGE_NUM(c, base, add, tus_expire);
     return c;
 }
 
@@ -139,6 +141,11 @@ apr_uint64_t su_conf_max_size(const su_dir_conf_t *d)
 const char *su_conf_field_name(const su_dir_conf_t *d)
 {
     return d->field_name ? d->field_name : SU_DEFAULT_FIELD_NAME;
+}
+
+apr_int64_t su_conf_tus_expire(const su_dir_conf_t *d)
+{
+    return d->tus_expire != SU_UNSET ? d->tus_expire : SU_DEFAULT_TUS_EXPIRE;
 }
 
 int su_conf_sync(const su_dir_conf_t *d)
@@ -418,11 +425,27 @@ static const char *su_cmd_enable(cmd_parms *cmd, void *dc, const char *arg)
         d->enable = SU_ENABLE_UPLOAD;
     else if (strcasecmp(arg, "files") == 0)
         d->enable = SU_ENABLE_FILES;
+    else if (strcasecmp(arg, "tus") == 0)
+        d->enable = SU_ENABLE_TUS;
     else if (strcasecmp(arg, "off") == 0)
         d->enable = SU_ENABLE_OFF;
     else
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
-                           "' is not one of upload, files, Off", NULL);
+                           "' is not one of upload, files, tus, Off", NULL);
+    return NULL;
+}
+
+/* SecUploadTusExpire SECONDS: how long an unfinished resumable upload is
+ * kept after its last request. */
+static const char *su_cmd_tus_expire(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t v;
+
+    if (!su_util_parse_num(arg, 1, SU_MAX_TUS_EXPIRE, &v))
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
+                           "' is not a number of seconds from 1 to "
+                           APR_STRINGIFY(SU_MAX_TUS_EXPIRE), NULL);
+    ((su_dir_conf_t *)dc)->tus_expire = v;
     return NULL;
 }
 
@@ -488,7 +511,12 @@ const command_rec su_cmds[] = {
                  "Only the uploading user may read or delete a file"),
     AP_INIT_TAKE1("SecUploadEnable", su_cmd_enable, NULL, RSRC_CONF | ACCESS_CONF,
                   "The handler that may serve here: upload (SetHandler "
-                  "secupload), files (SetHandler secupload-files) or Off"),
+                  "secupload), files (SetHandler secupload-files), tus "
+                  "(SetHandler secupload-tus) or Off"),
+    AP_INIT_TAKE1("SecUploadTusExpire", su_cmd_tus_expire, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Seconds an unfinished resumable upload is kept after its "
+                  "last request (default 86400)"),
     AP_INIT_ITERATE("SecUploadCorsOrigins", su_cmd_cors_origins, NULL,
                     RSRC_CONF | ACCESS_CONF,
                     "Origins (scheme://host[:port]) whose pages may call the "

@@ -27,6 +27,15 @@
     "Upload-Complete, Upload-Limit"
 #define SU_CORS_UPLOAD_METHODS "POST"
 #define SU_CORS_FILES_METHODS  "GET, HEAD, DELETE"
+/* resumable uploads (the tus protocol): its requests' and answers' headers */
+#define SU_CORS_TUS_METHODS    "POST, HEAD, PATCH, DELETE, OPTIONS"
+#define SU_CORS_TUS_ALLOW_HEADERS SU_CORS_ALLOW_HEADERS \
+    ", Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, " \
+    "Upload-Checksum, Upload-Defer-Length, Upload-Concat, X-Requested-With, " \
+    "X-HTTP-Method-Override"
+#define SU_CORS_TUS_EXPOSE_HEADERS SU_CORS_EXPOSE_HEADERS \
+    ", Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, " \
+    "Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, X-Secupload-Id"
 
 /* The scheme of an origin: a letter, then letters, digits, + - . */
 static const char *su_cors_scheme_end(const char *s)
@@ -91,13 +100,13 @@ static void su_cors_allow_origin(request_rec *r, const char *origin, int how)
 
 /* A preflight: 204, the allow headers only for an allowed origin. */
 static int su_cors_preflight(request_rec *r, const char *origin, int how,
-                             const char *methods)
+                             const char *methods, int tus)
 {
     if (how) {
         su_cors_allow_origin(r, origin, how);
         apr_table_setn(r->err_headers_out, "Access-Control-Allow-Methods", methods);
         apr_table_setn(r->err_headers_out, "Access-Control-Allow-Headers",
-                       SU_CORS_ALLOW_HEADERS);
+                       tus ? SU_CORS_TUS_ALLOW_HEADERS : SU_CORS_ALLOW_HEADERS);
         apr_table_setn(r->err_headers_out, "Access-Control-Max-Age",
                        SU_CORS_MAX_AGE);
     } else {
@@ -126,7 +135,8 @@ int su_cors(request_rec *r)
     int how;
 
     if (list == NULL || list->nelts == 0
-        || (d->enable != SU_ENABLE_UPLOAD && d->enable != SU_ENABLE_FILES))
+        || (d->enable != SU_ENABLE_UPLOAD && d->enable != SU_ENABLE_FILES
+            && d->enable != SU_ENABLE_TUS))
         return DECLINED;
     /* whether the answer carries allow headers depends on Origin */
     apr_table_mergen(r->err_headers_out, "Vary", "Origin");
@@ -135,12 +145,16 @@ int su_cors(request_rec *r)
     how = su_cors_allowed(list, origin);
     if (r->method_number == M_OPTIONS
         && apr_table_get(r->headers_in, "Access-Control-Request-Method"))
-        return su_cors_preflight(r, origin, how, d->enable == SU_ENABLE_UPLOAD
-                                 ? SU_CORS_UPLOAD_METHODS : SU_CORS_FILES_METHODS);
+        return su_cors_preflight(r, origin, how,
+                                 d->enable == SU_ENABLE_UPLOAD ? SU_CORS_UPLOAD_METHODS
+                                 : d->enable == SU_ENABLE_TUS ? SU_CORS_TUS_METHODS
+                                 : SU_CORS_FILES_METHODS,
+                                 d->enable == SU_ENABLE_TUS);
     if (how) {
         su_cors_allow_origin(r, origin, how);
         apr_table_setn(r->err_headers_out, "Access-Control-Expose-Headers",
-                       SU_CORS_EXPOSE_HEADERS);
+                       d->enable == SU_ENABLE_TUS ? SU_CORS_TUS_EXPOSE_HEADERS
+                       : SU_CORS_EXPOSE_HEADERS);
     }
     return DECLINED;
 }

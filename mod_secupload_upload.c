@@ -124,8 +124,8 @@ apr_status_t su_catch_body_error(ap_filter_t *f, apr_bucket_brigade *bb)
 }
 
 /* Map an input-filter failure: Apache's own limits, or a client gone. */
-static su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
-                              const char **detail)
+su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
+                       const char **detail)
 {
     if (rv == AP_FILTER_ERROR) {
         *detail = caught == HTTP_REQUEST_ENTITY_TOO_LARGE
@@ -160,8 +160,8 @@ static su_err_t su_read_error(request_rec *r, apr_status_t rv, int caught,
  * bucket types are not ours to write: a mapped file, another module's
  * memory.)
  */
-static void su_body_wipe(request_rec *r, apr_bucket *e, const char *data,
-                         apr_size_t len)
+void su_body_wipe(request_rec *r, apr_bucket *e, const char *data,
+                  apr_size_t len)
 {
     /* With mod_request's KeptBodySize, the kept copy shares these bytes
      * (apr_bucket_copy): they are not the module's alone to wipe */
@@ -296,13 +296,13 @@ static int su_upload_failed(su_req_t *q, su_upload_t *u, su_err_t rv)
  * The metadata write failed, or no live connection was found for it (sent
  * is 0: then nothing can have been applied, and there is nothing to settle).
  */
-static int su_stored_unavailable(su_req_t *q, su_upload_t *u, int sent)
+static int su_stored_unavailable(su_req_t *q, const su_commit_t *c, int sent)
 {
-    const su_upload_info_t *in = su_upload_info(u);
+    const su_upload_info_t *in = c->info;
     /* a copy: settling below may free the connection it lives in */
     const char *why = apr_pstrdup(q->r->pool, q->redis ? su_redis_errstr(q->redis)
                                                        : "no connection");
-    su_upload_discard(u);
+    c->discard(c->baton);
     if (!sent || su_redis_refused(q->redis))
         su_req_drop_redis(q);   /* nothing applied (a replica refuses all) */
     else if (q->redis && !su_redis_usable(q->redis))
@@ -338,11 +338,11 @@ static su_err_t su_stored_replicated(su_req_t *q, int *acked, int *want)
  * made now (the connection broke: a failover under way), it is settled
  * like any unknown outcome: on fresh connections, else from a marker.
  */
-static int su_stored_not_replicated(su_req_t *q, su_upload_t *u, int acked,
+static int su_stored_not_replicated(su_req_t *q, const su_commit_t *c, int acked,
                                     int want)
 {
     request_rec *r = q->r;
-    const su_upload_info_t *in = su_upload_info(u);
+    const su_upload_info_t *in = c->info;
     const char *why = apr_pstrdup(r->pool, su_redis_errstr(q->redis));
     su_err_t rv = SU_ERR_UNAVAILABLE;
 
@@ -350,7 +350,7 @@ static int su_stored_not_replicated(su_req_t *q, su_upload_t *u, int acked,
                   "upload %s: its metadata reached %d of %d Redis replicas in "
                   "time%s%s; the upload is taken back", in->id, acked, want,
                   *why ? ": " : "", why);
-    su_upload_discard(u);
+    c->discard(c->baton);
     if (su_redis_usable(q->redis))
         rv = su_redis_delete(q->redis, r->pool, in->id,
                              su_audit(q, SU_EV_UPLOAD_REJECTED,
@@ -364,30 +364,38 @@ static int su_stored_not_replicated(su_req_t *q, su_upload_t *u, int acked,
                    in->id, in->size);
 }
 
-static int su_stored(su_req_t *q, su_upload_t *u, int sync)
+/*
+ * A finished file made a stored one: its metadata and upload.stored entry
+ * in one transaction, then the rename (c->commit); any failure takes back
+ * what was done (c->discard drops the file). Returns -1 once stored, with
+ * nothing answered yet; otherwise the failure's answer. Every way of
+ * uploading (one request, or resumable) ends here.
+ */
+int su_commit_stored(su_req_t *q, const su_commit_t *c, int sync)
 {
     request_rec *r = q->r;
-    const su_upload_info_t *in = su_upload_info(u);
+    const su_upload_info_t *in = c->info;
+    const char *message = NULL, *detail = NULL;
     apr_array_header_t *audit;
     int acked, want;
     su_err_t rv;
 
     audit = su_audit(q, SU_EV_UPLOAD_STORED, HTTP_CREATED, in->id, "", in->size);
     if (su_req_redis_live(q) != SU_OK)
-        return su_stored_unavailable(q, u, 0);
+        return su_stored_unavailable(q, c, 0);
     if (su_redis_store(q->redis, r->pool, in->id, su_meta(q, in), audit) != SU_OK)
-        return su_stored_unavailable(q, u, 1);
+        return su_stored_unavailable(q, c, 1);
     if (su_stored_replicated(q, &acked, &want) != SU_OK)
-        return su_stored_not_replicated(q, u, acked, want);
-    rv = su_upload_commit(u, sync);
+        return su_stored_not_replicated(q, c, acked, want);
+    rv = c->commit(c->baton, sync, &message, &detail);
     if (rv != SU_OK) {
         /* the metadata must not outlive the file it describes; the delete
          * writes the upload.rejected entry, so su_fail writes none */
+        c->discard(c->baton);
         su_redis_delete(q->redis, r->pool, in->id,
                         su_audit(q, SU_EV_UPLOAD_REJECTED, su_http_status(rv), in->id,
                                  su_err_code(rv), in->size));
-        return su_fail(q, rv, NULL, su_upload_message(u), su_upload_detail(u),
-                       in->id, in->size);
+        return su_fail(q, rv, NULL, message, detail, in->id, in->size);
     }
     su_stat_add(SU_STAT_STORED, 1);
     su_stat_add(SU_STAT_BYTES_IN, in->size);
@@ -395,6 +403,33 @@ static int su_stored(su_req_t *q, su_upload_t *u, int sync)
                   "upload stored: id %s, %" APR_UINT64_T_FMT " bytes, key %s",
                   in->id, in->size, in->key_id_hex);
     su_note(r, in->id, "stored", &in->size);
+    return -1;
+}
+
+static su_err_t su_upload_commit_cb(void *baton, int sync, const char **message,
+                                    const char **detail)
+{
+    su_err_t rv = su_upload_commit(baton, sync);
+
+    *message = su_upload_message(baton);
+    *detail = su_upload_detail(baton);
+    return rv;
+}
+
+static void su_upload_discard_cb(void *baton)
+{
+    su_upload_discard(baton);
+}
+
+static int su_stored(su_req_t *q, su_upload_t *u, int sync)
+{
+    request_rec *r = q->r;
+    const su_upload_info_t *in = su_upload_info(u);
+    su_commit_t c = { in, su_upload_commit_cb, su_upload_discard_cb, u };
+    int rc = su_commit_stored(q, &c, sync);
+
+    if (rc != -1)
+        return rc;
     apr_table_setn(r->headers_out, "Location",
                    apr_pstrcat(r->pool, SU_FILES_PREFIX, in->id, NULL));
     return su_respond(r, HTTP_CREATED,

@@ -22,6 +22,9 @@
 #define SU_DEFAULT_MAX_SIZE         ((uint64_t)1 << 30)
 #define SU_DEFAULT_FIELD_NAME       "file"
 #define SU_DEFAULT_SYNC             1
+/* resumable uploads (SecUploadTusExpire): seconds kept unfinished */
+#define SU_DEFAULT_TUS_EXPIRE       86400
+#define SU_MAX_TUS_EXPIRE           31536000
 
 /* the format of new files (SecUploadFormatVersion): 2, the segmented one;
  * 1 while nodes that read only version 1 share the storage */

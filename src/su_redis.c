@@ -1037,6 +1037,60 @@ su_err_t su_redis_meta_add(su_redis_t *r, apr_pool_t *p, const char *id,
     return rv;
 }
 
+/* ---------------------------------------------------- scripts of others */
+
+static void su_redis_val_push(apr_pool_t *p, apr_array_header_t *a,
+                              const redisReply *rep)
+{
+    su_redis_val_t *v = apr_array_push(a);
+
+    memset(v, 0, sizeof(*v));
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        v->s = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)rep->integer);
+        v->len = strlen(v->s);
+    } else if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
+        v->s = apr_pstrmemdup(p, rep->str, rep->len);
+        v->len = rep->len;
+    } else {
+        v->s = "";
+        v->nil = 1;
+    }
+}
+
+su_err_t su_redis_eval(su_redis_t *r, apr_pool_t *p, const char *script,
+                       int nkeys, const char *const *keys,
+                       int nargs, const char *const *args, const size_t *argl,
+                       apr_array_header_t **out)
+{
+    su_redis_cmd_t *cmd;
+    redisReply *rep;
+    size_t i;
+    int k;
+
+    if (r == NULL || nkeys < 0 || nargs < 0)
+        return SU_ERR_INTERNAL;
+    cmd = su_redis_cmd_make(p, 3 + nkeys + nargs);
+    su_redis_cmd_arg(cmd, "EVAL");
+    su_redis_cmd_arg(cmd, script);
+    su_redis_cmd_arg(cmd, apr_itoa(p, nkeys));
+    for (k = 0; k < nkeys; k++)
+        su_redis_cmd_arg(cmd, apr_pstrcat(p, r->prefix, keys[k], NULL));
+    for (k = 0; k < nargs; k++) {
+        su_redis_cmd_arg(cmd, args[k]);
+        if (argl)
+            cmd->len[cmd->n - 1] = argl[k];
+    }
+    if (su_redis_run(r, cmd, &rep) != SU_OK)
+        return SU_ERR_UNAVAILABLE;
+    *out = apr_array_make(p, 8, sizeof(su_redis_val_t));
+    if (rep->type != REDIS_REPLY_ARRAY)
+        su_redis_val_push(p, *out, rep);
+    for (i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+        su_redis_val_push(p, *out, rep->element[i]);
+    freeReplyObject(rep);
+    return SU_OK;
+}
+
 /* The prefix taken literally in a SCAN MATCH pattern. */
 static const char *su_redis_glob_escape(apr_pool_t *p, const char *s)
 {

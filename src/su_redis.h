@@ -140,6 +140,23 @@ su_err_t su_redis_delete(su_redis_t *r, apr_pool_t *p, const char *id,
 su_err_t su_redis_meta_add(su_redis_t *r, apr_pool_t *p, const char *id,
                            const char *field, const char *value, int *added);
 
+/*
+ * A Lua script (EVAL) for a feature with keys of its own (resumable
+ * uploads): keys[] are named without the prefix, which is added here;
+ * args[i] is argl[i] bytes (argl NULL: NUL-terminated strings). *out gets
+ * the reply as values: a single value, or an array's elements (one level).
+ * An error reply is SU_ERR_UNAVAILABLE, the connection staying usable.
+ */
+typedef struct su_redis_val {
+    const char *s;            /* bytes (NUL-terminated), "" for nil */
+    size_t len;
+    int nil;
+} su_redis_val_t;
+su_err_t su_redis_eval(su_redis_t *r, apr_pool_t *p, const char *script,
+                       int nkeys, const char *const *keys,
+                       int nargs, const char *const *args, const size_t *argl,
+                       apr_array_header_t **out /* su_redis_val_t */);
+
 /* All ids with a PREFIXfile:* hash (SCAN), as an array of const char *. */
 su_err_t su_redis_list_ids(su_redis_t *r, apr_pool_t *p,
                            apr_array_header_t **ids);

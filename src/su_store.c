@@ -74,6 +74,11 @@ const char *su_store_path(apr_pool_t *p, const char *dir, const char *id)
     return apr_psprintf(p, "%s/%.2s/%s" SU_STORE_SUFFIX, dir, id, id);
 }
 
+const char *su_store_tus_path(apr_pool_t *p, const char *dir, const char *id)
+{
+    return apr_psprintf(p, "%s/%.2s/" SU_STORE_TUS_PREFIX "%s", dir, id, id);
+}
+
 su_err_t su_store_errno_kind(int e)
 {
 #ifdef EDQUOT
@@ -386,6 +391,20 @@ static int su_store_file_name(const char *sub, const char *name, size_t len,
     return 0;
 }
 
+/* .tus-<id>, the id starting with the subdirectory's two digits */
+static int su_store_tus_name(const char *sub, const char *name,
+                             char id[SU_ID_HEX_LEN + 1])
+{
+    size_t n = strlen(SU_STORE_TUS_PREFIX);
+
+    if (strncmp(name, SU_STORE_TUS_PREFIX, n) != 0
+        || strlen(name + n) != SU_ID_HEX_LEN || strncmp(name + n, sub, 2) != 0
+        || !su_store_valid_id(name + n))
+        return 0;
+    memcpy(id, name + n, SU_ID_HEX_LEN + 1);
+    return 1;
+}
+
 su_store_name_t su_store_name(const char *sub, const char *name,
                               char id[SU_ID_HEX_LEN + 1])
 {
@@ -397,6 +416,8 @@ su_store_name_t su_store_name(const char *sub, const char *name,
         return SU_STORE_NAME_FILE;
     if (su_store_is_temp(name))
         return SU_STORE_NAME_TEMP;
+    if (su_store_tus_name(sub, name, id))
+        return SU_STORE_NAME_TUS;
     if (n > sl && strcmp(name + n - sl, SU_STORE_REWRAP_SUFFIX) == 0
         && su_store_file_name(sub, name, n - sl, rewrapped))
         return SU_STORE_NAME_TEMP;

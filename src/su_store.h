@@ -21,6 +21,10 @@
 #define SU_STORE_TMP_PREFIX ".tmp-"
 /* DIR/xx/<id>.enc.rewrap.tmp: a rewrap's copy of <id>.enc */
 #define SU_STORE_REWRAP_SUFFIX ".rewrap.tmp"
+/* DIR/xx/.tus-<id>: a resumable upload between its requests (format v2,
+ * the segments so far); alive while its state in Redis is, so never a
+ * leftover of a killed process (the start-up sweep leaves it alone) */
+#define SU_STORE_TUS_PREFIX ".tus-"
 
 typedef struct su_store_file su_store_file_t;
 
@@ -32,6 +36,8 @@ su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1]);
 const char *su_store_relpath(apr_pool_t *p, const char *id);
 /* Absolute path of a stored file. */
 const char *su_store_path(apr_pool_t *p, const char *dir, const char *id);
+/* Absolute path of a resumable upload's file (SU_STORE_TUS_PREFIX). */
+const char *su_store_tus_path(apr_pool_t *p, const char *dir, const char *id);
 
 /*
  * Open a temp file for id under dir (creating the 0700 subdirectory as
@@ -123,11 +129,12 @@ int su_store_is_subdir(const char *name);
 typedef enum su_store_name {
     SU_STORE_NAME_OTHER = 0, /* nothing the store writes */
     SU_STORE_NAME_FILE,      /* <id>.enc, its id starting with the subdirectory's */
-    SU_STORE_NAME_TEMP       /* an upload's or a rewrap's temp file */
+    SU_STORE_NAME_TEMP,      /* an upload's or a rewrap's temp file */
+    SU_STORE_NAME_TUS        /* a resumable upload's file (its id in id) */
 } su_store_name_t;
 
 /* The kind of entry name of subdirectory sub (DIR/sub, sub its two hex
- * digits); for a stored file, its id in id ("" otherwise). */
+ * digits); for a stored file or a resumable upload, its id in id ("" otherwise). */
 su_store_name_t su_store_name(const char *sub, const char *name,
                               char id[SU_ID_HEX_LEN + 1]);
 
