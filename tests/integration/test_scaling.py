@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -170,6 +171,15 @@ def test_thousand_uploads_over_two_nodes(ha):
     rv = rview(ha)
     assert all(rv.meta(fid) for fid in ids)
     print("1000 uploads over two nodes in %.1f s" % took)
+    # secupload fsck finds the master through the sentinels too
+    cli = os.environ.get("SECUPLOAD_CLI") or os.path.join(H.REPO, "secupload")
+    p = subprocess.run([cli, "fsck", "--storage", ha.site.storage, "--prefix",
+                        ha.prefix, "--sentinel", "sumaster@127.0.0.1:1," + ",".join(
+                            "127.0.0.1:%d" % s.port for s in ha.redis.sentinels)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out
+    assert "summary:" in out and "orphan=0" in out and "missing=0" in out, out
 
 
 def test_too_few_replicas_takes_the_upload_back(ha):
