@@ -293,3 +293,48 @@ def test_restart_in_the_middle(ts):
 def test_get_and_methods(ts):
     r = requests.get(ts.url("/api/tus/"), headers=T.TUS, timeout=10)
     assert r.status_code == 405 and "PATCH" in r.headers["Allow"]
+
+
+def _fsck(ts, *args):
+    cli = os.environ.get("SECUPLOAD_CLI") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "secupload")
+    import subprocess
+    r = subprocess.run([cli, "fsck", "--storage", ts.site.storage, "--redis",
+                        "127.0.0.1:%d" % ts.redis.port, "--prefix", ts.prefix]
+                       + list(args), stdout=subprocess.PIPE, text=True,
+                       timeout=60)
+    return r.returncode, r.stdout.splitlines()
+
+
+def test_fsck_lists_and_repairs_expired_uploads(ts):
+    live, _ = _new(ts, 100000)
+    url, _ = _new(ts, 100000, path="/tus-short/")
+    fid = T.upload_id(url)
+    assert T.patch(url, 0, os.urandom(70000)).status_code == 204
+    # no server to expire it: fsck finds it, and --repair removes it
+    ts.apache.stop()
+    try:
+        time.sleep(2.5)
+        rc, lines = _fsck(ts)
+        assert "tus-upload " + T.upload_id(live) in lines, lines
+        assert "tus-expired " + fid in lines and rc == 1, lines
+        assert os.path.exists(T.tus_file(ts, fid))
+        rc, lines = _fsck(ts, "--repair")
+        assert [l for l in lines if l.startswith("removed ") and fid in l], lines
+        T.assert_gone(ts, fid)
+        assert os.path.exists(T.tus_file(ts, T.upload_id(live)))
+    finally:
+        ts.apache.start()
+    requests.delete(live, headers=T.TUS, timeout=10)
+    T.assert_gone(ts, T.upload_id(live))
+
+
+def test_startup_sweep_keeps_live_uploads(ts):
+    url, _ = _new(ts, 100000)
+    assert T.patch(url, 0, b"s" * 5000).status_code == 204
+    ts.apache.stop()
+    ts.apache.start()
+    assert os.path.exists(T.tus_file(ts, T.upload_id(url)))
+    assert T.patch(url, 5000, b"s" * 95000).status_code == 204
+    T.check_stored(ts, T.upload_id(url), b"s" * 100000)
