@@ -338,3 +338,27 @@ def test_startup_sweep_keeps_live_uploads(ts):
     assert os.path.exists(T.tus_file(ts, T.upload_id(url)))
     assert T.patch(url, 5000, b"s" * 95000).status_code == 204
     T.check_stored(ts, T.upload_id(url), b"s" * 100000)
+
+
+def test_cors_preflight_and_tus_options(ts):
+    origin = {"Origin": "http://app.example"}
+    r = requests.options(ts.url("/tus-cors/"), timeout=10, headers=dict(origin, **{
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"}))
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    assert "PATCH" in r.headers["Access-Control-Allow-Methods"]
+    allowed = r.headers["Access-Control-Allow-Headers"].lower()
+    for h in ("tus-resumable", "upload-offset", "upload-length", "upload-metadata",
+              "upload-checksum"):
+        assert h in allowed, allowed
+    # not a preflight: the protocol's own OPTIONS
+    r = requests.options(ts.url("/tus-cors/"), headers=origin, timeout=10)
+    assert r.status_code == 204 and r.headers["Tus-Version"] == "1.0.0"
+    r = T.create(ts, 10, path="/tus-cors/", headers=origin)
+    assert r.status_code == 201
+    exposed = r.headers["Access-Control-Expose-Headers"].lower()
+    for h in ("location", "upload-offset", "upload-length", "upload-expires",
+              "tus-resumable", "tus-version"):
+        assert h in exposed, exposed
+    requests.delete(T.tus_url(ts, r), headers=T.TUS, timeout=10)
