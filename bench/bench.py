@@ -599,6 +599,57 @@ class Bench:
         self.res["large_upload"] = {"bytes": size, "encrypt_limit_runs": limits, "systems": rows}
         self._download(ids, size, sha, timeout)
 
+    # 6. a resumable upload (tus) against a one-shot upload of the same file
+    def tus(self):
+        """The same file uploaded in one request, then with the tus protocol
+        in 8 MiB PATCHes (each fsynced, its state written to Redis, the
+        whole file verified at the end), both through SecUploadSync On, one
+        after the other in each repetition."""
+        import requests
+        a, st = self.a, self.st
+        size = a.tus_bytes
+        path = st.path("tus.bin")
+        sha = make_file(path, size)
+        one, res, verify = [], [], []
+        for i in range(a.runs):
+            quiet_disk()
+            one.append(upload(st, MODULE_ON, path, size, sha, 600, f"tus-one-{i}")[0])
+            quiet_disk()
+            mbs, fid = self._tus_once(requests, path, size, sha)
+            res.append(mbs)
+        self.res["tus"] = {"bytes": size, "patch_bytes": a.tus_patch,
+                           "one_shot_mb_s": median(one), "tus_mb_s": median(res),
+                           "runs": {"one_shot": one, "tus": res},
+                           "ratio": median(res) / median(one)}
+        log(f"tus: {size >> 20} MiB in {a.tus_patch >> 20} MiB PATCHes {median(res):.0f} MB/s, "
+            f"one-shot {median(one):.0f} MB/s ({median(res) / median(one):.0%})")
+
+    def _tus_once(self, requests, path, size, sha):
+        base = self.st.apache["url"]
+        tus = {"Tus-Resumable": "1.0.0"}
+        t0 = time.monotonic()
+        r = requests.post(base + "/api/tus/", headers=dict(tus, **{"Upload-Length": str(size)}),
+                          timeout=60)
+        if r.status_code != 201:
+            raise BenchError(f"tus: creation answered {r.status_code} {r.text[:200]}")
+        url = base + r.headers["Location"]
+        off = 0
+        with open(path, "rb") as f:
+            while off < size:
+                chunk = f.read(self.a.tus_patch)
+                r = requests.patch(url, data=chunk, timeout=600, headers=dict(tus, **{
+                    "Upload-Offset": str(off), "Content-Type": "application/offset+octet-stream"}))
+                if r.status_code != 204:
+                    raise BenchError(f"tus: PATCH answered {r.status_code} {r.text[:200]}")
+                off += len(chunk)
+        secs = time.monotonic() - t0
+        fid = r.headers.get("X-Secupload-Id")
+        meta = requests.get(f"{base}/api/files/{fid}/meta", timeout=60).json()
+        if meta.get("sha256") != sha:
+            raise BenchError(f"tus: stored sha256 {meta.get('sha256')} is not the file's")
+        requests.delete(f"{base}/api/files/{fid}", timeout=60)
+        return size / secs / 1e6, fid
+
     def _drop_stored(self, system, ident):
         """Keep the disk from filling up with earlier runs' copies."""
         st = self.st
@@ -1086,7 +1137,8 @@ def parse_args(argv):
                         "download; 'nodes' (not run by default) small uploads on 1 and 2 "
                         "Apache nodes sharing one storage directory and Redis, and with "
                         "SecUploadRedisWaitReplicas 1, with CPU use and Redis commands and "
-                        "bytes per upload")
+                        "bytes per upload; 'tus' (not run by default) a resumable upload in 8 MiB "
+                        "PATCHes against a one-shot upload of the same file")
     a = p.parse_args(argv)
     if a.quick:
         a.runs = a.runs or 1
@@ -1097,6 +1149,7 @@ def parse_args(argv):
         a.fmt_sizes = [MIB, 64 * MIB]
         a.fmt_rate_bytes = 64 * MIB
         a.fmt_reps = 2
+        a.tus_bytes = 64 * MIB
     else:
         a.runs = a.runs or 3
         a.limit_bytes = a.large_bytes = 1024 * MIB
@@ -1107,8 +1160,10 @@ def parse_args(argv):
         a.fmt_sizes = [MIB, 1024 * MIB, 4096 * MIB]
         a.fmt_rate_bytes = 1024 * MIB
         a.fmt_reps = 5
+        a.tus_bytes = 256 * MIB
     if a.runs < 1 or a.runs > 20:
         p.error("--runs must be 1..20")
+    a.tus_patch = 8 * MIB
     a.conns = 16
     a.scale_conns = [1, 4, 16, 64]
     a.only = set(a.only.split(","))
@@ -1148,7 +1203,7 @@ def main(argv):
         st.start_all(django=a.only != {"nodes"})
         steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
                  ("scaling", b.scaling), ("memory", b.memory), ("formats", b.formats),
-                 ("profile", b.profile), ("nodes", b.nodes)]
+                 ("profile", b.profile), ("nodes", b.nodes), ("tus", b.tus)]
         b.large_file = (None, 0, None)
         for name, fn in steps:
             if name in a.only:

@@ -61,7 +61,7 @@ typedef struct su_cli_paths {
  * the store does not write there. */
 typedef struct su_cli_entry {
     su_store_name_t kind;
-    const char *id;      /* SU_STORE_NAME_FILE only */
+    const char *id;      /* SU_STORE_NAME_FILE and SU_STORE_NAME_TUS only */
     const char *path;
     time_t mtime;
 } su_cli_entry_t;

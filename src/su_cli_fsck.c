@@ -21,6 +21,8 @@
 #include "su_hasher.h"
 #include "su_redis.h"
 #include "su_store.h"
+#include "su_tus.h"
+#include "su_tus_state.h"
 #include "su_util.h"
 
 #include "su_cli.h"
@@ -47,7 +49,11 @@ static const char su_cli_fsck_help[] =
     "  unsettled <id>           an upload whose metadata write had an unknown\n"
     "                           outcome, not yet settled by the server\n"
     "  in-progress-temp <path>  a recent temporary file (not a problem)\n"
-    "  removed <path>           a stale temporary file removed by --repair\n"
+    "  tus-upload <id>          an unfinished resumable upload (not a problem)\n"
+    "  tus-expired <id>         a resumable upload past its expiry, or whose\n"
+    "                           state in Redis is gone (older than one hour)\n"
+    "  removed <path>           a stale temporary file or expired resumable\n"
+    "                           upload removed by --repair (file and state)\n"
     "then a summary line starting with \"summary:\".\n"
     "  -s, --storage DIR        the storage directory\n"
     "  -r, --redis ADDR         Redis address (default " SU_DEFAULT_REDIS_HOST ":"
@@ -63,7 +69,8 @@ static const char su_cli_fsck_help[] =
     "      --timeout MS         Redis connect/command timeout (default "
                                 SU_STR(SU_DEFAULT_REDIS_TIMEOUT_MS) ")\n"
     "  -k, --key KEYFILE        verify every stored file with these keys\n"
-    "      --repair             remove stale temporary files (nothing else)\n"
+    "      --repair             remove stale temporary files and expired\n"
+    "                           resumable uploads (nothing else)\n"
     "      --backfill-iv        record the IV of no-iv files whose plaintext\n"
     "                           matches their metadata (needs --key)\n"
     "Exit status 0: no problem left; 1: problems found.\n";
@@ -80,7 +87,7 @@ typedef struct su_cli_fsck {
     apr_array_header_t *meta_ids;
     unsigned long files, orphan, missing, corrupt, stale, unexpected,
                   inprogress, removed, verified, mismatch, noiv, recorded,
-                  unsettled;
+                  unsettled, tus, tus_expired;
 } su_cli_fsck_t;
 
 /* The whole buffer: fread may have put bytes past the first line's end, and
@@ -350,6 +357,40 @@ static void su_cli_fsck_temp(apr_pool_t *p, su_cli_fsck_t *fk,
         su_cli_err("cannot remove %s: %s", shown, strerror(errno));
 }
 
+/*
+ * A resumable upload's file: alive while its state in Redis is and has
+ * not expired (the server's expiry removes it then; --repair does here
+ * when the server cannot). A file without state is taken for one being
+ * created for an hour.
+ */
+static int su_cli_fsck_tus(apr_pool_t *p, su_cli_fsck_t *fk,
+                           const su_cli_entry_t *e, time_t now)
+{
+    const char *shown = su_cli_printable(p, e->path), *err = NULL;
+    su_tus_state_t st;
+    su_err_t rv = su_tus_state_get(fk->redis, p, e->id, &st);
+
+    if (rv == SU_ERR_UNAVAILABLE) {
+        su_cli_err("redis: %s", su_redis_errstr(fk->redis));
+        return SU_CLI_EXIT_ENV;
+    }
+    if (rv == SU_OK ? st.expires_ms > (apr_int64_t)now * 1000
+                    : now - e->mtime <= SU_CLI_STALE_SECS) {
+        su_cli_fsck_found(&fk->tus, "tus-upload", e->id);
+        return SU_CLI_EXIT_OK;
+    }
+    su_cli_fsck_found(&fk->tus_expired, "tus-expired", e->id);
+    if (!fk->repair)
+        return SU_CLI_EXIT_OK;
+    if (su_tus_remove(p, fk->dir, e->id, 1, &err) != SU_OK) {
+        su_cli_err("cannot remove %s: %s", shown, err);
+        return SU_CLI_EXIT_OK;
+    }
+    su_tus_state_delete(fk->redis, p, e->id);
+    su_cli_fsck_found(&fk->removed, "removed", shown);
+    return SU_CLI_EXIT_OK;
+}
+
 static int su_cli_fsck_entries(apr_pool_t *p, su_cli_fsck_t *fk,
                                const apr_array_header_t *entries)
 {
@@ -366,6 +407,8 @@ static int su_cli_fsck_entries(apr_pool_t *p, su_cli_fsck_t *fk,
             rc = su_cli_fsck_stored(sub, fk, e);
         } else if (e->kind == SU_STORE_NAME_TEMP) {
             su_cli_fsck_temp(sub, fk, e, now);
+        } else if (e->kind == SU_STORE_NAME_TUS) {
+            rc = su_cli_fsck_tus(sub, fk, e, now);
         } else {
             su_cli_fsck_found(&fk->unexpected, "unexpected",
                               su_cli_printable(sub, e->path));
@@ -427,16 +470,18 @@ static void su_cli_fsck_unsettled(apr_pool_t *p, su_cli_fsck_t *fk)
 static int su_cli_fsck_summary(const su_cli_fsck_t *fk)
 {
     unsigned long problems = fk->orphan + fk->missing + fk->corrupt
-                             + fk->unexpected + (fk->stale - fk->removed)
+                             + fk->unexpected
+                             + (fk->stale + fk->tus_expired - fk->removed)
                              + fk->mismatch + fk->noiv + fk->unsettled;
 
     printf("summary: files=%lu metadata=%d verified=%lu orphan=%lu missing=%lu "
            "corrupt=%lu stale-temp=%lu unexpected=%lu in-progress-temp=%lu "
            "removed=%lu mismatch=%lu no-iv=%lu iv-recorded=%lu unsettled=%lu "
-           "problems=%lu\n",
+           "tus-upload=%lu tus-expired=%lu problems=%lu\n",
            fk->files, fk->meta_ids->nelts, fk->verified, fk->orphan, fk->missing,
            fk->corrupt, fk->stale, fk->unexpected, fk->inprogress, fk->removed,
-           fk->mismatch, fk->noiv, fk->recorded, fk->unsettled, problems);
+           fk->mismatch, fk->noiv, fk->recorded, fk->unsettled, fk->tus,
+           fk->tus_expired, problems);
     if (fflush(stdout) != 0)
         return SU_CLI_EXIT_FAIL;
     return problems ? SU_CLI_EXIT_FAIL : SU_CLI_EXIT_OK;

@@ -58,7 +58,7 @@ static su_store_name_t su_cli_classify(apr_pool_t *p, const char *sub,
     if (!S_ISREG(st->st_mode))
         return SU_STORE_NAME_OTHER;
     kind = su_store_name(sub, name, buf);
-    if (kind == SU_STORE_NAME_FILE)
+    if (kind == SU_STORE_NAME_FILE || kind == SU_STORE_NAME_TUS)
         *id = apr_pstrdup(p, buf);
     return kind;
 }

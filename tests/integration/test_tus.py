@@ -293,3 +293,84 @@ def test_restart_in_the_middle(ts):
 def test_get_and_methods(ts):
     r = requests.get(ts.url("/api/tus/"), headers=T.TUS, timeout=10)
     assert r.status_code == 405 and "PATCH" in r.headers["Allow"]
+
+
+def _fsck(ts, *args):
+    cli = os.environ.get("SECUPLOAD_CLI") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "secupload")
+    import subprocess
+    r = subprocess.run([cli, "fsck", "--storage", ts.site.storage, "--redis",
+                        "127.0.0.1:%d" % ts.redis.port, "--prefix", ts.prefix]
+                       + list(args), stdout=subprocess.PIPE, text=True,
+                       timeout=60)
+    return r.returncode, r.stdout.splitlines()
+
+
+def test_fsck_lists_and_repairs_expired_uploads(ts):
+    live, _ = _new(ts, 100000)
+    url, _ = _new(ts, 100000, path="/tus-short/")
+    fid = T.upload_id(url)
+    assert T.patch(url, 0, os.urandom(70000)).status_code == 204
+    # no server to expire it: fsck finds it, and --repair removes it
+    ts.apache.stop()
+    try:
+        time.sleep(2.5)
+        rc, lines = _fsck(ts)
+        assert "tus-upload " + T.upload_id(live) in lines, lines
+        assert "tus-expired " + fid in lines and rc == 1, lines
+        assert os.path.exists(T.tus_file(ts, fid))
+        rc, lines = _fsck(ts, "--repair")
+        assert [l for l in lines if l.startswith("removed ") and fid in l], lines
+        T.assert_gone(ts, fid)
+        assert os.path.exists(T.tus_file(ts, T.upload_id(live)))
+    finally:
+        ts.apache.start()
+    requests.delete(live, headers=T.TUS, timeout=10)
+    T.assert_gone(ts, T.upload_id(live))
+
+
+def test_startup_sweep_keeps_live_uploads(ts):
+    url, _ = _new(ts, 100000)
+    assert T.patch(url, 0, b"s" * 5000).status_code == 204
+    ts.apache.stop()
+    ts.apache.start()
+    assert os.path.exists(T.tus_file(ts, T.upload_id(url)))
+    assert T.patch(url, 5000, b"s" * 95000).status_code == 204
+    T.check_stored(ts, T.upload_id(url), b"s" * 100000)
+
+
+def test_cors_preflight_and_tus_options(ts):
+    origin = {"Origin": "http://app.example"}
+    r = requests.options(ts.url("/tus-cors/"), timeout=10, headers=dict(origin, **{
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"}))
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    assert "PATCH" in r.headers["Access-Control-Allow-Methods"]
+    allowed = r.headers["Access-Control-Allow-Headers"].lower()
+    for h in ("tus-resumable", "upload-offset", "upload-length", "upload-metadata",
+              "upload-checksum"):
+        assert h in allowed, allowed
+    # not a preflight: the protocol's own OPTIONS
+    r = requests.options(ts.url("/tus-cors/"), headers=origin, timeout=10)
+    assert r.status_code == 204 and r.headers["Tus-Version"] == "1.0.0"
+    r = T.create(ts, 10, path="/tus-cors/", headers=origin)
+    assert r.status_code == 201
+    exposed = r.headers["Access-Control-Expose-Headers"].lower()
+    for h in ("location", "upload-offset", "upload-length", "upload-expires",
+              "tus-resumable", "tus-version"):
+        assert h in exposed, exposed
+    requests.delete(T.tus_url(ts, r), headers=T.TUS, timeout=10)
+
+
+@pytest.mark.xfail(reason="GET of a format v2 file needs the v2 reader in the "
+                          "files handler", strict=False)
+def test_finished_upload_read_back(ts):
+    plain = os.urandom(200000)
+    r = T.create(ts, len(plain), body=plain)
+    fid = r.headers["X-Secupload-Id"]
+    g = requests.get(ts.url("/api/files/" + fid), timeout=30)
+    assert g.status_code == 200, g.text
+    assert hashlib.sha256(g.content).hexdigest() == \
+        hashlib.sha256(plain).hexdigest()

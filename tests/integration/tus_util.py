@@ -20,7 +20,8 @@ V2_HEADER = 140
 
 def locations(expire=None):
     """/api/tus/ (default settings), /tus-small/ (1 KiB), /tus-typed/
-    (images only) and /tus-short/ (expiry after `expire` seconds)."""
+    (images only), /tus-short/ (expiry after `expire` seconds) and
+    /tus-cors/ (CORS for http://app.example)."""
     return """
 <Location /api/tus/>
     SetHandler secupload-tus
@@ -40,6 +41,11 @@ def locations(expire=None):
     SetHandler secupload-tus
     SecUploadEnable tus
     SecUploadTusExpire %d
+</Location>
+<Location /tus-cors/>
+    SetHandler secupload-tus
+    SecUploadEnable tus
+    SecUploadCorsOrigins http://app.example
 </Location>
 """ % (expire or 2)
 
