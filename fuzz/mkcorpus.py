@@ -165,13 +165,55 @@ def headers_seeds():
         write("fuzz_headers", "%02d" % i, s)
 
 
+# ---- fuzz_segr: format v2, read as id FZ_ID of fuzz_segr.c ----
+
+SEGR_ID = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+def stored2(plain, segsize=4096):
+    """A v2 file (su_seg.h's layout) under KEK, for the raw mode."""
+    import struct
+    dk, nonce = os.urandom(64), os.urandom(16)
+    h = (b"SECUPLD\x02" + KEK_ID + aes_key_wrap(KEK, dk)
+         + struct.pack(">I", segsize) + nonce)
+    out = h + hmac.new(dk[32:], b"\x01" + SEGR_ID + h, hashlib.sha256).digest()
+    chunks = [plain[i:i + segsize] for i in range(0, len(plain), segsize)] or [b""]
+    for i, c in enumerate(chunks):
+        last = i == len(chunks) - 1
+        if last:
+            p = padding.PKCS7(128).padder()
+            c = p.update(c) + p.finalize()
+        iv = os.urandom(16)
+        e = Cipher(algorithms.AES(dk[:32]), modes.CBC(iv)).encryptor()
+        ct = e.update(c) + e.finalize()
+        msg = (b"\x02" + SEGR_ID + nonce + struct.pack(">Q", i) + bytes([last])
+               + iv + ct)
+        out += iv + ct + hmac.new(dk[32:], msg, hashlib.sha256).digest()
+    return out
+
+
+def segr_seeds():
+    write("fuzz_segr", "01-raw-empty", b"\x00" + stored2(b""))
+    write("fuzz_segr", "02-raw-3seg", b"\x08" + stored2(os.urandom(3 * 4096 + 5)))
+    write("fuzz_segr", "03-raw-keyed-short", b"\x04" + os.urandom(200))
+    write("fuzz_segr", "04-mutate-none", b"\x01\x04")
+    write("fuzz_segr", "05-mutate-xor", b"\x09\x04" + b"\x00\x10\x00\x01")
+    write("fuzz_segr", "06-mutate-truncate", b"\x01\x03" + b"\x02\x00\x40\x00")
+    # forge: flag, index change, length per segment
+    write("fuzz_segr", "07-forge-valid", b"\x02" + b"\x00\x00\x00" * 3 + b"\x01\x00\x07")
+    write("fuzz_segr", "08-forge-last-early", b"\x02" + b"\x01\x00\x00" + b"\x01\x00\x07")
+    write("fuzz_segr", "09-forge-index", b"\x0a" + b"\x00\x81\x00" + b"\x01\x00\x07")
+    write("fuzz_segr", "10-forge-pending", b"\x02" + b"\x00\x00\x00" + b"\x02\x00\x07")
+
+
 def main():
-    for t in ("fuzz_mp", "fuzz_reader", "fuzz_keyfile", "fuzz_headers"):
+    for t in ("fuzz_mp", "fuzz_reader", "fuzz_keyfile", "fuzz_headers", "fuzz_segr"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     mp_seeds()
     reader_seeds()
     keyfile_seeds()
     headers_seeds()
+    segr_seeds()
 
 
 if __name__ == "__main__":
