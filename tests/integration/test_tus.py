@@ -364,8 +364,6 @@ def test_cors_preflight_and_tus_options(ts):
     requests.delete(T.tus_url(ts, r), headers=T.TUS, timeout=10)
 
 
-@pytest.mark.xfail(reason="GET of a format v2 file needs the v2 reader in the "
-                          "files handler", strict=False)
 def test_finished_upload_read_back(ts):
     plain = os.urandom(200000)
     r = T.create(ts, len(plain), body=plain)
