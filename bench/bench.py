@@ -250,6 +250,16 @@ class Setup:
              *libs, "-o", exe], 120)
         return exe
 
+    def build_seal(self):
+        exe = self.path("seal")
+        cc = shutil.which("gcc") or shutil.which("cc")
+        flags = run(["pkg-config", "--cflags", "apr-1", "openssl"], 30).split()
+        libs = run(["pkg-config", "--libs", "apr-1", "apr-util-1", "openssl"], 30).split()
+        run([cc, "-std=gnu99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(TOP, "src"),
+             *flags, os.path.join(BENCH, "seal.c"), self.path("libsecupload.a"),
+             *libs, "-lpthread", "-o", exe], 120)
+        return exe
+
     def start_redis(self):
         self.redis_port = free_port()
         d = self.path("redis")
@@ -828,6 +838,26 @@ class Bench:
                 "commands": {k: (calls1.get(k, 0) - calls0.get(k, 0)) / n for k in calls1
                              if calls1.get(k, 0) != calls0.get(k, 0)}}
 
+    # an upload's work in memory, format 1 against 2, on 1 and 2 cores
+    # (optional: --only seal; bench/seal.c)
+    def seal(self):
+        a, exe = self.a, self.st.build_seal()
+        size = str(a.large_bytes // 2)
+        cases = [("1", [size])] + [("2", [size, "65536", str(t)]) for t in (1, 2)] \
+            + [("2", [size, str(s), "2"]) for s in (16384, 262144, 1048576)]
+        rows = []
+        for cores in ("0", "0,1"):
+            for fmt, args in cases:
+                runs = [json.loads(run(["taskset", "-c", cores, exe, fmt, *args], 600))
+                        for _ in range(a.runs)]
+                r = dict(runs[0], cores=cores, mb_s=median([x["mb_per_s"] for x in runs]),
+                         cpu_ns_per_byte=median([x["cpu_s"] / x["bytes"] * 1e9 for x in runs]),
+                         runs=[x["mb_per_s"] for x in runs])
+                rows.append(r)
+                log(f"seal cores {cores} format {fmt} segsize {r['segsize']} threads "
+                    f"{r['threads']}: {r['mb_s']:.0f} MB/s, {r['cpu_ns_per_byte']:.2f} ns/B")
+        self.res["seal"] = {"rows": rows, "load_average": os.getloadavg()}
+
     # where the upload path spends its time (optional: --only profile)
     def profile(self):
         a, st = self.a, self.st
@@ -1138,7 +1168,8 @@ def parse_args(argv):
                         "Apache nodes sharing one storage directory and Redis, and with "
                         "SecUploadRedisWaitReplicas 1, with CPU use and Redis commands and "
                         "bytes per upload; 'tus' (not run by default) a resumable upload in 8 MiB "
-                        "PATCHes against a one-shot upload of the same file")
+                        "PATCHes against a one-shot upload of the same file; 'seal' (not run by default) compares an upload's work "
+                        "in memory, format 1 against 2, under taskset on 1 and 2 cores")
     a = p.parse_args(argv)
     if a.quick:
         a.runs = a.runs or 1
@@ -1203,7 +1234,7 @@ def main(argv):
         st.start_all(django=a.only != {"nodes"})
         steps = [("limit", b.limit), ("large", b.large), ("small", b.small),
                  ("scaling", b.scaling), ("memory", b.memory), ("formats", b.formats),
-                 ("profile", b.profile), ("nodes", b.nodes), ("tus", b.tus)]
+                 ("profile", b.profile), ("nodes", b.nodes), ("tus", b.tus), ("seal", b.seal)]
         b.large_file = (None, 0, None)
         for name, fn in steps:
             if name in a.only:

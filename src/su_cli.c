@@ -5,6 +5,7 @@
  *   decrypt FILE --key K... [-o OUT]  plaintext, tag checked first
  *   verify FILE... --key K...         integrity of stored files
  *   rewrap --storage DIR --from K... --to K [--dry-run]   key rotation
+ *   convert --key K... [--id ID] [--dry-run] FILE|DIR     format 1 -> 2
  *   fsck --storage DIR [--redis ...] [--key K...] [--repair] [--backfill-iv]
  *
  * Everything cryptographic goes through the core (su_key, su_format); the
@@ -216,6 +217,7 @@ static const su_cli_cmd_t su_cli_cmds[] = {
     {"decrypt", su_cli_decrypt, "decrypt a stored file (tag checked first)"},
     {"verify", su_cli_verify, "verify stored files without decrypting them"},
     {"rewrap", su_cli_rewrap, "rewrap every stored file under a new key"},
+    {"convert", su_cli_convert, "rewrite format version 1 files as version 2"},
     {"fsck", su_cli_fsck, "compare the storage directory with Redis"},
 };
 

@@ -90,6 +90,7 @@ int su_cli_keygen(apr_pool_t *p, int argc, char **argv);
 int su_cli_decrypt(apr_pool_t *p, int argc, char **argv);
 int su_cli_verify(apr_pool_t *p, int argc, char **argv);
 int su_cli_rewrap(apr_pool_t *p, int argc, char **argv);
+int su_cli_convert(apr_pool_t *p, int argc, char **argv);
 int su_cli_fsck(apr_pool_t *p, int argc, char **argv);
 
 #endif

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "su_cli.h"
+#include "su_rewrite.h"
+#include "su_seg.h"
 
 /* ------------------------------------------------------------ rewrap */
 
@@ -44,6 +46,40 @@ static void su_cli_rewrap_fail(apr_pool_t *p, su_cli_rewrap_t *rw,
     rw->failed++;
 }
 
+/* The key id a version 2 header names, in hex ("?" if unreadable). */
+static const char *su_cli_rewrap_v2_key(apr_pool_t *p, const char *path)
+{
+    unsigned char head[SU_SEG_OFF_KEYID + SU_KEY_ID_LEN];
+    FILE *f = fopen(path, "rb");
+    size_t n = f != NULL ? fread(head, 1, sizeof head, f) : 0;
+
+    if (f != NULL)
+        fclose(f);
+    return n == sizeof head ? su_cli_hex(p, head + SU_SEG_OFF_KEYID, SU_KEY_ID_LEN) : "?";
+}
+
+/* Version 2: the header alone changes (every segment verified on the way). */
+static void su_cli_rewrap_v2(apr_pool_t *p, su_cli_rewrap_t *rw,
+                             const su_cli_entry_t *e)
+{
+    const char *oldid = su_cli_rewrap_v2_key(p, e->path);
+    su_rewrite_outcome_t o = SU_REWRITE_DONE;
+    su_err_t rv = su_rewrite_rewrap2(p, e->path, e->id, rw->from.k, rw->from.n,
+                                     rw->to, rw->dry_run, &o);
+
+    if (rv != SU_OK) {
+        su_cli_rewrap_fail(p, rw, e, rv);
+    } else if (o == SU_REWRITE_SKIPPED) {
+        if (rw->verbose)
+            printf("current %s\n", e->id);
+        rw->current++;
+    } else {
+        printf("%s %s key %s -> %s\n", rw->dry_run ? "would-rewrap" : "rewrapped",
+               e->id, oldid, rw->to->id_hex);
+        rw->done++;
+    }
+}
+
 static void su_cli_rewrap_one(apr_pool_t *p, su_cli_rewrap_t *rw,
                               const su_cli_entry_t *e)
 {
@@ -52,6 +88,10 @@ static void su_cli_rewrap_one(apr_pool_t *p, su_cli_rewrap_t *rw,
     su_fmt_head_t h;
     su_err_t rv;
 
+    if (su_rewrite_is_v2(e->path) == 1) {
+        su_cli_rewrap_v2(p, rw, e);
+        return;
+    }
     su_fmt_file_look(e->path, &h);
     if (!h.has_key_id) {
         su_cli_rewrap_fail(p, rw, e, SU_ERR_INTEGRITY);

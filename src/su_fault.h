@@ -7,8 +7,8 @@
  *                     fails with EIO
  *   rewrap-rename=N   su_fault_exit("rewrap-rename") ends the process
  *                     (_exit(99)) on its N-th call in this process: right
- *                     before a rewrap renames its copy over a file, for the
- *                     crash-safety tests of rewrap
+ *                     before a rewrap or a convert renames its copy over a
+ *                     file, for the crash-safety tests of both
  * In a normal build every su_fault() is constant 0 and su_fault_exit()
  * nothing: no shipped binary reads the variable.
  */

@@ -14,7 +14,7 @@
 #include "su_format.h"
 #include "su_hasher.h"
 #include "su_hdr.h"
-#include "su_segw.h"
+#include "su_seal.h"
 #include "su_store.h"
 #include "su_util.h"
 
@@ -42,7 +42,7 @@ struct su_upload {
     apr_uint64_t received;
 
     su_enc_t *enc;               /* version 1 */
-    su_segw_t *segw;             /* version 2 */
+    su_seal_t *seal;             /* version 2: segments sealed on workers */
     su_hasher_t *hasher;         /* SHA-256 of the plaintext, maybe threaded */
     su_store_file_t *file;
     char id[SU_ID_HEX_LEN + 1];
@@ -176,7 +176,7 @@ static su_err_t su_upload_store(su_upload_t *u, const unsigned char *buf,
 
 /* Where the version 2 writer's bytes go: the temp file (whose errors
  * become the upload's, with their detail). */
-static su_err_t su_upload_segw_out(void *ctx, const unsigned char *buf, size_t len)
+static su_err_t su_upload_seal_out(void *ctx, const unsigned char *buf, size_t len)
 {
     return su_upload_store(ctx, buf, len);
 }
@@ -207,11 +207,11 @@ static su_err_t su_upload_start_v2(su_upload_t *u)
     char *nonce = apr_palloc(u->pool, 2 * SU_SEG_NONCE_LEN + 1);
     su_err_t rv;
 
-    rv = su_segw_create(u->pool, u->conf->kek, u->id, segsize, NULL,
-                        su_upload_segw_out, u, &u->segw);
+    rv = su_seal_create(u->pool, u->conf->kek, u->id, segsize, NULL,
+                        u->conf->seal_threads, su_upload_seal_out, u, &u->seal);
     if (rv != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "cannot start encryption");
-    su_util_hex(nonce, su_segw_header(u->segw) + SU_SEG_OFF_NONCE, SU_SEG_NONCE_LEN);
+    su_util_hex(nonce, su_seal_header(u->seal) + SU_SEG_OFF_NONCE, SU_SEG_NONCE_LEN);
     u->info.iv_hex = nonce;
     return SU_OK;
 }
@@ -241,7 +241,7 @@ static su_err_t su_upload_open_file(su_upload_t *u, const char *filename,
 static su_err_t su_upload_seal_more(su_upload_t *u, const unsigned char *in,
                                     apr_size_t len)
 {
-    if (su_segw_write(u->segw, in, len) != SU_OK)
+    if (su_seal_write(u->seal, in, len) != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "encryption failed");
     return SU_OK;
 }
@@ -261,7 +261,7 @@ static su_err_t su_upload_plain(su_upload_t *u, const char *buf, apr_size_t len)
     if (su_hasher_update(u->hasher, buf, len) != SU_OK)
         return su_upload_fail(u, SU_ERR_INTERNAL, NULL,
                               "digest computation failed");
-    if (u->segw != NULL)
+    if (u->seal != NULL)
         return su_upload_seal_more(u, in, len);
     /* ciphertext is produced straight into the store's write buffer */
     while (len > 0) {
@@ -433,8 +433,8 @@ static su_err_t su_upload_seal_end(su_upload_t *u)
     unsigned char tail[SU_FMT_BLOCK + SU_FMT_TAG_LEN];
     size_t n = 0;
 
-    if (u->segw != NULL) {
-        if (su_segw_finish(u->segw) != SU_OK)
+    if (u->seal != NULL) {
+        if (su_seal_finish(u->seal) != SU_OK)
             return su_upload_fail(u, SU_ERR_INTERNAL, NULL, "encryption failed");
         return SU_OK;
     }

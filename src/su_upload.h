@@ -23,6 +23,7 @@ typedef struct su_upload_conf {
     int sync;                              /* the file will be fsynced */
     int format;                            /* 1: version 1; else version 2 */
     uint32_t segsize;                      /* version 2; 0: SU_SEG_SIZE_DEFAULT */
+    int seal_threads;                      /* version 2's workers; 0: su_seal's choice */
 } su_upload_conf_t;
 
 typedef struct su_upload_info {

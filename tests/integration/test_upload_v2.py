@@ -144,3 +144,47 @@ def test_format_version_1_writes_version_1(v1):
     assert blob[:8] == H.MAGIC
     assert v1.rv.meta(doc["id"])["iv"] == blob[88:104].hex()
     assert hashlib.sha256(plain).hexdigest() == doc["sha256"]
+
+
+def _cli():
+    import os
+    return os.environ.get("SECUPLOAD_CLI") or os.path.join(H.REPO, "secupload")
+
+
+def _serves_v2(s):
+    """Does this build's files handler read version 2 yet? (A v2 upload
+    read back through it.)"""
+    plain = b"probe"
+    doc = s.check_stored(s.post_raw(plain), plain)
+    r = requests.get(s.url("/api/files/" + doc["id"]), timeout=30)
+    return r.status_code == 200 and r.content == plain
+
+
+def test_converted_file_keeps_its_metadata_and_is_served(v1, v2):
+    """secupload convert on the storage of a server writing version 1: the
+    file becomes version 2 under the same key, its IV kept as the nonce, so
+    the metadata (iv, key_id, size, sha256) needs no change and the files
+    handler serves it as the same id."""
+    import subprocess
+    plain = secrets.token_bytes(3 * SEG + 11)
+    doc = v1.check_stored(v1.post_raw(plain), plain)
+    fid, meta = doc["id"], v1.rv.meta(doc["id"])
+    path = v1.site.storage + "/%s/%s.enc" % (fid[:2], fid)
+    import os
+    owner = os.stat(path).st_uid
+    r = subprocess.run([_cli(), "convert", "--key", v1.key1, "--key", v1.key2,
+                        v1.site.storage], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r
+    assert "converted " + fid in r.stdout, r.stdout
+    blob = stored_blob(v1, fid)
+    assert blob[:8] == H.MAGIC2
+    assert H.decrypt_blob(blob, v1.keks, fid) == (plain, v1.kek1)
+    assert blob[92:108].hex() == meta["iv"]
+    assert v1.rv.meta(fid) == meta
+    assert os.stat(path).st_uid == owner
+    assert not H.stray_files(v1.site.storage)
+    if not _serves_v2(v2):
+        pytest.skip("the files handler of this build does not read version 2")
+    resp = requests.get(v1.url("/api/files/" + fid), timeout=60)
+    assert resp.status_code == 200 and resp.content == plain
