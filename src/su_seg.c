@@ -97,15 +97,21 @@ const unsigned char *su_seg_nonce(const su_seg_file_t *f)
 
 /* ---- keys ---- */
 
+/* Free a file's or a thread's contexts: that wipes the keys they hold. */
+static void su_seg_free(EVP_CIPHER_CTX **enc, EVP_CIPHER_CTX **dec, EVP_MAC_CTX **mac)
+{
+    EVP_CIPHER_CTX_free(*enc);
+    EVP_CIPHER_CTX_free(*dec);
+    EVP_MAC_CTX_free(*mac);
+    *enc = *dec = NULL;
+    *mac = NULL;
+}
+
 static apr_status_t su_seg_file_cleanup(void *data)
 {
     su_seg_file_t *f = data;
 
-    EVP_CIPHER_CTX_free(f->enc);
-    EVP_CIPHER_CTX_free(f->dec);
-    EVP_MAC_CTX_free(f->mac);
-    f->enc = f->dec = NULL;
-    f->mac = NULL;
+    su_seg_free(&f->enc, &f->dec, &f->mac);
     return APR_SUCCESS;
 }
 
@@ -290,11 +296,7 @@ static apr_status_t su_seg_ctx_cleanup(void *data)
 {
     su_seg_ctx_t *c = data;
 
-    EVP_CIPHER_CTX_free(c->enc);
-    EVP_CIPHER_CTX_free(c->dec);
-    EVP_MAC_CTX_free(c->mac);
-    c->enc = c->dec = NULL;
-    c->mac = NULL;
+    su_seg_free(&c->enc, &c->dec, &c->mac);
     return APR_SUCCESS;
 }
 
