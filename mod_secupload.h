@@ -16,6 +16,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "util_filter.h"
+#include "mod_watchdog.h"
 
 #include <apr_tables.h>
 
@@ -67,6 +68,7 @@ typedef struct su_srv_conf {
     /* host, port and socket_path are set together (SecUploadRedisServer) */
     su_redis_conf_t redis;
     int format_version;              /* of new files: 1 or 2 */
+    int tus_used;                    /* a section here says SecUploadEnable tus */
     su_srv_rt_t *rt;                 /* per child, made in child_init */
 } su_srv_conf_t;
 
@@ -190,6 +192,14 @@ int su_commit_stored(su_req_t *q, const su_commit_t *c, int sync);
 /* ---- mod_secupload_settle.c ---- */
 
 void su_settle_pending(su_req_t *q);
+/* periodic work on mod_watchdog (su_watchdog_start) */
+typedef enum {
+    SU_WD_STARTED, SU_WD_NOT_NEEDED, SU_WD_NO_MODULE, SU_WD_FAILED
+} su_watchdog_t;
+su_watchdog_t su_watchdog_start(apr_pool_t *pconf, server_rec *s, const char *name,
+                                apr_interval_time_t interval,
+                                int (*wants)(const su_srv_conf_t *),
+                                ap_watchdog_callback_fn_t *cb, apr_status_t *rv);
 void su_settle_upload(su_req_t *q, const char *id, apr_uint64_t bytes);
 int su_settler_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s);

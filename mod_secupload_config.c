@@ -67,6 +67,8 @@ void *su_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     SU_MERGE_PTR(c, base, add, keks);
     su_merge_redis(&c->redis, &base->redis, &add->redis);
     SU_MERGE_NUM(c, base, add, format_version);
+    /* a <Location> of the main server serves its virtual hosts too */
+    c->tus_used = base->tus_used || add->tus_used;
     return c;
 }
 
@@ -425,8 +427,10 @@ static const char *su_cmd_enable(cmd_parms *cmd, void *dc, const char *arg)
         d->enable = SU_ENABLE_UPLOAD;
     else if (strcasecmp(arg, "files") == 0)
         d->enable = SU_ENABLE_FILES;
-    else if (strcasecmp(arg, "tus") == 0)
+    else if (strcasecmp(arg, "tus") == 0) {
         d->enable = SU_ENABLE_TUS;
+        su_srv(cmd->server)->tus_used = 1;
+    }
     else if (strcasecmp(arg, "off") == 0)
         d->enable = SU_ENABLE_OFF;
     else

@@ -137,35 +137,63 @@ static apr_status_t su_settler_tick(int state, void *data, apr_pool_t *p)
  * do no harm. Without mod_watchdog, requests alone settle, as they always
  * do.
  */
-int su_settler_post_config(apr_pool_t *pconf, apr_pool_t *plog,
-                           apr_pool_t *ptemp, server_rec *s)
+static int su_settler_wants(const su_srv_conf_t *c)
+{
+    return su_conf_in_use(c);
+}
+
+/*
+ * Periodic work of the module: cb on a singleton mod_watchdog instance
+ * named name, every interval, for every server that wants it (its
+ * server_rec as the callback's data). The caller says in its own log line
+ * what it means when mod_watchdog is missing or refuses.
+ */
+su_watchdog_t su_watchdog_start(apr_pool_t *pconf, server_rec *s, const char *name,
+                                apr_interval_time_t interval,
+                                int (*wants)(const su_srv_conf_t *),
+                                ap_watchdog_callback_fn_t *cb, apr_status_t *rv)
 {
     APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance;
     APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb;
     ap_watchdog_t *wd;
-    apr_status_t rv;
     server_rec *v;
-    (void)plog; (void)ptemp;
 
-    for (v = s; v && !su_conf_in_use(su_srv(v)); v = v->next)
+    *rv = APR_SUCCESS;
+    for (v = s; v && !wants(su_srv(v)); v = v->next)
         ;
     if (v == NULL || ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
-        return OK;
+        return SU_WD_NOT_NEEDED;
     get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
     register_cb = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    if (!get_instance || !register_cb) {
+    if (!get_instance || !register_cb)
+        return SU_WD_NO_MODULE;
+    *rv = get_instance(&wd, name, 0, 1, pconf);
+    for (; *rv == APR_SUCCESS && v; v = v->next)
+        if (wants(su_srv(v)))
+            *rv = register_cb(wd, interval, v, cb);
+    return *rv == APR_SUCCESS ? SU_WD_STARTED : SU_WD_FAILED;
+}
+
+int su_settler_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    apr_status_t rv;
+    (void)plog; (void)ptemp;
+
+    switch (su_watchdog_start(pconf, s, SU_SETTLER_NAME, SU_SETTLER_INTERVAL,
+                              su_settler_wants, su_settler_tick, &rv)) {
+    case SU_WD_NO_MODULE:
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00300)
                      "mod_watchdog is not loaded: uploads marked unsettled are "
                      "settled only by later requests");
-        return OK;
-    }
-    rv = get_instance(&wd, SU_SETTLER_NAME, 0, 1, pconf);
-    for (; rv == APR_SUCCESS && v; v = v->next)
-        if (su_conf_in_use(su_srv(v)))
-            rv = register_cb(wd, SU_SETTLER_INTERVAL, v, su_settler_tick);
-    if (rv != APR_SUCCESS)
+        break;
+    case SU_WD_FAILED:
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SU_LOGNO(00301)
                      "cannot start the settler on mod_watchdog: uploads "
                      "marked unsettled are settled only by later requests");
+        break;
+    default:
+        break;
+    }
     return OK;
 }

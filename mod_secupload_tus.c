@@ -982,35 +982,33 @@ static apr_status_t su_tus_expiry_tick(int state, void *data, apr_pool_t *p)
  * a time. Servers sharing a storage directory and Redis (several nodes)
  * each run one; an upload's lock keeps them from removing it twice.
  */
+/* Only servers where some section says SecUploadEnable tus look for
+ * expired uploads: the others would ask Redis every second for nothing. */
+static int su_tus_wants(const su_srv_conf_t *c)
+{
+    return su_conf_in_use(c) && c->tus_used;
+}
+
 int su_tus_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *s)
 {
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance;
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb;
-    ap_watchdog_t *wd;
     apr_status_t rv;
-    server_rec *v;
     (void)plog; (void)ptemp;
 
-    for (v = s; v && !su_conf_in_use(su_srv(v)); v = v->next)
-        ;
-    if (v == NULL || ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
-        return OK;
-    get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    register_cb = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    if (!get_instance || !register_cb) {
+    switch (su_watchdog_start(pconf, s, SU_TUS_EXPIRY_NAME, AP_WD_TM_INTERVAL,
+                              su_tus_wants, su_tus_expiry_tick, &rv)) {
+    case SU_WD_NO_MODULE:
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SU_LOGNO(00467)
                      "mod_watchdog is not loaded: expired resumable uploads are "
                      "removed only by secupload fsck --repair");
-        return OK;
-    }
-    rv = get_instance(&wd, SU_TUS_EXPIRY_NAME, 0, 1, pconf);
-    for (; rv == APR_SUCCESS && v; v = v->next)
-        if (su_conf_in_use(su_srv(v)))
-            rv = register_cb(wd, AP_WD_TM_INTERVAL, v, su_tus_expiry_tick);
-    if (rv != APR_SUCCESS)
+        break;
+    case SU_WD_FAILED:
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SU_LOGNO(00468)
                      "cannot start the expiry of resumable uploads on "
                      "mod_watchdog: only secupload fsck --repair removes them");
+        break;
+    default:
+        break;
+    }
     return OK;
 }

@@ -12,7 +12,9 @@ the same server. Measured side by side in one run:
 * the download rate of the large file: v1, v2 and Apache's own GET of the
   plaintext, with the CPU time the server's processes spent per byte
   (utime + stime of its children) against the floor the cryptography sets
-  (openssl speed: HMAC-SHA256 plus AES-256-CBC decryption, one core).
+  (openssl speed: HMAC-SHA256 plus AES-256-CBC decryption, one core);
+* one large upload at a time, v1 against v2, with every thread of the
+  server held to one core and then to two (taskset), the client free.
 """
 import json
 import os
@@ -181,10 +183,39 @@ class Formats:
         return {"bytes": size, "rows": rows, "floor_ns_per_byte": floor,
                 "openssl_hmac_sha256_mb_s": hmac, "openssl_aes_256_cbc_decrypt_mb_s": dec}
 
+    def pin(self, cores):
+        """Every thread of the server's processes on these cores."""
+        for pid in [self.st.apache["proc"].pid] + self.st.serving_pids(B.DAV):
+            B.run(["taskset", "-a", "-p", "-c", cores, str(pid)], 30)
+
+    def upload_scaling(self, files):
+        size = self.a.fmt_rate_bytes
+        path, sha, _ = files[size]
+        rows = []
+        try:
+            for cores in ("0", "0,1"):
+                self.pin(cores)
+                for ver, url in (("v1", self.st.apache["url_v1"]),
+                                 ("v2", self.st.apache["url"])):
+                    runs = []
+                    for _ in range(self.a.runs):
+                        B.quiet_disk()
+                        t0 = time.monotonic()
+                        ident = self.upload(url, path, size, sha)
+                        runs.append(size / (time.monotonic() - t0) / 1e6)
+                        os.unlink(os.path.join(self.st.apache["storage"], ident[:2],
+                                               ident + ".enc"))
+                    rows.append({"cores": cores, "format": ver, "mb_s": B.median(runs),
+                                 "runs": runs})
+                    B.log(f"upload {ver} on cores {cores}: {B.median(runs):.0f} MB/s")
+        finally:
+            self.pin(",".join(str(c) for c in sorted(os.sched_getaffinity(0))))
+        return {"bytes": size, "rows": rows}
+
     def run(self):
         files = self.files()
         res = {"ttfb": self.ttfb(files), "range": self.ranges(files),
-               "download": self.rates(files)}
+               "download": self.rates(files), "upload": self.upload_scaling(files)}
         for path, _, _ in files.values():
             os.unlink(path)
         return res
@@ -210,6 +241,11 @@ def table_rows(res, add):
             add("format dl", f"  CPU per byte, {r['what']}", r["cpu_ns_per_byte"], "ns/B",
                 B.ratio(r["cpu_ns_per_byte"], dl["floor_ns_per_byte"]))
         add("format dl", "  floor: HMAC + AES-CBC decrypt", dl["floor_ns_per_byte"], "ns/B", 1.0)
+    up = f.get("upload")
+    if up:
+        for r in up["rows"]:
+            add("format ul", f"{r['format']} {up['bytes'] >> 20} MiB, server on cores {r['cores']}",
+                r["mb_s"], "MB/s")
 
 
 def targets(res, t):
@@ -233,3 +269,9 @@ def targets(res, t):
         if r.get("v1") and r.get("v2"):
             t("large download v2 >= 1.5x v1", r["v2"] >= 1.5 * r["v1"],
               f"{r['v2'] / r['v1']:.2f}x")
+    up = f.get("upload")
+    if up:
+        u = {(r["cores"], r["format"]): r["mb_s"] for r in up["rows"]}
+        if u.get(("0,1", "v1")) and u.get(("0,1", "v2")):
+            q = u[("0,1", "v2")] / u[("0,1", "v1")]
+            t("one v2 upload on 2 cores not slower than v1", q >= 0.95, f"{q:.2f}x")

@@ -98,11 +98,13 @@ def mpm():
 
 
 def upload_format():
-    """The format the test servers write unless a test chooses one."""
-    v = os.environ.get("SECUPLOAD_UPLOAD_FORMAT", "1") or "1"
-    if v not in ("1", "2"):
+    """The format the test servers write unless a test chooses one:
+    SECUPLOAD_UPLOAD_FORMAT (1 or 2), or 0 when unset: no directive, so
+    the module's default (2) is what is tested."""
+    v = os.environ.get("SECUPLOAD_UPLOAD_FORMAT", "")
+    if v not in ("", "1", "2"):
         raise ValueError("SECUPLOAD_UPLOAD_FORMAT must be 1 or 2")
-    return int(v)
+    return int(v or 0)
 
 
 def is_root():

@@ -512,5 +512,5 @@ class Cluster:
     def decrypts(self, fid, plain):
         path = os.path.join(self.site.storage, fid[:2], fid + ".enc")
         with open(path, "rb") as f:
-            out, _ = H.decrypt_blob(f.read(), self.keks)
+            out, _ = H.decrypt_blob(f.read(), self.keks, fid)
         return out == plain

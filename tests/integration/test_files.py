@@ -904,8 +904,9 @@ class Rotation:
         lines = ['SecUploadStorageDir "%s"' % self.site.storage]
         lines += ['SecUploadKeyFile "%s"' % k for k in keyfiles]
         lines += ["SecUploadRedisServer 127.0.0.1:%d" % self.redis.port,
-                  'SecUploadRedisPrefix "%s"' % self.prefix,
-                  "SecUploadFormatVersion %d" % H.upload_format()]
+                  'SecUploadRedisPrefix "%s"' % self.prefix]
+        if H.upload_format():
+            lines.append("SecUploadFormatVersion %d" % H.upload_format())
         body = "\n".join(lines) + "\n" + upload_locations()
         self.n += 1
         conf = self.site.write_conf(self.site.conf_text(body),

@@ -196,7 +196,7 @@ def test_enable_values_checked(module_so):
             assert (rc == 0) == ok, (value, out)
             if not ok:
                 assert "SecUploadEnable: '%s' is not one of upload, files, " \
-                    "Off" % value in out, out
+                    "tus, Off" % value in out, out
     finally:
         site.cleanup()
 
