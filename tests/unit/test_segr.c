@@ -99,7 +99,8 @@ static su_err_t buf_out(void *ctx, const unsigned char *b, size_t len)
     if (o->len + len > o->cap) {
         size_t cap = (o->len + len) * 2;
         unsigned char *d = apr_palloc(pool, cap);
-        memcpy(d, o->d, o->len);
+        if (o->len > 0)   /* o->d is NULL at first */
+            memcpy(d, o->d, o->len);
         o->d = d;
         o->cap = cap;
     }

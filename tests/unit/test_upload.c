@@ -52,6 +52,8 @@ typedef struct { unsigned char *buf; size_t len, cap; } sink_t;
 static int sink_fn(void *ctx, const unsigned char *b, size_t n)
 {
     sink_t *s = ctx;
+    if (n == 0)   /* s->buf may still be NULL */
+        return 0;
     if (s->len + n > s->cap) {
         s->cap = (s->len + n) * 2;
         s->buf = realloc(s->buf, s->cap);
