@@ -11,6 +11,20 @@
 
 #include <apr_general.h>
 
+#include "su_key.h"
+
+/* A test KEK from a seed (never a real key): bytes seed + 7i, its id set. */
+static inline void su_check_make_kek(su_kek_t *k, unsigned char seed)
+{
+    int i;
+
+    memset(k, 0, sizeof *k);
+    for (i = 0; i < SU_KEY_LEN; i++)
+        k->key[i] = (unsigned char)(seed + 7 * i);
+    su_key_compute_id(k);
+    k->path = "test";
+}
+
 /* Start APR, run the suite make() builds, stop APR: main's exit status. */
 static inline int su_check_run(Suite *(*make)(void))
 {

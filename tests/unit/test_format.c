@@ -22,25 +22,14 @@ static su_kek_t k1, k2, k3;
 
 /* ---- helpers ---- */
 
-static void make_kek(su_kek_t *k, unsigned char seed)
-{
-    int i;
-
-    memset(k, 0, sizeof *k);
-    for (i = 0; i < SU_KEY_LEN; i++)
-        k->key[i] = (unsigned char)(seed + 7 * i);
-    su_key_compute_id(k);
-    k->path = "test";
-}
-
 static void setup(void)
 {
     ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
     strcpy(tmpdir, "/tmp/su_fmt_test.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    make_kek(&k1, 1);
-    make_kek(&k2, 2);
-    make_kek(&k3, 3);
+    su_check_make_kek(&k1, 1);
+    su_check_make_kek(&k2, 2);
+    su_check_make_kek(&k3, 3);
 }
 
 static void teardown(void)

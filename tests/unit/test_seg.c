@@ -20,22 +20,11 @@ static apr_pool_t *pool;
 static su_kek_t k1, k2;
 static const su_kek_t *keks1[1];
 
-static void make_kek(su_kek_t *k, unsigned char seed)
-{
-    int i;
-
-    memset(k, 0, sizeof *k);
-    for (i = 0; i < SU_KEY_LEN; i++)
-        k->key[i] = (unsigned char)(seed + 7 * i);
-    su_key_compute_id(k);
-    k->path = "test";
-}
-
 static void setup(void)
 {
     ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-    make_kek(&k1, 1);
-    make_kek(&k2, 2);
+    su_check_make_kek(&k1, 1);
+    su_check_make_kek(&k2, 2);
     keks1[0] = &k1;
 }
 

@@ -35,17 +35,6 @@ static const su_kek_t *keks1[1];
 static unsigned char *plain;           /* the plaintext every file holds a prefix of */
 #define PLAIN_MAX (3 * 1024 * 1024 + 4099)
 
-static void make_kek(su_kek_t *k, unsigned char seed)
-{
-    int i;
-
-    memset(k, 0, sizeof *k);
-    for (i = 0; i < SU_KEY_LEN; i++)
-        k->key[i] = (unsigned char)(seed + 7 * i);
-    su_key_compute_id(k);
-    k->path = "test";
-}
-
 static void setup(void)
 {
     size_t i;
@@ -53,8 +42,8 @@ static void setup(void)
     ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
     strcpy(tmpdir, "/tmp/su_segr_test.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    make_kek(&k1, 1);
-    make_kek(&k2, 2);
+    su_check_make_kek(&k1, 1);
+    su_check_make_kek(&k2, 2);
     keks1[0] = &k1;
     plain = apr_palloc(pool, PLAIN_MAX);
     for (i = 0; i < PLAIN_MAX; i++)
