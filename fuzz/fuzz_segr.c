@@ -207,32 +207,6 @@ static void fz_mode_raw(unsigned ctl, const uint8_t *d, size_t n)
     fz_read_file(NULL, 0, ctl >> 3, &o);
 }
 
-static size_t fz_apply_edits(unsigned char *f, size_t len, size_t cap,
-                             const uint8_t *e, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i + 4 <= n; i += 4) {
-        unsigned op = e[i] & 3;
-        size_t off = ((size_t)(e[i] >> 2) << 16 | (size_t)e[i + 1] << 8 | e[i + 2]);
-        unsigned char v = e[i + 3];
-
-        if (op == 2) {
-            len = len == 0 ? 0 : off % (len + 1);
-        } else if (op == 3) {
-            size_t k = (size_t)v + 1;
-            if (len + k > cap)
-                k = cap - len;
-            memset(f + len, v, k);
-            len += k;
-        } else if (len > 0) {
-            off %= len;
-            f[off] = op == 0 ? (unsigned char)(f[off] ^ v) : v;
-        }
-    }
-    return len;
-}
-
 static void fz_mode_mutate(unsigned ctl, const uint8_t *d, size_t n)
 {
     fz_outcome_t o;

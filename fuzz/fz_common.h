@@ -181,4 +181,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         return 0;                                           \
     }
 
+/* The edits a mutate mode applies to a valid file: 4 bytes each, an op
+ * (xor, set, truncate, append) and where; len grows up to cap. */
+static inline size_t fz_apply_edits(unsigned char *f, size_t len, size_t cap,
+                             const uint8_t *e, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i + 4 <= n; i += 4) {
+        unsigned op = e[i] & 3;
+        size_t off = ((size_t)(e[i] >> 2) << 16 | (size_t)e[i + 1] << 8 | e[i + 2]);
+        unsigned char v = e[i + 3];
+
+        if (op == 2) {                       /* truncate */
+            len = len == 0 ? 0 : off % (len + 1);
+        } else if (op == 3) {                /* append v+1 copies of v */
+            size_t k = (size_t)v + 1;
+            if (len + k > cap)
+                k = cap - len;
+            memset(f + len, v, k);
+            len += k;
+        } else if (len > 0) {
+            off %= len;
+            f[off] = op == 0 ? (unsigned char)(f[off] ^ v) : v;
+        }
+    }
+    return len;
+}
+
 #endif
