@@ -18,6 +18,7 @@
 #include "su_format.h"
 #include "su_hdr.h"
 #include "su_json.h"
+#include "su_range.h"
 #include "su_store.h"
 #include "su_util.h"
 
@@ -463,13 +464,7 @@ static const char *su_files_etag(request_rec *r, const su_fmt_reader_t *rd)
 /* If-None-Match: "*" or a list that names this tag (weak comparison). */
 static int su_files_not_modified(request_rec *r, const char *etag)
 {
-    const char *inm = apr_table_get(r->headers_in, "If-None-Match");
-
-    if (inm == NULL)
-        return 0;
-    while (*inm == ' ' || *inm == '\t')
-        inm++;
-    return strcmp(inm, "*") == 0 || ap_find_etag_weak(r->pool, inm, etag);
+    return su_range_none_match(apr_table_get(r->headers_in, "If-None-Match"), etag);
 }
 
 static int su_files_304(su_req_t *q, const char *id)
@@ -501,80 +496,24 @@ static int su_files_416(su_req_t *q, const char *id, uint64_t size)
         "\"request_id\":\"%s\"}", q->request_id));
 }
 
-/* Decimal digits [s, e), at least one, no overflow. */
-static int su_files_num(const char *s, const char *e, uint64_t *v)
-{
-    if (s >= e)
-        return 0;
-    for (*v = 0; s < e; s++) {
-        if (!apr_isdigit(*s) || *v > (UINT64_MAX - 9) / 10)
-            return 0;
-        *v = *v * 10 + (uint64_t)(*s - '0');
-    }
-    return 1;
-}
-
-/* One range spec ("a-b", "a-", "-n", RFC 9110 14.1.2) of a file of size
- * bytes into sp: 206, 416, or 200 for a spec that is not valid. */
-static void su_files_spec(const char *spec, uint64_t size, su_span_t *sp)
-{
-    const char *dash = strchr(spec, '-'), *end = spec + strlen(spec);
-    uint64_t a, b = UINT64_MAX;
-
-    while (end > spec && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (dash == NULL)
-        return;
-    if (dash == spec) {                       /* the last b bytes */
-        if (!su_files_num(dash + 1, end, &b))
-            return;
-        sp->status = b == 0 || size == 0 ? HTTP_RANGE_NOT_SATISFIABLE
-                                         : HTTP_PARTIAL_CONTENT;
-        sp->len = b < size ? b : size;
-        sp->off = size - sp->len;
-        return;
-    }
-    if (!su_files_num(spec, dash, &a)
-        || (dash + 1 < end && (!su_files_num(dash + 1, end, &b) || b < a)))
-        return;
-    if (a >= size) {
-        sp->status = HTTP_RANGE_NOT_SATISFIABLE;
-        return;
-    }
-    sp->status = HTTP_PARTIAL_CONTENT;
-    sp->off = a;
-    sp->len = (b < size ? b + 1 : size) - a;
-}
-
 /*
  * What is sent: the whole file (200), or for a v2 file one range of it
- * (206) or nothing (416). Several ranges are answered with the whole file,
- * as RFC 9110 allows; an If-Range that is not this file's strong tag (a
- * date, a weak or other tag) too; a Range that is not valid is ignored.
+ * (206) or nothing (416), as su_range_span reads Range and If-Range.
  */
 static void su_files_span(request_rec *r, int version, const char *etag,
                           uint64_t size, su_span_t *sp)
 {
     const char *range = apr_table_get(r->headers_in, "Range");
-    const char *ifr = apr_table_get(r->headers_in, "If-Range");
+    su_range_t rg;
 
-    sp->status = HTTP_OK;
-    sp->off = 0;
-    sp->len = size;
-    if (version != 2 || range == NULL || (ifr != NULL && strcmp(ifr, etag) != 0))
-        return;
-    while (*range == ' ' || *range == '\t')
-        range++;
-    if (strncasecmp(range, "bytes=", 6) != 0 || strchr(range, ',') != NULL)
-        return;
-    range += 6;
-    while (*range == ' ' || *range == '\t')
-        range++;
-    su_files_spec(range, size, sp);
-    if (sp->status == HTTP_OK) {
-        sp->off = 0;
-        sp->len = size;
-    }
+    /* a v1 file is verified whole, and sent so */
+    su_range_span(version == 2 ? range : NULL,
+                  apr_table_get(r->headers_in, "If-Range"), etag, size, &rg);
+    sp->status = rg.kind == SU_RANGE_PART ? HTTP_PARTIAL_CONTENT
+                 : rg.kind == SU_RANGE_UNSATISFIABLE ? HTTP_RANGE_NOT_SATISFIABLE
+                 : HTTP_OK;
+    sp->off = rg.off;
+    sp->len = rg.len;
 }
 
 static int su_files_read(su_req_t *q, const char *id, apr_table_t *meta)

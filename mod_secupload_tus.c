@@ -18,7 +18,6 @@
 #include "mod_watchdog.h"
 #include "util_filter.h"
 
-#include <apr_base64.h>
 #include <apr_date.h>
 #include <apr_lib.h>
 #include <apr_optional.h>
@@ -39,7 +38,7 @@
 
 APLOG_USE_MODULE(secupload);
 
-#define SU_TUS_VERSION     "1.0.0"
+#define SU_TUS_VERSION     SU_HDR_TUS_VERSION
 #define SU_TUS_EXTENSIONS  "creation,creation-with-upload,termination,expiration,checksum"
 #define SU_TUS_CHECKSUMS   "sha1,sha256,sha512"
 #define SU_TUS_CTYPE       "application/offset+octet-stream"
@@ -50,7 +49,6 @@ APLOG_USE_MODULE(secupload);
 #define SU_TUS_LOCK_MS     30000
 /* a finished upload's state, kept for a HEAD after a lost answer */
 #define SU_TUS_DONE_MS     ((apr_int64_t)3600 * 1000)
-#define SU_TUS_METADATA_MAX 4096
 #define SU_TUS_EXPIRY_NAME "_secupload_tus_expiry_"
 #define SU_TUS_EXPIRY_BATCH 100
 #define HTTP_TUS_CHECKSUM_MISMATCH 460
@@ -129,93 +127,20 @@ static void su_tus_offset_header(request_rec *r, apr_uint64_t offset)
 /* A header's whole decimal number; 0 if absent or not one. */
 static int su_tus_number(request_rec *r, const char *h, apr_uint64_t *out)
 {
-    const char *v = apr_table_get(r->headers_in, h);
-    apr_int64_t n;
-
-    if (v == NULL || !su_util_parse_num(v, 0, APR_INT64_MAX, &n))
-        return 0;
-    *out = (apr_uint64_t)n;
-    return 1;
-}
-
-/* The upload's id: the last segment of the path ("" for the collection). */
-static const char *su_tus_url_id(request_rec *r)
-{
-    const char *slash = strrchr(r->uri, '/');
-    const char *seg = slash ? slash + 1 : r->uri;
-
-    if (*seg == '\0' || su_store_valid_id(seg))
-        return seg;
-    return NULL;
-}
-
-static int su_tus_b64_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    return n % 4 == 0 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                   "0123456789+/=") == n;
-}
-
-static char *su_tus_b64(apr_pool_t *p, const char *s, int *len)
-{
-    char *out = apr_palloc(p, (apr_size_t)apr_base64_decode_len(s) + 1);
-
-    *len = apr_base64_decode(out, s);
-    out[*len] = '\0';
-    return out;
-}
-
-/* Upload-Metadata: "key base64,key base64,key"; filename and filetype
- * taken, the rest kept only to be shown back. 0 if malformed. */
-static int su_tus_metadata(apr_pool_t *p, const char *v, const char **name,
-                           const char **type)
-{
-    char *copy = apr_pstrdup(p, v), *pair, *last;
-    int len;
-
-    for (pair = apr_strtok(copy, ",", &last); pair;
-         pair = apr_strtok(NULL, ",", &last)) {
-        char *key, *val, *l2;
-        while (*pair == ' ')
-            pair++;
-        key = apr_strtok(pair, " ", &l2);
-        val = apr_strtok(NULL, " ", &l2);
-        if (key == NULL || apr_strtok(NULL, " ", &l2) != NULL
-            || (val && !su_tus_b64_ok(val)))
-            return 0;
-        if (val && strcmp(key, "filename") == 0)
-            *name = su_tus_b64(p, val, &len);
-        else if (val && strcmp(key, "filetype") == 0)
-            *type = su_tus_b64(p, val, &len);
-    }
-    return 1;
+    return su_hdr_tus_number(apr_table_get(r->headers_in, h), out);
 }
 
 /* Upload-Checksum: "algorithm base64". 0 if malformed or not supported. */
 static int su_tus_checksum(su_tus_req_t *tq, const char *v)
 {
-    apr_pool_t *p = tq->q->r->pool;
-    const char *sp = strchr(v, ' ');
-    const char *alg = sp ? apr_pstrmemdup(p, v, (apr_size_t)(sp - v)) : v;
-    char *raw;
-    int len;
+    su_digest_t d;
 
-    if (sp == NULL || !su_tus_b64_ok(sp + 1))
+    if (su_hdr_tus_checksum(v, &d) != SU_OK)
         return 0;
-    if (strcmp(alg, "sha1") == 0)
-        tq->ck_md = EVP_sha1();
-    else if (strcmp(alg, "sha256") == 0)
-        tq->ck_md = EVP_sha256();
-    else if (strcmp(alg, "sha512") == 0)
-        tq->ck_md = EVP_sha512();
-    else
-        return 0;
-    raw = su_tus_b64(p, sp + 1, &len);
-    if (len != EVP_MD_get_size(tq->ck_md))
-        return 0;
-    memcpy(tq->ck_want, raw, (size_t)len);
-    tq->ck_len = len;
+    tq->ck_md = d.alg == SU_DIGEST_SHA1 ? EVP_sha1()
+                : d.alg == SU_DIGEST_SHA256 ? EVP_sha256() : EVP_sha512();
+    memcpy(tq->ck_want, d.value, d.len);
+    tq->ck_len = (int)d.len;
     return 1;
 }
 
@@ -705,8 +630,7 @@ static int su_tus_creation_checks(su_req_t *q, su_tus_state_t *st)
         return su_fail(q, SU_ERR_TOO_LARGE, SU_EV_UPLOAD_REJECTED,
                        su_upload_limit_message(r->pool, su_conf_max_size(q->dir)),
                        "Upload-Length over SecUploadMaxSize", NULL, 0);
-    if (md && (strlen(md) > SU_TUS_METADATA_MAX
-               || !su_tus_metadata(r->pool, md, &name, &type)))
+    if (md && su_hdr_tus_metadata(r->pool, md, &name, &type) != SU_OK)
         return su_fail(q, SU_ERR_BAD_REQUEST, SU_EV_UPLOAD_REJECTED,
                        "Malformed Upload-Metadata.", NULL, NULL, 0);
     if (type == NULL || *type == '\0')
@@ -718,7 +642,7 @@ static int su_tus_creation_checks(su_req_t *q, su_tus_state_t *st)
         return su_fail(q, SU_ERR_UNSUPPORTED_TYPE, SU_EV_UPLOAD_REJECTED,
                        apr_psprintf(r->pool, "Files of type %s are not accepted "
                                     "here.", media), NULL, NULL, 0);
-    st->name = su_hdr_safe_name(r->pool, name);
+    st->name = name;   /* su_hdr_tus_metadata's: a safe name */
     st->type = type;
     st->metadata = md;
     return -1;
@@ -885,7 +809,7 @@ int su_handle_tus(su_req_t *q)
     apr_table_setn(r->err_headers_out, "Tus-Resumable", SU_TUS_VERSION);
     if (r->method_number == M_OPTIONS)
         return su_tus_options(q);
-    if (v == NULL || strcmp(v, SU_TUS_VERSION) != 0) {
+    if (!su_hdr_tus_version_ok(v)) {
         q->body_unread = r->method_number == M_POST || r->method_number == M_PATCH;
         q->body_untouched = q->body_unread;
         apr_table_setn(r->err_headers_out, "Tus-Version", SU_TUS_VERSION);
@@ -893,7 +817,7 @@ int su_handle_tus(su_req_t *q)
                              "Tus-Resumable: " SU_TUS_VERSION " is required.",
                              NULL, 0);
     }
-    id = su_tus_url_id(r);
+    id = su_store_url_id(r->uri);
     if (id == NULL)
         return su_fail(q, SU_ERR_NOT_FOUND, NULL, "No such upload.", r->uri, NULL, 0);
     return su_tus_dispatch(q, id);

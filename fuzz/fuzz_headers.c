@@ -23,6 +23,17 @@
  *   su_hdr_attachment  printable ASCII only (no CR, LF, NUL), and it
  *                      parses back to the same name
  *   su_hdr_type_matches "*" patterns and the type itself agree
+ *   su_hdr_tus_metadata a failure gives "" and NULL; the name is a safe
+ *                      name, neither value longer than 3/4 of the input;
+ *                      "filename B64(s)" and "filetype B64(s)" (the
+ *                      target's own encoder, extra spaces around) give back
+ *                      su_hdr_safe_name(s) and s
+ *   su_hdr_tus_checksum the algorithm and the length agree; a failure
+ *                      leaves nothing; the digest, encoded again by the
+ *                      target, parses to the same bytes
+ *   su_hdr_tus_number  exactly the decimal numbers up to 2^63 - 1, digits
+ *                      only; printed back without leading zeros
+ *   su_store_url_id    "", or the 32 lowercase hex digits the input ends in
  */
 #include <string.h>
 #include <strings.h>
@@ -31,6 +42,7 @@
 
 #include "fz_common.h"
 #include "su_hdr.h"
+#include "su_store.h"
 
 static int fz_has_upper(const char *s)
 {
@@ -274,6 +286,116 @@ static void fz_type_matches(apr_pool_t *p, const char *type, const char *pattern
              "type_matches: not its own wildcard");
 }
 
+/* ---- tus request headers ---- */
+
+/* Padded base64 of n bytes at s, written apart from the code under test. */
+static char *fz_b64(apr_pool_t *p, const unsigned char *s, size_t n)
+{
+    static const char a[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = apr_palloc(p, (n + 2) / 3 * 4 + 1), *o = out;
+    size_t i;
+
+    for (i = 0; i < n; i += 3) {
+        unsigned long v = (unsigned long)s[i] << 16;
+        size_t k = n - i < 3 ? n - i : 3;
+
+        if (k > 1)
+            v |= (unsigned long)s[i + 1] << 8;
+        if (k > 2)
+            v |= s[i + 2];
+        *o++ = a[(v >> 18) & 63];
+        *o++ = a[(v >> 12) & 63];
+        *o++ = k > 1 ? a[(v >> 6) & 63] : '=';
+        *o++ = k > 2 ? a[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+static void fz_tus_metadata(apr_pool_t *p, const char *s, size_t n)
+{
+    const char *name = NULL, *type = NULL, *v;
+
+    if (su_hdr_tus_metadata(p, s, &name, &type) != SU_OK) {
+        FZ_CHECK(name != NULL && name[0] == '\0' && type == NULL,
+                 "tus_metadata: a failure left values");
+    } else {
+        FZ_CHECK(strcmp(su_hdr_safe_name(p, name), name) == 0,
+                 "tus_metadata: the name is not a safe name");
+        FZ_CHECK(strlen(name) * 4 <= n * 3 && (type == NULL || strlen(type) * 4 <= n * 3),
+                 "tus_metadata: a value longer than its base64");
+    }
+    if (n > 1500)   /* both values within SU_HDR_TUS_METADATA_MAX */
+        return;
+    v = apr_pstrcat(p, "filename ", fz_b64(p, (const unsigned char *)s, n),
+                    ",filetype  ", fz_b64(p, (const unsigned char *)s, n), " ", NULL);
+    FZ_CHECK(su_hdr_tus_metadata(p, v, &name, &type) == SU_OK,
+             "tus_metadata: encoded values refused");
+    /* an empty value is no value: "filetype" alone */
+    FZ_CHECK(strcmp(name, su_hdr_safe_name(p, s)) == 0
+             && (n == 0 ? type == NULL : type != NULL && strcmp(type, s) == 0),
+             "tus_metadata: encoded values do not come back");
+}
+
+static void fz_tus_checksum(apr_pool_t *p, const char *s)
+{
+    static const char *const alg[] = { "", "sha256", "sha512", "", "sha1" };
+    su_digest_t d, d2;
+
+    if (su_hdr_tus_checksum(s, &d) != SU_OK) {
+        FZ_CHECK(fz_zero(&d), "tus_checksum: a failure left a value");
+        return;
+    }
+    FZ_CHECK((d.alg == SU_DIGEST_SHA1 && d.len == 20) ||
+             (d.alg == SU_DIGEST_SHA256 && d.len == 32) ||
+             (d.alg == SU_DIGEST_SHA512 && d.len == 64),
+             "tus_checksum: algorithm and length disagree");
+    FZ_CHECK(su_hdr_tus_checksum(apr_pstrcat(p, alg[d.alg], " ",
+                                             fz_b64(p, d.value, d.len), NULL),
+                                 &d2) == SU_OK
+             && d2.alg == d.alg && memcmp(d2.value, d.value, d.len) == 0,
+             "tus_checksum: the digest encoded again is another");
+}
+
+static void fz_tus_number(const char *s, size_t n)
+{
+    apr_uint64_t v;
+    char back[32];
+    size_t z = strspn(s, "0");
+
+    if (!su_hdr_tus_number(s, &v)) {
+        FZ_CHECK(n == 0 || strspn(s, "0123456789") != n || n - z > 19
+                 || (n - z == 19 && strcmp(s + z, "9223372036854775807") > 0),
+                 "tus_number: a number refused");
+        return;
+    }
+    FZ_CHECK(n > 0 && strspn(s, "0123456789") == n && v <= (apr_uint64_t)APR_INT64_MAX,
+             "tus_number: not a number accepted");
+    snprintf(back, sizeof back, "%" APR_UINT64_T_FMT, v);
+    FZ_CHECK(strcmp(back, z == n ? "0" : s + z) == 0, "tus_number: another value");
+}
+
+static void fz_url_id(const char *s, size_t n)
+{
+    const char *id = su_store_url_id(s);
+
+    if (id == NULL)
+        return;
+    FZ_CHECK(id >= s && id + strlen(id) == s + n, "url_id: not the input's end");
+    FZ_CHECK(id[0] == '\0' || su_store_valid_id(id), "url_id: not an id");
+    FZ_CHECK(id == s || id[-1] == '/', "url_id: not a whole segment");
+}
+
+static void fz_tus(apr_pool_t *p, const char *s, size_t n)
+{
+    fz_tus_metadata(p, s, n);
+    fz_tus_checksum(p, s);
+    fz_tus_number(s, n);
+    fz_url_id(s, n);
+    FZ_CHECK(su_hdr_tus_version_ok(s) == (strcmp(s, "1.0.0") == 0), "tus_version");
+}
+
 FZ_INITIALIZE_APR
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -302,6 +424,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_attachment(p, s, fz_utf8_valid((const unsigned char *)s, n1) && n1 <= 4000);
     fz_type_matches(p, s, s2);
     fz_type_matches(p, s2, s);
+    fz_tus(p, s, n1);
 
     free(s);
     free(s2);

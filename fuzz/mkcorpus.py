@@ -161,8 +161,43 @@ def headers_seeds():
         b'form-data; name="file"; filename="\\\\server\\share\\r\xc3\xa9sum\xc3\xa9 '
         b'%22q%22%0d%0A\\"x\\\\.txt"',
     ]
+    seeds += [
+        # tus: Upload-Metadata, Upload-Checksum, numbers, the id in a URL
+        b"filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,filetype YXBwbGljYXRpb24vcGRm,is_confidential",
+        b"  filename YQFiDQoudHh0 ,, filename Li4vLi4vZXRjL3Bhc3N3ZA==,filetype YR==YWJj",
+        b"sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=",
+        b"sha256 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+        b"0009223372036854775807",
+        b"/api/tus/0123456789abcdef0123456789abcdef",
+    ]
     for i, s in enumerate(seeds, 1):
         write("fuzz_headers", "%02d" % i, s)
+
+
+# ---- fuzz_range: size (8 bytes, shifted by byte 0 & 63), Range NUL If-Range NUL If-None-Match ----
+
+def range_seeds():
+    import struct
+    tag = b'"00112233445566778899aabbccddeeff"'
+    def seed(size, rng, ifr=None, inm=None):
+        # shifted right by 6 (the low bits of byte 0) in the target
+        v = struct.pack("<Q", (size << 6) | 6)
+        if ifr is not None or inm is not None:
+            rng += b"\x00" + (ifr or b"")
+        if inm is not None:
+            rng += b"\x00" + inm
+        return v + rng
+    seeds = [
+        seed(1000, b"bytes=0-499"),
+        seed(1000, b" BYTES= 500- \t", tag),
+        seed(1000, b"bytes=-18446744073709551609", b"W/" + tag),
+        seed(1, b"bytes=9223372036854775808-18446744073709551610"),
+        seed(0, b"bytes=0-0,5-6", None, b'W/"x", ' + tag + b" ,*"),
+        seed(77, b"bytes=20-10", None, b'"a,b" (c, d), ' + tag),
+        seed(77, b"bytes=0-" + b"0" * 40 + b"1", None, b'"x\\", ' + tag),
+    ]
+    for i, s in enumerate(seeds, 1):
+        write("fuzz_range", "%02d" % i, s)
 
 
 # ---- fuzz_segr: format v2, read as id FZ_ID of fuzz_segr.c ----
@@ -207,13 +242,15 @@ def segr_seeds():
 
 
 def main():
-    for t in ("fuzz_mp", "fuzz_reader", "fuzz_keyfile", "fuzz_headers", "fuzz_segr"):
+    for t in ("fuzz_mp", "fuzz_reader", "fuzz_keyfile", "fuzz_headers", "fuzz_segr",
+              "fuzz_range"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     mp_seeds()
     reader_seeds()
     keyfile_seeds()
     headers_seeds()
     segr_seeds()
+    range_seeds()
 
 
 if __name__ == "__main__":

@@ -472,6 +472,17 @@ static int su_hdr_b64_val(unsigned char c)
     return -1;
 }
 
+/* The first n (0 to 3) bytes that a group's four 6-bit values v stand for. */
+static void su_hdr_b64_bytes(const int v[4], apr_size_t n, unsigned char *out)
+{
+    if (n > 0)
+        out[0] = (unsigned char)((v[0] << 2) | (v[1] >> 4));
+    if (n > 1)
+        out[1] = (unsigned char)(((v[1] & 0xf) << 4) | (v[2] >> 2));
+    if (n > 2)
+        out[2] = (unsigned char)(((v[2] & 0x3) << 6) | v[3]);
+}
+
 /* Decodes n chars at s into out (cap bytes); returns the length or -1. */
 static long su_hdr_b64_decode(const char *s, apr_size_t n, unsigned char *out,
                               apr_size_t cap)
@@ -502,11 +513,44 @@ static long su_hdr_b64_decode(const char *s, apr_size_t n, unsigned char *out,
             return -1;
         if (o + 3 - (apr_size_t)pad > cap)
             return -1;
-        out[o++] = (unsigned char)((v[0] << 2) | (v[1] >> 4));
-        if (pad < 2)
-            out[o++] = (unsigned char)(((v[1] & 0xf) << 4) | (v[2] >> 2));
-        if (pad < 1)
-            out[o++] = (unsigned char)(((v[2] & 0x3) << 6) | v[3]);
+        su_hdr_b64_bytes(v, 3 - (apr_size_t)pad, out + o);
+        o += 3 - (apr_size_t)pad;
+    }
+    return (long)o;
+}
+
+#define SU_HDR_B64_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+/* tus's base64 (Upload-Metadata, Upload-Checksum): base64 characters and
+ * '=' only, a length a multiple of 4 (none at all included). */
+static int su_hdr_b64_loose_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n % 4 == 0 && strspn(s, SU_HDR_B64_CHARS "=") == n;
+}
+
+/*
+ * Decodes a value su_hdr_b64_loose_ok accepts into out (cap bytes) as tus
+ * values have always been read here (apr-util's decoder): the characters
+ * before the first '=', whatever follows it ignored; a last group of 2 or
+ * 3 characters gives 1 or 2 bytes, one of 1 character none; bits left
+ * over are not checked. The length, never more than 3/4 of the value's,
+ * or -1 if it would pass cap.
+ */
+static long su_hdr_b64_loose(const char *s, unsigned char *out, apr_size_t cap)
+{
+    apr_size_t k = strspn(s, SU_HDR_B64_CHARS), i, j, left, o = 0;
+    int v[4];
+
+    if (k / 4 * 3 + (k % 4 ? k % 4 - 1 : 0) > cap)
+        return -1;
+    for (i = 0; i < k; i += 4) {
+        left = k - i < 4 ? k - i : 4;
+        for (j = 0; j < 4; j++)
+            v[j] = j < left ? su_hdr_b64_val((unsigned char)s[i + j]) : 0;
+        su_hdr_b64_bytes(v, left - 1, out + o);
+        o += left - 1;
     }
     return (long)o;
 }
@@ -891,4 +935,120 @@ const char *su_hdr_attachment(apr_pool_t *p, const char *name)
     ext[e] = '\0';
     return apr_psprintf(p, "attachment; filename=\"%s\"; filename*=UTF-8''%s",
                         ascii, ext);
+}
+
+/* ---- tus 1.0.0 request headers ---- */
+
+int su_hdr_tus_version_ok(const char *v)
+{
+    return v != NULL && strcmp(v, SU_HDR_TUS_VERSION) == 0;
+}
+
+int su_hdr_tus_number(const char *v, apr_uint64_t *out)
+{
+    apr_int64_t n;
+
+    if (!su_util_parse_num(v, 0, APR_INT64_MAX, &n))
+        return 0;
+    *out = (apr_uint64_t)n;
+    return 1;
+}
+
+/* A decoded value, as a C string: it ends at its first NUL, if any. */
+static const char *su_hdr_tus_value(apr_pool_t *p, const char *b64)
+{
+    apr_size_t cap = strlen(b64) / 4 * 3;
+    unsigned char *out = apr_palloc(p, cap + 1);
+    long n = su_hdr_b64_loose(b64, out, cap);
+
+    out[n < 0 ? 0 : n] = '\0';   /* n < 0 cannot happen: cap is enough */
+    return (const char *)out;
+}
+
+/* One "key" or "key base64" of Upload-Metadata (blanks are spaces only,
+ * any number of them); 0 if malformed. */
+static int su_hdr_tus_pair(apr_pool_t *p, char *pair, const char **name,
+                           const char **type)
+{
+    char *key, *val, *last;
+
+    while (*pair == ' ')
+        pair++;
+    /* apr_strtok sets `last` only when it finds a token: a pair of spaces
+     * alone has none, and a second call would read `last` unset */
+    key = apr_strtok(pair, " ", &last);
+    if (key == NULL)
+        return 0;
+    val = apr_strtok(NULL, " ", &last);
+    if (apr_strtok(NULL, " ", &last) != NULL
+        || (val != NULL && !su_hdr_b64_loose_ok(val)))
+        return 0;
+    if (val != NULL && strcmp(key, "filename") == 0)
+        *name = su_hdr_tus_value(p, val);
+    else if (val != NULL && strcmp(key, "filetype") == 0)
+        *type = su_hdr_tus_value(p, val);
+    return 1;
+}
+
+su_err_t su_hdr_tus_metadata(apr_pool_t *p, const char *v, const char **name,
+                             const char **type)
+{
+    const char *fname = "";
+    char *copy, *pair, *last;
+
+    *name = "";
+    *type = NULL;
+    if (v == NULL || strnlen(v, SU_HDR_TUS_METADATA_MAX + 1) > SU_HDR_TUS_METADATA_MAX)
+        return SU_ERR_BAD_REQUEST;
+    copy = apr_pstrdup(p, v);
+    /* empty pairs (",,", a trailing ',') are skipped */
+    for (pair = apr_strtok(copy, ",", &last); pair != NULL;
+         pair = apr_strtok(NULL, ",", &last))
+        if (!su_hdr_tus_pair(p, pair, &fname, type)) {
+            *type = NULL;
+            return SU_ERR_BAD_REQUEST;
+        }
+    *name = su_hdr_safe_name(p, fname);
+    return SU_OK;
+}
+
+/* The algorithm an Upload-Checksum names (n bytes at s), and its length. */
+static su_digest_alg_t su_hdr_tus_alg(const char *s, apr_size_t n, apr_size_t *len)
+{
+    if (n == 4 && memcmp(s, "sha1", 4) == 0) {
+        *len = 20;
+        return SU_DIGEST_SHA1;
+    }
+    if (n == 6 && memcmp(s, "sha256", 6) == 0) {
+        *len = 32;
+        return SU_DIGEST_SHA256;
+    }
+    if (n == 6 && memcmp(s, "sha512", 6) == 0) {
+        *len = 64;
+        return SU_DIGEST_SHA512;
+    }
+    return SU_DIGEST_NONE;
+}
+
+su_err_t su_hdr_tus_checksum(const char *v, su_digest_t *out)
+{
+    const char *sp = v ? strchr(v, ' ') : NULL;
+    apr_size_t want = 0;
+    su_digest_alg_t alg;
+    long n;
+
+    memset(out, 0, sizeof(*out));
+    if (sp == NULL || !su_hdr_b64_loose_ok(sp + 1))
+        return SU_ERR_BAD_REQUEST;
+    alg = su_hdr_tus_alg(v, (apr_size_t)(sp - v), &want);
+    if (alg == SU_DIGEST_NONE)
+        return SU_ERR_BAD_REQUEST;
+    n = su_hdr_b64_loose(sp + 1, out->value, sizeof(out->value));
+    if (n < 0 || (apr_size_t)n != want) {
+        memset(out, 0, sizeof(*out));
+        return SU_ERR_BAD_REQUEST;
+    }
+    out->alg = alg;
+    out->len = want;
+    return SU_OK;
 }

@@ -1,7 +1,9 @@
 /*
  * Parsers of client header values: parameters (Content-Type,
- * Content-Disposition), RFC 5987 ext-values, RFC 9530 digest fields, and the
- * reduction of a client's filename to a safe display name.
+ * Content-Disposition), RFC 5987 ext-values, RFC 9530 digest fields, the
+ * reduction of a client's filename to a safe display name, and the tus
+ * request headers (Tus-Resumable, Upload-Offset/-Length, -Metadata,
+ * -Checksum).
  * Every input is hostile: lengths are bounded, nothing is trusted.
  */
 #ifndef SU_HDR_H
@@ -60,13 +62,15 @@ typedef enum su_digest_alg {
     SU_DIGEST_NONE = 0,
     SU_DIGEST_SHA256,
     SU_DIGEST_SHA512,
-    SU_DIGEST_MD5          /* Content-MD5 part header only */
+    SU_DIGEST_MD5,         /* Content-MD5 part header only */
+    SU_DIGEST_SHA1         /* tus Upload-Checksum only */
 } su_digest_alg_t;
 
 typedef struct su_digest {
     su_digest_alg_t alg;
     unsigned char value[64];
-    apr_size_t len;        /* 32 for sha-256, 64 for sha-512, 16 for md5 */
+    apr_size_t len;        /* 32 for sha-256, 64 for sha-512, 16 for md5,
+                              20 for sha1 */
 } su_digest_t;
 
 /*
@@ -112,5 +116,45 @@ int su_hdr_type_matches(const char *type, const char *pattern);
  * the exact name. "attachment" alone for an empty name.
  */
 const char *su_hdr_attachment(apr_pool_t *p, const char *name);
+
+/* ---- tus 1.0.0 request headers (docs/tus.md) ---- */
+
+#define SU_HDR_TUS_VERSION "1.0.0"
+#define SU_HDR_TUS_METADATA_MAX 4096   /* bytes of an Upload-Metadata value */
+
+/* Tus-Resumable: exactly SU_HDR_TUS_VERSION (NULL: no). */
+int su_hdr_tus_version_ok(const char *v);
+
+/*
+ * Upload-Offset, Upload-Length (and a Content-Length the tus handler
+ * compares with them): a whole decimal number from 0 to 2^63 - 1, digits
+ * only (leading zeros allowed; no sign or blank). 1 and *out set, or 0
+ * (NULL included).
+ */
+int su_hdr_tus_number(const char *v, apr_uint64_t *out);
+
+/*
+ * Upload-Metadata: "key value,key value,key", at most
+ * SU_HDR_TUS_METADATA_MAX bytes. Pairs are split at ',' (empty ones
+ * skipped), a pair at spaces (any number, before, between and after); a
+ * pair is one key or a key and one value. A value is base64: characters of
+ * the alphabet and '=' only, a length a multiple of 4; it is decoded up to
+ * its first '=' (apr-util's reading: what follows and unused bits are not
+ * checked), and the decoded bytes count up to their first NUL. Keys are
+ * compared exactly; a key given twice counts as the last one with a value.
+ * *name: filename's value through su_hdr_safe_name ("" without one);
+ * *type: filetype's value, or NULL without one. SU_ERR_BAD_REQUEST if too
+ * long or malformed (then *name is "" and *type NULL).
+ */
+su_err_t su_hdr_tus_metadata(apr_pool_t *p, const char *v, const char **name,
+                             const char **type);
+
+/*
+ * Upload-Checksum: "algorithm value", one space, the algorithm sha1,
+ * sha256 or sha512 (in lower case), the value base64 as in Upload-Metadata
+ * decoding to exactly the digest's length (20, 32, 64 bytes).
+ * SU_ERR_BAD_REQUEST for anything else (NULL included), *out zeroed.
+ */
+su_err_t su_hdr_tus_checksum(const char *v, su_digest_t *out);
 
 #endif

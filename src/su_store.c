@@ -54,6 +54,16 @@ int su_store_valid_id(const char *id)
     return id[SU_ID_HEX_LEN] == '\0';
 }
 
+const char *su_store_url_id(const char *uri)
+{
+    const char *slash = strrchr(uri, '/');
+    const char *seg = slash ? slash + 1 : uri;
+
+    if (*seg == '\0' || su_store_valid_id(seg))
+        return seg;
+    return NULL;
+}
+
 su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1])
 {
     unsigned char raw[SU_ID_HEX_LEN / 2];

@@ -30,6 +30,9 @@ typedef struct su_store_file su_store_file_t;
 
 /* 32 lowercase hex digits and nothing else. */
 int su_store_valid_id(const char *id);
+/* The id a URL path ends in: its last segment (after the last '/'), ""
+ * when that is empty (a collection), NULL unless it is a valid id. */
+const char *su_store_url_id(const char *uri);
 /* A new id: 128 bits from the CSPRNG as 32 lowercase hex digits (buf: 33 bytes). */
 su_err_t su_store_new_id(char buf[SU_ID_HEX_LEN + 1]);
 /* "ab/ab….enc", relative to the storage dir. */

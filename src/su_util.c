@@ -93,6 +93,21 @@ int su_util_fsync_parent(apr_pool_t *p, const char *path)
     return su_util_fsync_dir(su_util_parent(p, path));
 }
 
+/* One more decimal digit c on *n, which stays at most max (9 or more);
+ * 0 if c is no digit or the number would pass max. */
+static int su_util_digit(apr_uint64_t *n, char c, apr_uint64_t max)
+{
+    unsigned d;
+
+    if (!apr_isdigit(c))
+        return 0;
+    d = (unsigned)(c - '0');
+    if (*n > (max - d) / 10)
+        return 0;
+    *n = *n * 10 + d;
+    return 1;
+}
+
 /* The digits at the start of s, up to APR_INT64_MAX; the first byte past
  * them, or NULL if there are none or too many. */
 static const char *su_util_digits(const char *s, apr_uint64_t *v)
@@ -101,14 +116,26 @@ static const char *su_util_digits(const char *s, apr_uint64_t *v)
 
     if (s == NULL || !apr_isdigit(*s))
         return NULL;
-    for (; apr_isdigit(*s); s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (n > ((apr_uint64_t)APR_INT64_MAX - d) / 10)
+    for (; apr_isdigit(*s); s++)
+        if (!su_util_digit(&n, *s, (apr_uint64_t)APR_INT64_MAX))
             return NULL;
-        n = n * 10 + d;
-    }
     *v = n;
     return s;
+}
+
+int su_util_parse_digits(const char *s, apr_size_t len, apr_uint64_t max,
+                         apr_uint64_t *out)
+{
+    apr_uint64_t n = 0;
+    apr_size_t i;
+
+    if (s == NULL || len == 0)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!su_util_digit(&n, s[i], max))
+            return 0;
+    *out = n;
+    return 1;
 }
 
 int su_util_parse_num(const char *s, apr_int64_t min, apr_int64_t max,

@@ -38,6 +38,14 @@ int su_util_parse_num(const char *s, apr_int64_t min, apr_int64_t max,
                       apr_int64_t *out);
 
 /*
+ * Exactly the len bytes at s (none of them a NUL or anything past them
+ * looked at), all decimal digits, at least one, as a number up to max (9
+ * or more): leading zeros allowed, no sign or blank. 1 and *out set, or 0.
+ */
+int su_util_parse_digits(const char *s, apr_size_t len, apr_uint64_t max,
+                         apr_uint64_t *out);
+
+/*
  * A size in bytes: such a number, followed by nothing or by one K, M or G
  * (any case) for KiB, MiB or GiB; from 1 byte to max. 1 and *out set, or 0.
  */

@@ -150,6 +150,15 @@ def test_creation_refusals_keep_nothing(ts):
     T.check_stored(ts, T.upload_id(url), b"png", name="a.png", ctype="image/png")
 
 
+def test_metadata_pair_of_spaces_refused(ts):
+    """A pair of spaces alone between commas has no key: 400, nothing kept."""
+    keys = ts.rv.file_keys()
+    for md in ["filename YQ==,  ,filetype YQ==", "x,   ,y"]:
+        _refused(ts, lambda: T.create(ts, 10, headers={"Upload-Metadata": md}),
+                 400, "bad_request")
+    assert ts.rv.file_keys() == keys
+
+
 def _size(ts, fid):
     return os.path.getsize(T.tus_file(ts, fid))
 

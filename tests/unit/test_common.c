@@ -2,6 +2,7 @@
  * (su_common.c) and the one parser of numbers and sizes that directives and
  * the secupload tool's options go through (su_util.c). */
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +130,37 @@ START_TEST(test_size_bad)
 }
 END_TEST
 
+/* A slice of digits: only its len bytes are looked at (the byte after is
+ * not a NUL here), leading zeros count for nothing, max is inclusive and
+ * the last digit is added without wrapping past 2^64 - 1. */
+START_TEST(test_digits)
+{
+    const apr_uint64_t top = 18446744073709551609ULL;
+    apr_uint64_t v = 42;
+
+    ck_assert(su_util_parse_digits("123x", 3, 1000, &v));
+    ck_assert(v == 123);
+    ck_assert(su_util_parse_digits("0000000000000000000000000007-", 28, 9, &v));
+    ck_assert(v == 7);
+    ck_assert(su_util_parse_digits("9223372036854775808", 19, top, &v));
+    ck_assert(v == 9223372036854775808ULL);
+    ck_assert(su_util_parse_digits("18446744073709551609", 20, top, &v));
+    ck_assert(v == top);
+    v = 42;
+    ck_assert(!su_util_parse_digits("18446744073709551610", 20, top, &v));
+    ck_assert(!su_util_parse_digits("18446744073709551616", 20, UINT64_MAX, &v));
+    ck_assert(!su_util_parse_digits("99999999999999999999", 20, top, &v));
+    ck_assert(!su_util_parse_digits("1001", 4, 1000, &v));
+    ck_assert(!su_util_parse_digits("12", 0, 1000, &v));
+    ck_assert(!su_util_parse_digits("1 2", 3, 1000, &v));
+    ck_assert(!su_util_parse_digits("-1", 2, 1000, &v));
+    ck_assert(!su_util_parse_digits("+1", 2, 1000, &v));
+    ck_assert(!su_util_parse_digits("1\0", 2, 1000, &v));
+    ck_assert(!su_util_parse_digits(NULL, 1, 1000, &v));
+    ck_assert(v == 42);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *s = suite_create("su_common");
@@ -141,6 +173,7 @@ static Suite *common_suite(void)
     tcase_add_test(tc, test_num_bad);
     tcase_add_test(tc, test_size_ok);
     tcase_add_test(tc, test_size_bad);
+    tcase_add_test(tc, test_digits);
     suite_add_tcase(s, tc);
     return s;
 }

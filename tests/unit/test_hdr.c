@@ -629,6 +629,222 @@ START_TEST(type_patterns)
 }
 END_TEST
 
+/* ---- tus request headers ---- */
+
+START_TEST(tus_version)
+{
+    ck_assert(su_hdr_tus_version_ok("1.0.0"));
+    ck_assert(!su_hdr_tus_version_ok(NULL));
+    ck_assert(!su_hdr_tus_version_ok(""));
+    ck_assert(!su_hdr_tus_version_ok("1.0.0 "));
+    ck_assert(!su_hdr_tus_version_ok(" 1.0.0"));
+    ck_assert(!su_hdr_tus_version_ok("1.0"));
+    ck_assert(!su_hdr_tus_version_ok("1.0.0,0.2.2"));
+    ck_assert(!su_hdr_tus_version_ok("0.2.2"));
+}
+END_TEST
+
+START_TEST(tus_number)
+{
+    static const char *const bad[] = {
+        "", " ", "-1", "+1", " 1", "1 ", "1\t", "1,2", "0x10", "1e3", "1.0",
+        "9223372036854775808", "18446744073709551616", "99999999999999999999", NULL
+    };
+    apr_uint64_t v = 0;
+    int i;
+
+    ck_assert(su_hdr_tus_number("0", &v) && v == 0);
+    ck_assert(su_hdr_tus_number("000123", &v) && v == 123);
+    ck_assert(su_hdr_tus_number("9223372036854775807", &v)
+              && v == 9223372036854775807ULL);
+    ck_assert(su_hdr_tus_number("0009223372036854775807", &v)
+              && v == 9223372036854775807ULL);
+    v = 42;
+    for (i = 0; bad[i]; i++)
+        ck_assert_msg(!su_hdr_tus_number(bad[i], &v), "accepted '%s'", bad[i]);
+    ck_assert(!su_hdr_tus_number(NULL, &v));
+    ck_assert(v == 42);
+}
+END_TEST
+
+static su_err_t md(const char *v, const char **name, const char **type)
+{
+    *name = "unset";
+    *type = "unset";
+    return su_hdr_tus_metadata(pool, v, name, type);
+}
+
+START_TEST(tus_metadata)
+{
+    const char *n, *t;
+
+    /* "a.txt", "text/plain" */
+    ck_assert_int_eq(md("filename YS50eHQ=,filetype dGV4dC9wbGFpbg==", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "a.txt");
+    ck_assert_str_eq(t, "text/plain");
+    /* neither given: "" and NULL; other keys, keys without values */
+    ck_assert_int_eq(md("", &n, &t), SU_OK);
+    ck_assert(strcmp(n, "") == 0 && t == NULL);
+    ck_assert_int_eq(md("relativePath bnVsbA==,is_confidential", &n, &t), SU_OK);
+    ck_assert(strcmp(n, "") == 0 && t == NULL);
+    ck_assert_int_eq(md("filename,filetype", &n, &t), SU_OK);
+    ck_assert(strcmp(n, "") == 0 && t == NULL);
+    /* keys are exact: no other case, no tab as a separator */
+    ck_assert_int_eq(md("FileName YQ==,filetype\tYQ==", &n, &t), SU_OK);
+    ck_assert(strcmp(n, "") == 0 && t == NULL);
+    /* spaces before, between (several) and after; empty pairs skipped */
+    ck_assert_int_eq(md("  filename   YQ==  ,,, filetype YS9i,", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "a");
+    ck_assert_str_eq(t, "a/b");
+    /* a key given twice: the last with a value counts */
+    ck_assert_int_eq(md("filename YQ==,filename Yg==", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "b");
+    ck_assert_int_eq(md("filename YQ==,filename", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "a");
+    /* an empty value decodes to "" */
+    ck_assert_int_eq(md("filename ====,filetype ====", &n, &t), SU_OK);
+    ck_assert(strcmp(n, "") == 0 && strcmp(t, "") == 0);
+}
+END_TEST
+
+/* Values decode as apr-util's decoder reads them, padded or not. */
+START_TEST(tus_metadata_base64)
+{
+    const char *n, *t;
+
+    ck_assert_int_eq(md("filename YWI=", &n, &t), SU_OK);       /* "ab" */
+    ck_assert_str_eq(n, "ab");
+    ck_assert_int_eq(md("filename YWJj", &n, &t), SU_OK);       /* no padding */
+    ck_assert_str_eq(n, "abc");
+    ck_assert_int_eq(md("filename YWI9", &n, &t), SU_OK);       /* "ab=" */
+    ck_assert_str_eq(n, "ab=");
+    /* unused bits are not checked; what follows a '=' is ignored */
+    ck_assert_int_eq(md("filename YR==", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "a");
+    ck_assert_int_eq(md("filename YQ==YWJj", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "a");
+    ck_assert_int_eq(md("filename Y===", &n, &t), SU_OK);       /* one char: nothing */
+    ck_assert_str_eq(n, "");
+    /* not a multiple of 4, or a character outside the alphabet: malformed */
+    ck_assert_int_eq(md("filename YQ=", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(md("filename YQ", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(md("filename YWJjZ", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(md("filename YW-j", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(md("filename YW_j", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(md("filename YW\tj", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert_int_eq(md("filetype YW\xc3\xa9j", &n, &t), SU_ERR_BAD_REQUEST);
+    ck_assert(strcmp(n, "") == 0 && t == NULL);
+}
+END_TEST
+
+START_TEST(tus_metadata_malformed)
+{
+    static const char *const bad[] = {
+        "filename YQ== YQ==", "filename YQ== x", "a b c",
+        /* a pair of spaces alone: its key is missing */
+        "filename YQ==, ", "filename YQ==,  ,filetype YQ==", " ", NULL
+    };
+    const char *n, *t;
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        ck_assert_msg(md(bad[i], &n, &t) == SU_ERR_BAD_REQUEST, "accepted '%s'", bad[i]);
+        ck_assert(strcmp(n, "") == 0 && t == NULL);
+    }
+    ck_assert_int_eq(md(NULL, &n, &t), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+/* The decoded name goes through su_hdr_safe_name; the type is the bytes
+ * up to the first NUL, for su_hdr_valid_type to judge. */
+START_TEST(tus_metadata_names)
+{
+    const char *n, *t;
+
+    /* "a\x01b\r\n.txt" */
+    ck_assert_int_eq(md("filename YQFiDQoudHh0", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "ab.txt");
+    /* "../../etc/passwd", "C:\\r\\y.txt", ".." */
+    ck_assert_int_eq(md("filename Li4vLi4vZXRjL3Bhc3N3ZA==", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "passwd");
+    ck_assert_int_eq(md("filename Qzpcclx5LnR4dA==", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "y.txt");
+    ck_assert_int_eq(md("filename Li4=", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "");
+    /* "ab\0cd": the name ends at the NUL; invalid UTF-8 dropped */
+    ck_assert_int_eq(md("filename YWIAY2Q=,filetype dGV4dC9wbGFpbgB4", &n, &t), SU_OK);
+    ck_assert_str_eq(n, "ab");
+    ck_assert_str_eq(t, "text/plain");
+    ck_assert_int_eq(md("filename /2H/", &n, &t), SU_OK);       /* ff 61 ff */
+    ck_assert_str_eq(n, "a");
+    /* a control character in the type stays, for the type check to refuse */
+    ck_assert_int_eq(md("filetype YS9iDQo=", &n, &t), SU_OK);
+    ck_assert_str_eq(t, "a/b\r\n");
+}
+END_TEST
+
+/* Up to SU_HDR_TUS_METADATA_MAX bytes; a long name is cut to SU_NAME_MAX. */
+START_TEST(tus_metadata_long)
+{
+    char *v = apr_palloc(pool, SU_HDR_TUS_METADATA_MAX + 2);
+    const char *n, *t;
+    apr_size_t k;
+
+    /* "aaa" 1000 times: 3000 bytes, cut to 255 */
+    memcpy(v, "filename ", 9);
+    for (k = 9; k < 4009; k += 4)
+        memcpy(v + k, "YWFh", 4);
+    v[4009] = '\0';
+    ck_assert_int_eq(md(v, &n, &t), SU_OK);
+    ck_assert_uint_eq(strlen(n), SU_NAME_MAX);
+    ck_assert(strspn(n, "a") == SU_NAME_MAX);
+    /* the limit, then one byte over it */
+    memset(v, ',', SU_HDR_TUS_METADATA_MAX + 1);
+    v[SU_HDR_TUS_METADATA_MAX] = '\0';
+    ck_assert_int_eq(md(v, &n, &t), SU_OK);
+    v[SU_HDR_TUS_METADATA_MAX] = ',';
+    v[SU_HDR_TUS_METADATA_MAX + 1] = '\0';
+    ck_assert_int_eq(md(v, &n, &t), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
+START_TEST(tus_checksum)
+{
+    su_digest_t d;
+
+    ck_assert_int_eq(su_hdr_tus_checksum("sha256 " B64_32, &d), SU_OK);
+    ck_assert(d.alg == SU_DIGEST_SHA256 && d.len == 32 && is_seq(d.value, 32, 0));
+    ck_assert_int_eq(su_hdr_tus_checksum("sha512 " B64_64, &d), SU_OK);
+    ck_assert(d.alg == SU_DIGEST_SHA512 && d.len == 64 && is_seq(d.value, 64, 0));
+    /* sha1 of "": 2jmj7l5rSw0yVb/vlWAYkK/YBwk= */
+    ck_assert_int_eq(su_hdr_tus_checksum("sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=", &d), SU_OK);
+    ck_assert(d.alg == SU_DIGEST_SHA1 && d.len == 20 && d.value[0] == 0xda
+              && d.value[19] == 0x09);
+}
+END_TEST
+
+START_TEST(tus_checksum_errors)
+{
+    static const char *const bad[] = {
+        "", "sha256", "sha256 ", "sha256  " B64_32, " sha256 " B64_32,
+        "sha256 " B64_32 " ", "SHA256 " B64_32, "sha-256 " B64_32, "md5 " B64_16,
+        "sha384 " B64_32, "sha256 " B64_31, "sha256 " B64_64, "sha512 " B64_32,
+        "sha1 " B64_32, "sha256\t" B64_32, "sha256 AAEC", "sha256 AAECAwQFBgc-",
+        NULL
+    };
+    su_digest_t d;
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        memset(&d, 0x5a, sizeof d);
+        ck_assert_msg(su_hdr_tus_checksum(bad[i], &d) == SU_ERR_BAD_REQUEST,
+                      "accepted '%s'", bad[i]);
+        ck_assert(d.alg == SU_DIGEST_NONE && d.len == 0 && d.value[0] == 0);
+    }
+    ck_assert_int_eq(su_hdr_tus_checksum(NULL, &d), SU_ERR_BAD_REQUEST);
+}
+END_TEST
+
 static Suite *hdr_suite(void)
 {
     Suite *s = suite_create("su_hdr");
@@ -656,6 +872,15 @@ static Suite *hdr_suite(void)
     tcase_add_test(tc, type_matching);
     tcase_add_test(tc, type_patterns);
     tcase_add_test(tc, valid_type);
+    tcase_add_test(tc, tus_version);
+    tcase_add_test(tc, tus_number);
+    tcase_add_test(tc, tus_metadata);
+    tcase_add_test(tc, tus_metadata_base64);
+    tcase_add_test(tc, tus_metadata_malformed);
+    tcase_add_test(tc, tus_metadata_names);
+    tcase_add_test(tc, tus_metadata_long);
+    tcase_add_test(tc, tus_checksum);
+    tcase_add_test(tc, tus_checksum_errors);
     suite_add_tcase(s, tc);
     return s;
 }

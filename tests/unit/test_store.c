@@ -49,6 +49,28 @@ START_TEST(test_valid_id)
 }
 END_TEST
 
+/* The id at the end of a URL path (a tus upload's), or "" for the
+ * collection; nothing else is an id. */
+START_TEST(test_url_id)
+{
+    const char *id = "0123456789abcdef0123456789abcdef";
+
+    ck_assert_str_eq(su_store_url_id("/tus/0123456789abcdef0123456789abcdef"), id);
+    ck_assert_str_eq(su_store_url_id("0123456789abcdef0123456789abcdef"), id);
+    ck_assert_str_eq(su_store_url_id("/a/b//0123456789abcdef0123456789abcdef"), id);
+    ck_assert_str_eq(su_store_url_id("/tus/"), "");
+    ck_assert_str_eq(su_store_url_id("/"), "");
+    ck_assert_str_eq(su_store_url_id(""), "");
+    ck_assert_ptr_null(su_store_url_id("/tus"));
+    ck_assert_ptr_null(su_store_url_id("/tus/0123456789ABCDEF0123456789abcdef"));
+    ck_assert_ptr_null(su_store_url_id("/tus/0123456789abcdef0123456789abcde"));
+    ck_assert_ptr_null(su_store_url_id("/tus/0123456789abcdef0123456789abcdef0"));
+    ck_assert_ptr_null(su_store_url_id("/tus/0123456789abcdef0123456789abcdef/x"));
+    ck_assert_ptr_null(su_store_url_id("/tus/0123456789abcdef0123456789abcde%66"));
+    ck_assert_ptr_null(su_store_url_id("/tus/.."));
+}
+END_TEST
+
 START_TEST(test_commit)
 {
     const char *id = "abcdef0123456789abcdef0123456789", *err = NULL;
@@ -398,6 +420,7 @@ static Suite *store_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_valid_id);
+    tcase_add_test(tc, test_url_id);
     tcase_add_test(tc, test_commit);
     tcase_add_test(tc, test_writeback);
     tcase_add_test(tc, test_cleanup_removes_temp);
