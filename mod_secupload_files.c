@@ -11,9 +11,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 
-#include <apr_lib.h>
 #include <apr_strings.h>
-#include <strings.h>
 
 #include "su_format.h"
 #include "su_hdr.h"
