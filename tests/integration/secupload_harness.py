@@ -564,7 +564,9 @@ class Apache:
     def start(self):
         self.launch()
         ok = _wait_for(self._serving, startup_timeout(), 0.1)
-        if not ok:
+        # _serving stops waiting when the server exits (a refused
+        # configuration): that is a failed start, not a running server
+        if not ok or self.proc.poll() is not None:
             rc = self.proc.poll()
             self.stop()
             raise RuntimeError(

@@ -1,7 +1,13 @@
 """Reading back (docs/api.md): GET/HEAD stream the verified plaintext, /meta shows
 the metadata without the path, DELETE removes file and metadata; unknown,
 malformed, foreign (SecUploadOwnerOnly) and tampered files never leak a byte.
-Key rotation is exercised end to end with servers of their own."""
+Key rotation is exercised end to end with servers of their own.
+
+The session's server writes the module's default format (2); what holds
+for every file is run on files of both formats (a server of its own writes
+version 1, which stays readable forever), and what is particular to version
+1 (its layout, its whole-file answers) on version 1 files. Ranges and
+version 2 files damaged mid-file: test_range.py."""
 
 import hashlib
 import json
@@ -18,7 +24,7 @@ import pytest
 import requests
 
 import secupload_harness as H
-from secupload_stack import report_shutdown, upload_locations
+from secupload_stack import Stack, report_shutdown, running, upload_locations
 
 SIZES = [0, 1, 15, 16, 17, 65535, 65536, 65537]
 MIB = 1024 * 1024
@@ -43,6 +49,42 @@ def _without_request_id(body):
 
 
 # ------------------------------------------------------------------ helpers
+
+FORMATS = pytest.mark.parametrize("fmt", [2, 1], ids=["v2", "v1"])
+
+
+@pytest.fixture(scope="module")
+def stack_v1(module_so, request):
+    """A server that writes format version 1 (SecUploadFormatVersion 1)."""
+    s = Stack("files-v1", format_version=1)
+    yield from running(request, s)
+
+
+@pytest.fixture
+def fmt_stack(request, fmt):
+    """A server whose uploads are stored in format fmt: the session's for
+    2 (the module's default), its own for 1."""
+    if fmt == 1:
+        s = request.getfixturevalue("stack_v1")
+    else:
+        s = request.getfixturevalue("fresh")
+        if s.format_version == 1:
+            pytest.skip("SECUPLOAD_UPLOAD_FORMAT=1: no version 2 server")
+    assert s.apache.running and s.redis.running
+    return s
+
+
+def stored_blob(s, fid):
+    with open(enc_path(s.site.storage, fid), "rb") as f:
+        return f.read()
+
+
+def bound_value(blob):
+    """What binds a stored file to its id (the metadata's iv, the ETag): a
+    v1 file's IV, a v2 file's nonce."""
+    if blob[:8] == H.MAGIC2:
+        return blob[92:108]
+    return blob[88:104]
 
 def upload(s, data, name=None, ctype="application/octet-stream",
            path="/api/upload/", auth=None):
@@ -132,14 +174,19 @@ def check_disposition(value, name):
     assert decode_ext_value(params["filename*"]) == name, value
 
 
-def check_download_headers(resp, doc):
+def check_download_headers(resp, doc, s):
+    """The headers of a whole file's 200 (GET or HEAD) from server s: ranges
+    are offered for a v2 file only, the ETag is the file's bound value."""
     h = resp.headers
+    blob = stored_blob(s, doc["id"])
+    v2 = blob[:8] == H.MAGIC2
+    assert h.get("Accept-Ranges") == ("bytes" if v2 else "none"), h
+    assert h.get("ETag") == '"%s"' % bound_value(blob).hex(), h
     assert h.get("Content-Type") == doc["content_type"], h
     assert h.get("Content-Length") == str(doc["size"]), h
     assert "Content-Encoding" not in h, h
     assert "Transfer-Encoding" not in h, h
     assert "Content-Range" not in h, h
-    assert "bytes" not in h.get("Accept-Ranges", "").lower(), h
     check_disposition(h.get("Content-Disposition", ""), doc["name"])
     check_file_guards(h)
 
@@ -180,16 +227,20 @@ def raw_get(port, path, method="GET", headers=()):
 
 # ------------------------------------------------------------ round trips
 
+@FORMATS
 @pytest.mark.parametrize("size", SIZES)
-def test_download_is_the_upload(fresh, size):
+def test_download_is_the_upload(fmt_stack, fmt, size):
+    s = fmt_stack
     data = secrets.token_bytes(size)
     ctype = "application/x-sz%d" % size
-    doc = upload(fresh, data, name="dl-%d.bin" % size, ctype=ctype)
+    doc = upload(s, data, name="dl-%d.bin" % size, ctype=ctype)
     assert doc["content_type"] == ctype
-    r = requests.get(files_url(fresh, doc["id"]), timeout=60)
+    assert stored_blob(s, doc["id"])[:8] == (H.MAGIC2 if fmt == 2
+                                              else H.MAGIC)
+    r = requests.get(files_url(s, doc["id"]), timeout=60)
     assert r.status_code == 200, r.text[:300]
     assert r.content == data
-    check_download_headers(r, doc)
+    check_download_headers(r, doc, s)
     assert r.headers["Content-Disposition"].startswith("attachment")
 
 
@@ -214,7 +265,7 @@ def test_download_64mib_streamed(fresh):
         with requests.get(files_url(fresh, doc["id"]), stream=True,
                           timeout=300) as g:
             assert g.status_code == 200, g.text[:300]
-            check_download_headers(g, doc)
+            check_download_headers(g, doc, fresh)
             for chunk in g.iter_content(chunk_size=MIB):
                 got.update(chunk)
                 n += len(chunk)
@@ -252,22 +303,27 @@ def test_unnamed_file_is_plain_attachment(fresh):
 
 @pytest.mark.parametrize("rng", ["bytes=0-9", "bytes=-5", "bytes=10-",
                                  "bytes=0-0,5-6", "bytes=999999-"])
-def test_range_gets_whole_file(fresh, rng):
+def test_range_of_v1_file_gets_whole_file(stack_v1, rng):
+    """A v1 file is verified whole before its first byte: no ranges (a v2
+    file's: test_range.py)."""
+    s = stack_v1
     data = secrets.token_bytes(1000)
-    doc = upload(fresh, data, name="r.bin")
-    r = requests.get(files_url(fresh, doc["id"]), headers={"Range": rng},
+    doc = upload(s, data, name="r.bin")
+    r = requests.get(files_url(s, doc["id"]), headers={"Range": rng},
                      timeout=60)
     assert r.status_code == 200, (r.status_code, r.headers)
     assert r.content == data
-    check_download_headers(r, doc)
+    check_download_headers(r, doc, s)
     assert r.headers.get("Accept-Ranges") == "none", r.headers
 
 
-def test_head_same_headers_no_body(fresh):
+@FORMATS
+def test_head_same_headers_no_body(fmt_stack, fmt):
+    s = fmt_stack
     data = secrets.token_bytes(3000)
-    doc = upload(fresh, data, name="head.bin", ctype="image/png")
+    doc = upload(s, data, name="head.bin", ctype="image/png")
     path = "/api/files/" + doc["id"]
-    c = H.RawConn(fresh.apache.port)
+    c = H.RawConn(s.apache.port)
     try:
         # HEAD then GET on one connection: a body after the HEAD would be
         # read as the GET's status line
@@ -286,9 +342,9 @@ def test_head_same_headers_no_body(fresh):
     assert hh["content-length"] == str(len(data))
     assert hh["content-type"] == "image/png"
     # and with requests, as a client would
-    r = requests.head(files_url(fresh, doc["id"]), timeout=60)
+    r = requests.head(files_url(s, doc["id"]), timeout=60)
     assert r.status_code == 200 and r.content == b""
-    check_download_headers(r, doc)
+    check_download_headers(r, doc, s)
 
 
 @pytest.mark.parametrize("ctype", [
@@ -412,14 +468,19 @@ def test_change_after_verification_never_delivered_whole(fresh):
         requests.delete(files_url(fresh, fid), timeout=60)
 
 
+@FORMATS
 @pytest.mark.parametrize("base", ["/api/files/", "/nommap-files/"])
-def test_download_with_and_without_mmap(fresh, base):
+def test_download_with_and_without_mmap(fmt_stack, fmt, base):
+    s = fmt_stack
     data = os.urandom(9 * MIB + 5)
-    doc = upload(fresh, data, name="map.bin")
-    r = requests.get(files_url(fresh, doc["id"], base=base), timeout=60)
-    assert r.status_code == 200, r.text[:300]
-    check_download_headers(r, doc)
-    assert r.content == data
+    doc = upload(s, data, name="map.bin")
+    try:
+        r = requests.get(files_url(s, doc["id"], base=base), timeout=60)
+        assert r.status_code == 200, r.text[:300]
+        check_download_headers(r, doc, s)
+        assert r.content == data
+    finally:
+        requests.delete(files_url(s, doc["id"]), timeout=60)
 
 
 def test_truncated_while_read_without_mmap(fresh):
@@ -460,7 +521,9 @@ def test_truncated_while_read_without_mmap(fresh):
 
 # ------------------------------------------------------------------ /meta
 
-def test_meta(fresh):
+@FORMATS
+def test_meta(fmt_stack, fmt):
+    fresh = fmt_stack
     data = secrets.token_bytes(777)
     doc = upload(fresh, data, name="m\u00e9ta.bin", ctype="application/x-m")
     fid = doc["id"]
@@ -485,9 +548,11 @@ def test_meta(fresh):
     stored = fresh.rv.meta(fid)
     for k, v in m.items():
         assert str(v) == stored.get(k), (k, v, stored.get(k))
-    # what binds the file to the id: its IV, recorded but not shown
-    with open(enc_path(fresh.site.storage, fid), "rb") as f:
-        assert stored["iv"] == f.read()[88:104].hex(), stored
+    # what binds the file to the id: its IV (v1) or nonce (v2), recorded
+    # but not shown
+    blob = stored_blob(fresh, fid)
+    assert blob[:8] == (H.MAGIC2 if fmt == 2 else H.MAGIC)
+    assert stored["iv"] == bound_value(blob).hex(), stored
     # HEAD of /meta: headers only
     h = requests.head(files_url(fresh, fid, "/meta"), timeout=60)
     assert h.status_code == 200 and h.content == b""
@@ -641,15 +706,27 @@ def _marker_plain(size):
 
 
 def _tamper(path, how):
+    """Flip a byte of a field, cut, extend or empty the file. A v2 file's
+    cipher_* and tag_* are those of its last segment, which is verified
+    with the header before the first byte is sent (a segment before it
+    damaged cuts the answer instead: test_range.py)."""
     with open(path, "rb") as f:
         blob = bytearray(f.read())
     n = len(blob)
-    flips = {"magic": 3, "key_id": 10, "wrapped_key": 50, "iv": 95,
-             "cipher_first": H.HEADER_LEN,
-             "cipher_middle": H.HEADER_LEN + (n - H.HEADER_LEN - H.TAG_LEN)
-             // 2,
-             "cipher_last": n - H.TAG_LEN - 1,
-             "tag_first": n - H.TAG_LEN, "tag_last": n - 1}
+    if blob[:8] == H.MAGIC2:
+        segsize = int.from_bytes(blob[88:92], "big")
+        seg = n - H.v2_geometry(n, segsize)[1]   # the last segment's start
+        flips = {"magic": 3, "key_id": 10, "wrapped_key": 50, "segsize": 90,
+                 "iv": 95, "header_tag": 120, "last_iv": seg + 3,
+                 "cipher_first": seg + 16,
+                 "cipher_middle": seg + 16 + (n - seg - 16 - H.TAG_LEN) // 2}
+    else:
+        flips = {"magic": 3, "key_id": 10, "wrapped_key": 50, "iv": 95,
+                 "cipher_first": H.HEADER_LEN,
+                 "cipher_middle": H.HEADER_LEN
+                 + (n - H.HEADER_LEN - H.TAG_LEN) // 2}
+    flips.update({"cipher_last": n - H.TAG_LEN - 1,
+                  "tag_first": n - H.TAG_LEN, "tag_last": n - 1})
     if how in flips:
         blob[flips[how]] ^= 0x01
     elif how.startswith("truncate"):
@@ -688,7 +765,7 @@ def _expect_read_failure(s, fid, marker, rv):
     return r
 
 
-@pytest.mark.parametrize("how,size", [
+TAMPERED = [
     ("cipher_middle", 100000), ("cipher_first", 100000),
     ("cipher_last", 100000), ("tag_first", 100000), ("tag_last", 100000),
     ("truncate1", 100000), ("truncate32", 100000), ("truncate16", 100000),
@@ -697,8 +774,16 @@ def _expect_read_failure(s, fid, marker, rv):
     ("iv", 100000),
     ("cipher_middle", 16), ("tag_last", 0), ("truncate32", 0),
     ("cipher_last", 3 * MIB), ("tag_last", 3 * MIB),
-])
-def test_tampered_file_is_500(fresh, how, size):
+]
+TAMPERED_V2 = [("segsize", 100000), ("header_tag", 100000),
+               ("last_iv", 100000), ("header_tag", 0), ("last_iv", 16)]
+
+
+@pytest.mark.parametrize("fmt,how,size",
+                         [(1, h, n) for h, n in TAMPERED]
+                         + [(2, h, n) for h, n in TAMPERED + TAMPERED_V2])
+def test_tampered_file_is_500(fmt_stack, fmt, how, size):
+    fresh = fmt_stack
     plain = _marker_plain(size)
     doc = upload(fresh, plain, name="secret.txt", ctype="text/plain")
     fid = doc["id"]
@@ -778,10 +863,16 @@ def test_swapped_files_are_500(fresh):
         requests.delete(files_url(fresh, x["id"]), timeout=60)
 
 
-def test_swapped_same_size_files_are_500(fresh):
-    """A's file copied over B's, both 29 bytes: it verifies and has the size
-    B's metadata records, but it is not the file uploaded as B (its IV is
-    A's), so B is refused, GET and HEAD, and A's plaintext never leaves."""
+@pytest.mark.parametrize("fmt,why", [
+    (1, "not the file stored under this id"),
+    (2, "verification failed")])
+def test_swapped_same_size_files_are_500(fmt_stack, fmt, why):
+    """A's file copied over B's, both 29 bytes, so it has the size B's
+    metadata records. v1: it verifies, but it is not the file uploaded as B
+    (its IV is A's); v2: A's id is in its tags, so it does not verify as
+    B's (a file of B's id with another nonce: test_range.py). B is refused,
+    GET and HEAD, and A's plaintext never leaves."""
+    fresh = fmt_stack
     a_plain = b"PLAINTEXT-MARKER of file A 01"
     b_plain = b"the other file, also 29 bytes"
     assert len(a_plain) == len(b_plain) == 29
@@ -793,7 +884,7 @@ def test_swapped_same_size_files_are_500(fresh):
     r = _expect_read_failure(fresh, b["id"], b"PLAINTEXT-MARKER", fresh.rv)
     assert b"file A" not in r.content
     e = audit_entries(fresh.rv, mark, "file.read", b["id"])
-    fresh.assert_logged(e[-1]["request_id"], "not the file stored under this id")
+    fresh.assert_logged(e[-1]["request_id"], why)
     # A is still A
     r = requests.get(files_url(fresh, a["id"]), timeout=60)
     assert r.status_code == 200 and r.content == a_plain
@@ -825,7 +916,7 @@ def test_owner_only(fresh):
 
     r = requests.get(url, auth=ALICE, timeout=60)
     assert r.status_code == 200 and r.content == data
-    check_download_headers(r, doc)
+    check_download_headers(r, doc, fresh)
     m = requests.get(murl, auth=ALICE, timeout=60)
     assert m.status_code == 200 and m.json()["user"] == "alice"
 
@@ -888,7 +979,10 @@ class Rotation:
     """Its own storage, Redis and key files; Apache restarted with the key
     list each step asks for (and stopped at will)."""
 
-    def __init__(self):
+    def __init__(self, fmt=None):
+        """fmt: SecUploadFormatVersion (None: H.upload_format(); 0: the
+        module's default)."""
+        self.fmt = H.upload_format() if fmt is None else fmt
         self.site = H.Site("rotate")
         self.redis = H.RedisServer(self.site.root)
         self.prefix = "rot%s:" % secrets.token_hex(3)
@@ -905,8 +999,8 @@ class Rotation:
         lines += ['SecUploadKeyFile "%s"' % k for k in keyfiles]
         lines += ["SecUploadRedisServer 127.0.0.1:%d" % self.redis.port,
                   'SecUploadRedisPrefix "%s"' % self.prefix]
-        if H.upload_format():
-            lines.append("SecUploadFormatVersion %d" % H.upload_format())
+        if self.fmt:
+            lines.append("SecUploadFormatVersion %d" % self.fmt)
         body = "\n".join(lines) + "\n" + upload_locations()
         self.n += 1
         conf = self.site.write_conf(self.site.conf_text(body),
@@ -984,7 +1078,9 @@ def cli_unavailable():
 
 @pytest.fixture
 def rot(module_so, request):
-    r = Rotation()
+    """Indirect parameter: the format its servers write (default: as the
+    session's)."""
+    r = Rotation(getattr(request, "param", None))
     try:
         r.redis.start()
         yield r
@@ -1010,7 +1106,9 @@ def _rotate_to_k2(rot, big=None):
     blob_b = rot.blob(b["id"])
     assert blob_b[8:16] == H.key_id(rot.kek2), "B not under the first key"
     assert rot.meta(b["id"])["key_id"] == H.key_id(rot.kek2).hex()
-    assert H.decrypt_blob(blob_b, [rot.kek2]) == (b_plain, rot.kek2)
+    assert H.decrypt_blob(blob_b, [rot.kek2], b["id"]) == (b_plain, rot.kek2)
+    want = H.MAGIC if rot.fmt == 1 else H.MAGIC2
+    assert blob_b[:8] == rot.blob(a["id"])[:8] == want
     assert rot.blob(a["id"])[8:16] == H.key_id(rot.kek1)
     for doc, plain in ((a, a_plain), (b, b_plain)):
         r = rot.read(doc["id"])
@@ -1019,6 +1117,11 @@ def _rotate_to_k2(rot, big=None):
     return (a, a_plain), (b, b_plain), c
 
 
+ROT_FORMATS = pytest.mark.parametrize("rot", [0, 1], ids=["v2", "v1"],
+                                      indirect=True)
+
+
+@ROT_FORMATS
 def test_key_rotation_in_apache(rot):
     _rotate_to_k2(rot)
 
@@ -1032,6 +1135,7 @@ def _rewrap(rot):
     return out
 
 
+@ROT_FORMATS
 def test_key_rotation_rewrap_cli(rot):
     why = cli_unavailable()
     if why:
@@ -1062,21 +1166,23 @@ def test_key_rotation_rewrap_cli(rot):
         st = os.stat(enc_path(rot.site.storage, doc["id"]))
         assert stat.S_IMODE(st.st_mode) == 0o600
         assert st.st_uid == H.server_uid()
-    ok, kek = H.decrypt_blob(rot.blob(a["id"]), [rot.kek2])
+    ok, kek = H.decrypt_blob(rot.blob(a["id"]), [rot.kek2], a["id"])
     assert ok == a_plain and kek == rot.kek2
     assert rot.blob(b["id"]) == blob_b, "a file already under K2 changed"
     assert not H.stray_files(rot.site.storage), H.stray_files(
         rot.site.storage)
 
-    # a server with only K2 reads everything: the IVs recorded at upload
-    # are still the files' (a rewrap changes the tag, not the IV)
+    # a server with only K2 reads everything: the IVs (nonces) recorded at
+    # upload are still the files' (a rewrap changes the header's key id,
+    # wrapped key and tag, not the IV or nonce)
     rot.serve([rot.k2])
     for doc, plain in files:
         r = rot.read(doc["id"])
         assert r.status_code == 200, r.text[:300]
         same = r.content == plain
         assert same, doc["id"]
-        assert rot.meta(doc["id"])["iv"] == rot.blob(doc["id"])[88:104].hex()
+        assert rot.meta(doc["id"])["iv"] == bound_value(
+            rot.blob(doc["id"])).hex()
 
     # A's version from before the rewrap put back: the same upload, but
     # under K1, which this server no longer holds

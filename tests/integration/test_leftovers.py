@@ -158,12 +158,15 @@ def test_graceful_restart_removes_no_temp_file(graceful):
 def _second_server(tag, first):
     """Another Apache configured on first's storage dir, key and Redis."""
     site = H.Site(tag)
-    body = "\n".join([
+    lines = [
         'SecUploadStorageDir "%s"' % first.site.storage,
         'SecUploadKeyFile "%s"' % first.key1,
         "SecUploadRedisServer 127.0.0.1:%d" % first.redis.port,
-        'SecUploadRedisPrefix "%s"' % first.prefix,
-        "SecUploadFormatVersion %d" % first.format_version])
+        'SecUploadRedisPrefix "%s"' % first.prefix]
+    # 0: first runs the module's default, and so does this one
+    if first.format_version:
+        lines.append("SecUploadFormatVersion %d" % first.format_version)
+    body = "\n".join(lines)
     return H.Apache(site, site.write_conf(site.conf_text(body)))
 
 

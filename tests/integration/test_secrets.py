@@ -394,7 +394,6 @@ def _live_data_key(s, child, tmp_path):
         c.send(H.request_head("POST", "/api/upload/", [
             ("Content-Type", "application/octet-stream"),
             ("Content-Length", str(size))]))
-        c.send(secrets.token_bytes(size // 4))
 
         def header():
             for rel in H.stray_files(s.site.storage):
@@ -406,7 +405,14 @@ def _live_data_key(s, child, tmp_path):
                 if len(h) == H.HEADER_LEN:
                     return h
             return None
-        h = H._wait_for(header, 10)
+        # a version 2 upload writes a batch of segments once the next one
+        # fills: the body goes on in pieces until the header is on disk,
+        # but never to its end
+        h, sent = None, 0
+        while h is None and sent < size - 256 * 1024:
+            c.send(secrets.token_bytes(256 * 1024))
+            sent += 256 * 1024
+            h = H._wait_for(header, 0.5 if sent < size // 2 else 5)
         assert h, "no temp file with a header while the body streams in"
         dk = data_key(h, s.kek1)
         path = str(tmp_path / "core-live")
