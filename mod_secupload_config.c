@@ -203,27 +203,27 @@ static const char *su_cmd_key_file(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
-/* SecUploadRedisServer and SecUploadRedisSentinel set the one address of a
- * server: both in one section is a mistake, not an override. */
-static const char *su_redis_address_twice(cmd_parms *cmd, const su_srv_conf_t *c)
+/*
+ * SecUploadRedisServer and SecUploadRedisSentinel set the one address of a
+ * server; as for any Apache directive, the later one read wins (Debian's
+ * conf-enabled/ files override the module's .conf this way). Each forgets
+ * what the other had set.
+ */
+static void su_redis_address_reset(su_srv_conf_t *c)
 {
-    if (c->redis.sentinel_master || c->redis.host || c->redis.socket_path)
-        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": this server already has "
-                           "its Redis address (SecUploadRedisServer or "
-                           "SecUploadRedisSentinel, one of them, once)", NULL);
-    return NULL;
+    c->redis.host = NULL;
+    c->redis.socket_path = NULL;
+    c->redis.sentinel_master = NULL;
+    c->redis.sentinels = NULL;
 }
 
 static const char *su_cmd_redis_server(cmd_parms *cmd, void *dc, const char *arg)
 {
     su_srv_conf_t *c = su_srv(cmd->server);
-    const char *err = su_redis_address_twice(cmd, c);
+    const char *err = NULL;
     (void)dc;
 
-    if (err)
-        return err;
-    c->redis.host = NULL;
-    c->redis.socket_path = NULL;
+    su_redis_address_reset(c);
     if (su_redis_parse_server(cmd->pool, arg, &c->redis, &err) != SU_OK)
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
     return NULL;
@@ -234,11 +234,10 @@ static const char *su_cmd_redis_sentinel(cmd_parms *cmd, void *dc, int argc,
                                          char *const argv[])
 {
     su_srv_conf_t *c = su_srv(cmd->server);
-    const char *err = su_redis_address_twice(cmd, c);
+    const char *err = NULL;
     (void)dc;
 
-    if (err)
-        return err;
+    su_redis_address_reset(c);
     if (argc < 2)
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": expected the master's "
                            "name and at least one sentinel as HOST:PORT", NULL);

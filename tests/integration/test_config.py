@@ -73,10 +73,6 @@ def test_good_config_passes(cs):
      "SecUploadRedisSentinel"),
     ("server", "SecUploadRedisSentinel sumaster /run/sentinel.sock",
      "SecUploadRedisSentinel"),
-    # the address is set once: SecUploadRedisServer is in every test config
-    ("server", "SecUploadRedisSentinel sumaster 127.0.0.1:26379",
-     "SecUploadRedisSentinel"),
-    ("server", "SecUploadRedisServer 127.0.0.1:6380", "SecUploadRedisServer"),
     ("server", "SecUploadRedisUser", "SecUploadRedisUser"),
     ("server", "SecUploadRedisUser uploader", "SecUploadRedisUser"),
     ("server", "SecUploadRedisWaitReplicas some", "SecUploadRedisWaitReplicas"),
@@ -236,3 +232,26 @@ def test_redis_down_at_start_up_is_no_error(cs):
         assert H.storage_files(cs.site.storage) == {}
     finally:
         a.stop()
+
+
+@pytest.mark.parametrize("before", [
+    "SecUploadRedisServer 127.0.0.1:1",
+    "SecUploadRedisSentinel sumaster 127.0.0.1:1",
+    "SecUploadRedisServer /nonexistent/redis.sock",
+])
+def test_later_redis_address_wins(before):
+    """As Debian's conf-enabled/ files override the module's .conf: the
+    address read last is the one used, whichever directive set the other."""
+    from secupload_stack import Stack
+    s = Stack("redis-last", extra="")
+    try:
+        conf = open(s.apache.conf_path).read()
+        mine = "SecUploadRedisServer 127.0.0.1:%d" % s.redis.port
+        assert mine in conf
+        with open(s.apache.conf_path, "w") as f:
+            f.write(conf.replace(mine, before + "\n" + mine))
+        s.start()
+        data = os.urandom(5000)
+        s.check_stored(s.post_raw(data), data)
+    finally:
+        assert not s.stop()
