@@ -892,6 +892,11 @@ static void su_tus_expiry_round(server_rec *s, apr_pool_t *p)
         for (i = 0; i < ids->nelts && su_redis_usable(redis); i++)
             su_tus_expire_one(s, redis, p, APR_ARRAY_IDX(ids, i, const char *));
     su_redis_release(c->rt->redis, redis);
+    /* The lock tokens came from OpenSSL's random generator, whose state
+     * for this thread (mod_watchdog's, not ours) was never freed when the
+     * child ended; it is freed after each round that drew from it. */
+    if (ids != NULL && ids->nelts > 0)
+        OPENSSL_thread_stop();
 }
 
 static apr_status_t su_tus_expiry_tick(int state, void *data, apr_pool_t *p)
