@@ -36,6 +36,7 @@ MIB = 1 << 20
 
 MODULE_ON = "mod_secupload (Sync On)"
 MODULE_OFF = "mod_secupload (Sync Off)"
+MODULE_OFF_V1 = "mod_secupload (Sync Off, format 1)"
 DAV = "mod_dav_fs PUT"
 DJANGO = "Django + gunicorn"
 
@@ -723,7 +724,7 @@ class Bench:
     def small(self):
         a = self.a
         rows = []
-        for system in (MODULE_ON, MODULE_OFF, DAV, DJANGO):
+        for system in (MODULE_ON, MODULE_OFF, MODULE_OFF_V1, DAV, DJANGO):
             runs = []
             # one second untimed first: connections, threads and caches warm
             self.guard(f"small uploads warm-up, {system}", self._wrk_one, system, a.conns, 1, "w-")
@@ -748,7 +749,9 @@ class Bench:
             r = wrk(st.apache["url"], "put", f"/dav/{tag}c{conns}-", conns, seconds)
         else:
             loc = "/api/upload/" if system == MODULE_ON else "/api/upload-nosync/"
-            r = wrk(st.apache["url"], "multipart", loc, conns, seconds)
+            # format 1 from the virtual host that still writes it
+            url = st.apache["url_v1"] if system == MODULE_OFF_V1 else st.apache["url"]
+            r = wrk(url, "multipart", loc, conns, seconds)
         if r["requests"] == 0 or r["non2xx"] > 0:
             raise BenchError(f"{r['requests']} requests, {r['non2xx']} answered non-2xx")
         return r
@@ -1108,6 +1111,9 @@ def targets(res):
     if so and su.get(DJANGO, {}).get("rps"):
         r = so / su[DJANGO]["rps"]
         t("small uploads Sync Off >= 1.5x Django req/s", r >= 1.5, f"{r:.2f}x")
+    if so and su.get(MODULE_OFF_V1, {}).get("rps"):
+        r = so / su[MODULE_OFF_V1]["rps"]
+        t("small uploads Sync Off, format 2 >= 0.95x format 1", r >= 0.95, f"{r:.2f}x")
     for name in (MODULE_ON, MODULE_OFF):
         p99 = su.get(name, {}).get("p99_ms")
         if p99 is not None:

@@ -20,6 +20,7 @@ typedef struct su_seal_slot {
     unsigned char *sealed;      /* the same, sealed, back to back */
     size_t fill;                /* plaintext bytes in it */
     size_t held;                /* the most it ever held: what is wiped */
+    size_t cap;                 /* segments its buffers hold */
     uint64_t first;             /* the index of its first segment */
     int last;                   /* it ends the file */
     size_t last_len;            /* then: the stored length of its last segment */
@@ -159,12 +160,11 @@ static void su_seal_start(su_seal_t *s, su_seal_slot_t *b)
     }
 }
 
-/* Wait for slot b's sealing and send its bytes out, in order. */
-static su_err_t su_seal_collect(su_seal_t *s, su_seal_slot_t *b)
+/* Wait for slot b's sealing: SU_OK, or the first worker's error. */
+static su_err_t su_seal_wait(su_seal_t *s, su_seal_slot_t *b)
 {
-    size_t n = su_seal_count(s, b), len;
-    int k;
     su_err_t rv = SU_OK;
+    int k;
 
     for (k = 0; k < s->nworkers; k++)
         su_async_wait(s->async[k]);
@@ -173,31 +173,56 @@ static su_err_t su_seal_collect(su_seal_t *s, su_seal_slot_t *b)
             rv = s->job[k].err;
     if (b->fill > b->held)
         b->held = b->fill;
-    if (rv != SU_OK)
-        return rv;
-    len = b->last ? (n - 1) * s->stride + b->last_len : n * s->stride;
+    return rv;
+}
+
+/* Slot b's sealed bytes out, in order. */
+static su_err_t su_seal_out(su_seal_t *s, su_seal_slot_t *b)
+{
+    size_t n = su_seal_count(s, b);
+    size_t len = b->last ? (n - 1) * s->stride + b->last_len : n * s->stride;
+
     return s->out(s->out_ctx, b->sealed, len);
 }
 
-/* A slot's buffers, made when it is first filled: a file of one batch
- * never makes the second slot's. */
-static void su_seal_slot_alloc(su_seal_t *s, su_seal_slot_t *b)
+static su_err_t su_seal_collect(su_seal_t *s, su_seal_slot_t *b)
 {
-    if (b->plain != NULL)
+    su_err_t rv = su_seal_wait(s, b);
+
+    return rv == SU_OK ? su_seal_out(s, b) : rv;
+}
+
+/*
+ * A slot's buffers for nseg segments, made when it is first filled. The
+ * first slot starts with one segment and grows to a batch once that fills
+ * (its plaintext moved, the old buffer wiped): a small upload then never
+ * allocated 2 MiB, which cost format 2 a fifth of the small-upload rate.
+ */
+static void su_seal_slot_alloc(su_seal_t *s, su_seal_slot_t *b, size_t nseg)
+{
+    unsigned char *old = b->plain;
+
+    if (old != NULL && b->cap >= nseg)
         return;
-    b->plain = apr_palloc(s->pool, s->nseg * s->segsize);
-    b->sealed = apr_palloc(s->pool, s->nseg * s->stride + SU_CRYPTO_BLOCK);
+    b->plain = apr_palloc(s->pool, nseg * s->segsize);
+    b->sealed = apr_palloc(s->pool, nseg * s->stride + SU_CRYPTO_BLOCK);
+    b->cap = nseg;
+    if (old != NULL && b->fill > 0) {
+        memcpy(b->plain, old, b->fill);
+        su_util_wipe(old, b->fill);
+    }
 }
 
 /* A full batch with more to follow: the one before goes out, this one is
  * handed to the workers, and the other slot fills meanwhile. */
 static su_err_t su_seal_dispatch(su_seal_t *s)
 {
-    su_seal_slot_t *b = &s->slot[s->cur];
+    su_seal_slot_t *b = &s->slot[s->cur], *prev = &s->slot[1 - s->cur];
+    int had = s->busy;
     su_err_t rv = SU_OK;
 
-    if (s->busy)
-        rv = su_seal_collect(s, &s->slot[1 - s->cur]);
+    if (had)
+        rv = su_seal_wait(s, prev);
     s->busy = 0;
     if (rv != SU_OK)
         return rv;
@@ -208,10 +233,19 @@ static su_err_t su_seal_dispatch(su_seal_t *s)
     s->next += s->nseg;
     su_seal_start(s, b);
     s->busy = 1;
+    /* the batch before is written out while the workers seal this one:
+     * written first, the workers sat idle through every write */
+    if (had)
+        rv = su_seal_out(s, prev);
+    if (rv != SU_OK) {
+        /* nothing more goes out: this batch is waited for, not sent */
+        (void)su_seal_wait(s, b);
+        s->busy = 0;
+    }
     s->cur = 1 - s->cur;
-    su_seal_slot_alloc(s, &s->slot[s->cur]);
     s->slot[s->cur].fill = 0;
-    return SU_OK;
+    su_seal_slot_alloc(s, &s->slot[s->cur], s->nseg);
+    return rv;
 }
 
 su_err_t su_seal_create(apr_pool_t *p, const su_kek_t *kek, const char *id,
@@ -239,7 +273,7 @@ su_err_t su_seal_create(apr_pool_t *p, const su_kek_t *kek, const char *id,
     s->nseg = SU_SEAL_BATCH / segsize;
     if (s->nseg < (size_t)s->threads)
         s->nseg = (size_t)s->threads;
-    su_seal_slot_alloc(s, &s->slot[0]);
+    su_seal_slot_alloc(s, &s->slot[0], 1);
     apr_pool_cleanup_register(p, s, su_seal_cleanup, apr_pool_cleanup_null);
     rv = out(ctx, s->header, SU_SEG_HEADER_LEN);
     if (rv == SU_OK)
@@ -253,14 +287,18 @@ su_err_t su_seal_write(su_seal_t *s, const unsigned char *in, size_t len)
 
     while (len > 0 && s->err == SU_OK && !s->done) {
         su_seal_slot_t *b = &s->slot[s->cur];
-        size_t n;
+        size_t n, room = b->cap * s->segsize;
+        if (b->fill == room && b->cap < s->nseg) {
+            su_seal_slot_alloc(s, b, s->nseg);
+            continue;
+        }
         /* a full batch goes only once more follows: its last segment
          * may be the file's */
         if (b->fill == cap) {
             s->err = su_seal_dispatch(s);
             continue;
         }
-        n = cap - b->fill < len ? cap - b->fill : len;
+        n = room - b->fill < len ? room - b->fill : len;
         memcpy(b->plain + b->fill, in, n);
         b->fill += n;
         in += n;

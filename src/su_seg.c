@@ -309,14 +309,25 @@ su_err_t su_seg_ctx_create(apr_pool_t *p, const su_seg_file_t *f,
     c->f = f;
     apr_pool_cleanup_register(p, c, su_seg_ctx_cleanup, apr_pool_cleanup_null);
     c->enc = EVP_CIPHER_CTX_new();
-    c->dec = EVP_CIPHER_CTX_new();
     c->mac = EVP_MAC_CTX_dup(f->mac);
-    if (c->enc == NULL || c->dec == NULL || c->mac == NULL
-        || EVP_CIPHER_CTX_copy(c->enc, f->enc) != 1
-        || EVP_CIPHER_CTX_copy(c->dec, f->dec) != 1)
+    if (c->enc == NULL || c->mac == NULL || EVP_CIPHER_CTX_copy(c->enc, f->enc) != 1)
         return SU_ERR_INTERNAL;
     *out = c;
     return SU_OK;
+}
+
+/* The decrypting context, copied at the first segment opened: a writer
+ * (every upload) never needs it, and the copy counted in small uploads. */
+static EVP_CIPHER_CTX *su_seg_dec(su_seg_ctx_t *c)
+{
+    if (c->dec == NULL) {
+        c->dec = EVP_CIPHER_CTX_new();
+        if (c->dec != NULL && EVP_CIPHER_CTX_copy(c->dec, c->f->dec) != 1) {
+            EVP_CIPHER_CTX_free(c->dec);
+            c->dec = NULL;
+        }
+    }
+    return c->dec;
 }
 
 /* The tag of segment index: over prefix, index, flag, IV and ciphertext. */
@@ -399,6 +410,8 @@ su_err_t su_seg_unseal(su_seg_ctx_t *c, uint64_t index, su_seg_flag_t flag,
         return SU_ERR_INTERNAL;
     if (CRYPTO_memcmp(tag, in + SU_CRYPTO_IV_LEN + ctlen, sizeof tag) != 0)
         return SU_ERR_INTEGRITY;
+    if (su_seg_dec(c) == NULL)
+        return SU_ERR_INTERNAL;
     if (!su_seg_cipher_run(c->dec, in, flag != SU_SEG_MORE,
                            in + SU_CRYPTO_IV_LEN, ctlen, out, outlen)) {
         /* a verified segment with bad padding: only a writer's bug */
