@@ -745,7 +745,7 @@ def reconcile(ctx):
         try:
             with open(path, "rb") as f:
                 blob = f.read()
-            plain, kek = H.decrypt_blob(blob, stack.keks)
+            plain, kek = H.decrypt_blob(blob, stack.keks, fid)
         except (OSError, H.FormatError) as e:
             ctx.violation("stored %s: cannot decrypt: %s" % (fid, e))
             continue
