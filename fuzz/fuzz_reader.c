@@ -233,18 +233,13 @@ static void fz_mode_mutate(unsigned ctl, const uint8_t *d, size_t n)
     const su_kek_t *keks[2];
     fz_outcome_t o;
     int k, nk, changed;
-    size_t len, cap;
+    size_t len;
     unsigned char *f;
 
     if (n < 1)
         return;
     k = d[0] % FZ_NORIG;
-    cap = fz_orig_len[k] + 256 * (n / 4 + 1);
-    f = malloc(cap);
-    FZ_CHECK(f != NULL, "malloc");
-    memcpy(f, fz_orig[k], fz_orig_len[k]);
-    len = fz_apply_edits(f, fz_orig_len[k], cap, d + 1, n - 1);
-    changed = len != fz_orig_len[k] || memcmp(f, fz_orig[k], len) != 0;
+    f = fz_edited_copy(fz_orig[k], fz_orig_len[k], d + 1, n - 1, &len, &changed);
     fz_write_file(fz_path("in"), f, len, 0600);
     free(f);
 

@@ -209,4 +209,20 @@ static inline size_t fz_apply_edits(unsigned char *f, size_t len, size_t cap,
     return len;
 }
 
+/* A copy of a valid file orig with the edits of d[0..n) applied (malloc'd,
+ * *len its length); *changed: it differs from orig. */
+static inline unsigned char *fz_edited_copy(const unsigned char *orig, size_t olen,
+                                            const uint8_t *d, size_t n,
+                                            size_t *len, int *changed)
+{
+    size_t cap = olen + 256 * (n / 4 + 1);
+    unsigned char *f = malloc(cap);
+
+    FZ_CHECK(f != NULL, "malloc");
+    memcpy(f, orig, olen);
+    *len = fz_apply_edits(f, olen, cap, d, n);
+    *changed = *len != olen || memcmp(f, orig, *len) != 0;
+    return f;
+}
+
 #endif
